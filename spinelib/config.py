@@ -1,0 +1,217 @@
+"""Run profiles, dataset discovery and seeding: the one place a run's settings come from.
+
+Three profiles size every notebook:
+
+``tiny``   a smoke run for the tests (seconds to a few minutes on 2 CPU cores);
+``ci``     the profile that builds the book on a 2-core CPU machine;
+``paper``  the paper's full scale (512x256 inputs, 100 epochs, batch 1): for a GPU.
+
+Datasets are found, in order, from an explicit path, an environment variable, Kaggle's
+``/kaggle/input``, and the team's ``../shared/data`` beside the checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DATASET_ENV = {
+    "clinical": "SPINELIB_CLINICAL_DIR",
+    "spine-project-examples": "SPINELIB_EXAMPLES_DIR",
+    "aasce": "SPINELIB_AASCE_DIR",
+}
+"""Environment variable that points at each dataset."""
+
+DATASET_SOURCES = {
+    "spine-project-examples": "2 real patients of the paper's clinical dataset, from the public "
+    "GitHub repository rudraksh97/The-Spine-Project (folder Examples/, GPL-3.0)",
+    "aasce": "AASCE 2019 / SpineWeb Dataset 16 training split (481 AP X-rays), e.g. from the public "
+    "GitHub repository zlinzju/ke30_u7_AASCE2019 (folder boostnet_labeldata/)",
+    "clinical": "the Indian Spinal Injuries Centre dataset of the paper (private; not distributed)",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size, count and epoch number a notebook needs, in one object."""
+
+    name: str
+    n_synthetic: int  # synthetic patients generated (half normal, half damaged)
+    synthetic_scale: float  # 1.0 = full resolution within the paper's Table 1 ranges
+    seg_size: tuple[int, int]  # (height, width) of segmentation inputs
+    seg_filters: int  # U-Net filters at the first level (paper: 32)
+    seg_epochs: int
+    seg_batch_size: int
+    aasce_max_images: int | None  # None = all 481
+    cls_size: tuple[int, int]  # (height, width) of classification inputs
+    cls_epochs: int
+    cls_folds: int
+    cls_batch_size: int
+    bootstrap: int  # bootstrap resamples for confidence intervals
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny", n_synthetic=6, synthetic_scale=0.25, seg_size=(64, 32), seg_filters=4,
+        seg_epochs=1, seg_batch_size=4, aasce_max_images=12, cls_size=(64, 32), cls_epochs=2,
+        cls_folds=2, cls_batch_size=4, bootstrap=50,
+    ),
+    "ci": Profile(
+        name="ci", n_synthetic=60, synthetic_scale=1.0, seg_size=(256, 128), seg_filters=16,
+        seg_epochs=15, seg_batch_size=8, aasce_max_images=None, cls_size=(256, 128), cls_epochs=30,
+        cls_folds=5, cls_batch_size=8, bootstrap=1000,
+    ),
+    "paper": Profile(
+        name="paper", n_synthetic=678, synthetic_scale=1.0, seg_size=(512, 256), seg_filters=32,
+        seg_epochs=100, seg_batch_size=1, aasce_max_images=None, cls_size=(512, 256),
+        cls_epochs=50, cls_folds=5, cls_batch_size=1, bootstrap=2000,
+    ),
+}
+
+
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """Return the named profile, optionally with fields overridden.
+
+    >>> get_profile("tiny", seg_epochs=3).seg_epochs
+    3
+    """
+    if isinstance(name, Profile):
+        base = name
+    else:
+        if not isinstance(name, str):
+            raise TypeError(f"profile must be a name (str), got {type(name).__name__}: {name!r}")
+        key = name.strip().lower()
+        if key not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+        base = PROFILES[key]
+    unknown = set(overrides) - set(base.to_dict())
+    if unknown:
+        raise ValueError(f"unknown profile field(s): {', '.join(sorted(unknown))}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, **overrides)
+
+
+def on_kaggle() -> bool:
+    """True when running inside a Kaggle notebook."""
+    return Path("/kaggle/input").is_dir() or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+def _shared_data_candidates(name: str) -> list[Path]:
+    here = Path.cwd().resolve()
+    roots = [REPO_ROOT, *REPO_ROOT.parents[:2], here, *here.parents[:3]]
+    seen, out = set(), []
+    for r in roots:
+        p = (r / "shared" / "data" / name) if (r / "shared").is_dir() else (r.parent / "shared" / "data" / name)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def find_dataset(name: str, path: str | os.PathLike | None = None) -> Path | None:
+    """Locate a dataset directory, or return ``None`` when it is not on this machine.
+
+    Order: ``path`` (must exist if given), the environment variable in :data:`DATASET_ENV`,
+    ``/kaggle/input/<name>``, then ``../shared/data/<name>`` next to the checkout.
+    """
+    if path not in (None, ""):
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise FileNotFoundError(f"dataset {name!r}: the given path {p} does not exist")
+        return p.resolve()
+    env = DATASET_ENV.get(name)
+    if env and os.environ.get(env):
+        p = Path(os.environ[env]).expanduser()
+        if not p.exists():
+            raise FileNotFoundError(f"dataset {name!r}: ${env}={p} does not exist")
+        return p.resolve()
+    kaggle = Path("/kaggle/input") / name
+    if kaggle.is_dir():
+        return kaggle
+    for p in _shared_data_candidates(name):
+        if p.is_dir():
+            return p.resolve()
+    return None
+
+
+def dataset_missing_message(name: str) -> str:
+    """A reader-facing explanation of where to get a dataset that is not present."""
+    env = DATASET_ENV.get(name, "")
+    src = DATASET_SOURCES.get(name, "")
+    return (
+        f"Dataset {name!r} was not found, so this part is skipped. Source: {src}. "
+        f"Point the notebook's parameter at it, set ${env}, or place it at ../shared/data/{name}."
+    )
+
+
+def default_output_dir(output_dir: str | os.PathLike | None = None) -> Path:
+    """Where results go: the given directory, ``/kaggle/working`` on Kaggle, else ``outputs/``."""
+    if output_dir not in (None, ""):
+        p = Path(output_dir)
+    elif on_kaggle():
+        p = Path("/kaggle/working/outputs")
+    else:
+        p = REPO_ROOT / "outputs"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def default_synthetic_dir(synthetic_dir: str | os.PathLike | None = None) -> Path:
+    """Where the embedded synthetic dataset lives (``data/synthetic`` in the checkout by default)."""
+    if synthetic_dir not in (None, ""):
+        return Path(synthetic_dir)
+    if on_kaggle():
+        return Path("/kaggle/working/data/synthetic")
+    return REPO_ROOT / "data" / "synthetic"
+
+
+def set_seed(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and (if imported) TensorFlow/Keras in one place; return a NumPy Generator.
+
+    Also asks TensorFlow for deterministic kernels, so the same seed and data give the same
+    numbers on the same machine.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__}: {seed!r}")
+    seed = int(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    import sys
+
+    if "tensorflow" in sys.modules or "keras" in sys.modules:
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(seed)
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except Exception:  # pragma: no cover - older TF
+            pass
+    return np.random.default_rng(seed)
+
+
+def check_parameters(**params) -> None:
+    """Validate papermill parameters with clear errors (type and value).
+
+    Known names: ``profile`` (str, a profile name), ``seed`` (int), and anything ending in
+    ``_dir`` (str/path or None).
+    """
+    for key, value in params.items():
+        if key == "profile":
+            get_profile(value)
+        elif key == "seed":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"parameter seed must be an integer, got {type(value).__name__}: {value!r}")
+        elif key.endswith("_dir"):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"parameter {key} must be a path (str) or None, got {type(value).__name__}: {value!r}")
