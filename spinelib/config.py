@@ -153,25 +153,30 @@ def dataset_missing_message(name: str) -> str:
     )
 
 
-def default_output_dir(output_dir: str | os.PathLike | None = None) -> Path:
-    """Where results go: the given directory, ``/kaggle/working`` on Kaggle, else ``outputs/``."""
+def _work_root() -> Path:
+    """The checkout when spinelib runs from one, else the current directory."""
+    return REPO_ROOT if (REPO_ROOT / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_output_dir(output_dir: str | os.PathLike | None = None, profile: str | None = None) -> Path:
+    """Where results go (created): the given directory, else ``outputs/<profile>`` in the checkout
+    (``/kaggle/working/outputs/<profile>`` on Kaggle)."""
     if output_dir not in (None, ""):
         p = Path(output_dir)
-    elif on_kaggle():
-        p = Path("/kaggle/working/outputs")
     else:
-        p = REPO_ROOT / "outputs"
+        base = Path("/kaggle/working") if on_kaggle() else _work_root()
+        p = base / "outputs" / (profile or "default")
     p.mkdir(parents=True, exist_ok=True)
     return p
 
 
-def default_synthetic_dir(synthetic_dir: str | os.PathLike | None = None) -> Path:
-    """Where the embedded synthetic dataset lives (``data/synthetic`` in the checkout by default)."""
+def default_synthetic_dir(synthetic_dir: str | os.PathLike | None = None, profile: str | None = None) -> Path:
+    """Where the embedded synthetic dataset lives: the given directory, else
+    ``data/synthetic-<profile>`` in the checkout (``/kaggle/working/data/...`` on Kaggle)."""
     if synthetic_dir not in (None, ""):
         return Path(synthetic_dir)
-    if on_kaggle():
-        return Path("/kaggle/working/data/synthetic")
-    return REPO_ROOT / "data" / "synthetic"
+    base = Path("/kaggle/working") if on_kaggle() else _work_root()
+    return base / "data" / f"synthetic-{profile or 'default'}"
 
 
 def set_seed(seed: int) -> np.random.Generator:

@@ -1,0 +1,144 @@
+"""Build the book: synthetic data, every notebook executed by papermill, then Jupyter Book 1.
+
+``python -m spinelib.book --profile ci`` is what ``scripts/build_book.sh`` runs. The notebooks
+are executed once, into a staging copy of the book (``_build/src``); Jupyter Book then renders
+those executed notebooks with execution switched off, so nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .config import REPO_ROOT, default_output_dir, default_synthetic_dir, get_profile
+
+BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib")
+
+
+def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """Notebooks listed in ``_toc.yml``, in reading order."""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc.get("chapters", toc.get("parts", [])))
+    out = []
+    for f in files:
+        p = root / f
+        nb = p if p.suffix == ".ipynb" else p.with_suffix(".ipynb")
+        if nb.exists():
+            out.append(nb)
+    return out
+
+
+def run_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path | None = None,
+                 timeout: int | None = None) -> float:
+    """Execute one notebook headless with papermill; return wall seconds.
+
+    Raises ``papermill.PapermillExecutionError`` (with the failing cell) when a cell fails.
+    """
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(
+        str(notebook), str(output), parameters=parameters, cwd=str(cwd or notebook.parent),
+        kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout,
+    )
+    return time.perf_counter() - t0
+
+
+def prepare_synthetic(profile_name: str, synthetic_dir: Path, seed: int = 0):
+    """Generate (or reuse, when cached with the same settings) the embedded synthetic dataset."""
+    from .synthetic import generate_dataset
+
+    prof = get_profile(profile_name)
+    return generate_dataset(synthetic_dir, n_patients=prof.n_synthetic, seed=seed,
+                            scale=prof.synthetic_scale)
+
+
+def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
+          notebooks: list[str] | None = None, render: bool = True) -> pd.DataFrame:
+    """Execute every notebook with ``profile`` and render the book into ``<build_dir>/html``."""
+    get_profile(profile)  # validates the name
+    build_dir = Path(build_dir or REPO_ROOT / "_build")
+    src = build_dir / "src"
+    synthetic_dir = default_synthetic_dir(None, profile)
+    output_dir = default_output_dir(None, profile)
+    t0 = time.perf_counter()
+    print(f"[book] synthetic dataset -> {synthetic_dir}", flush=True)
+    prepare_synthetic(profile, synthetic_dir, seed=seed)
+    timings = [{"step": "synthetic data", "seconds": round(time.perf_counter() - t0, 1)}]
+
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for name in BOOK_FILES:
+        if (REPO_ROOT / name).exists():
+            shutil.copy2(REPO_ROOT / name, src / name)
+    for extra in ("docs",):
+        if (REPO_ROOT / extra).is_dir():
+            shutil.copytree(REPO_ROOT / extra, src / extra)
+    params = {"profile": profile, "seed": seed, "synthetic_dir": str(synthetic_dir),
+              "output_dir": str(output_dir)}
+    todo = toc_notebooks()
+    if notebooks:
+        todo = [nb for nb in todo if any(key in nb.name for key in notebooks)]
+    for nb in todo:
+        out = src / nb.relative_to(REPO_ROOT)
+        print(f"[book] executing {nb.name} (profile={profile})", flush=True)
+        secs = run_notebook(nb, out, params, cwd=nb.parent)
+        print(f"[book]   done in {secs:.0f} s", flush=True)
+        timings.append({"step": nb.name, "seconds": round(secs, 1)})
+    # Notebooks in the toc that were not executed this time are copied as they are (no outputs).
+    for nb in toc_notebooks():
+        out = src / nb.relative_to(REPO_ROOT)
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(nb, out)
+    if render:
+        t1 = time.perf_counter()
+        cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output",
+               str(build_dir.parent if build_dir.name == "_build" else build_dir), "--keep-going"]
+        env = dict(os.environ)
+        subprocess.run(cmd, check=True, env=env)
+        timings.append({"step": "jupyter-book build", "seconds": round(time.perf_counter() - t1, 1)})
+    frame = pd.DataFrame(timings)
+    frame.to_csv(build_dir / f"timings-{profile}.csv", index=False)
+    (build_dir / "build-info.json").write_text(json.dumps({"profile": profile, "seed": seed}))
+    print(frame.to_string(index=False))
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="ci", help="tiny | ci | paper (default ci)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", help="execute only notebooks whose name contains these")
+    parser.add_argument("--no-render", action="store_true", help="execute notebooks, skip the HTML")
+    args = parser.parse_args(argv)
+    build(args.profile, args.seed, notebooks=args.only, render=not args.no_render)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,421 @@
+"""Robust reading and writing of X-rays and masks.
+
+Every reader returns a plain NumPy array with one convention, whatever the file holds:
+
+- :func:`read_xray` -> 2-D ``uint8`` grayscale (JPEG, PNG, TIFF, BMP via Pillow; DICOM via pydicom);
+- :func:`read_mask` -> 2-D ``bool`` (any grey level above 0 is foreground);
+- :func:`image_size` -> ``(height, width)`` from the file header, without decoding pixels.
+
+Anything that cannot be read (empty, truncated, not an image, too large, DICOM without pixel data
+or with a compression no installed decoder handles) raises :class:`ImageReadError`, a
+``ValueError`` that names the file and the problem.
+
+Writers (:func:`save_png`, :func:`save_jpeg`, :func:`atomic_write_bytes`) write to a temporary file
+in the target folder and then ``os.replace`` it, so an interrupted run leaves either the old file or
+the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS: int = 80_000_000
+"""Largest image (height x width) read by default: 80 megapixels, about 80 MB as uint8."""
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+_PIL_GRAY_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "PA", "La")
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image: ``cannot read <path>: <problem>``."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"cannot read {self.path}: {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the readers
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"cannot read {p}: no such file")
+    if p.is_dir():
+        raise ImageReadError(p, "is a directory, not an image file")
+    if p.stat().st_size == 0:
+        raise ImageReadError(p, "empty file (0 bytes)")
+    return p
+
+
+def _is_dicom(path: Path) -> bool:
+    """DICOM by suffix or by the ``DICM`` magic at byte 128 (part 10 files)."""
+    if path.suffix.lower().strip(". ") in {s.strip(".") for s in DICOM_SUFFIXES}:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _check_pixels(path: Path, height: int, width: int, max_pixels: float | None) -> None:
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageReadError(
+            path,
+            f"image is {height} x {width} = {height * width:,} pixels, above the limit of "
+            f"{int(max_pixels):,} pixels (max_pixels); not decoded to protect memory",
+        )
+
+
+def _open_pil(path: Path) -> Image.Image:
+    """Open lazily (header only); PIL's decompression-bomb guard becomes an :class:`ImageReadError`."""
+    try:
+        with warnings.catch_warnings():
+            # our own max_pixels check, made right after, is the one that decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(path, f"image too large to decode safely: {e}") from e
+    except UnidentifiedImageError as e:
+        raise ImageReadError(path, "not a recognised image format (JPEG, PNG, TIFF, BMP or DICOM)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(path, f"corrupt image header ({e})") from e
+
+
+def _load_pil(path: Path, im: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(path, f"image too large to decode safely: {e}") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageReadError(path, f"truncated or corrupt image data ({e})") from e
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale any numeric array to ``uint8`` by its own range.
+
+    .. math:: u = \\operatorname{round}\\left(255\\,\\frac{x - \\min x}{\\max x - \\min x}\\right)
+
+    A constant image becomes all zeros; NaN becomes 0. ``uint8`` input is returned unchanged.
+    """
+    a = np.asarray(array)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    a = a.astype(np.float64, copy=False)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, np.uint8)
+    lo, hi = float(a[finite].min()), float(a[finite].max())
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    out = np.where(finite, (a - lo) * (255.0 / (hi - lo)), 0.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _pil_to_gray(path: Path, im: Image.Image) -> np.ndarray:
+    """Pillow image -> 2-D array: colour by luminance, 16-bit/float kept as numbers."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return np.asarray(im)
+    if mode in _PIL_GRAY_MODES:
+        if mode not in ("L", "1"):
+            # ITU-R 601-2 luminance, L = 0.299 R + 0.587 G + 0.114 B; alpha is dropped
+            im = im.convert("RGB").convert("L") if mode in ("RGBA", "LA", "PA", "La") else im.convert("L")
+        return np.asarray(im)
+    raise ImageReadError(path, f"unsupported pixel mode {mode!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# DICOM
+
+
+def _dicom_header(path: Path):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception as e:  # noqa: BLE001 - pydicom raises many types on garbage
+            raise ImageReadError(path, f"not a readable DICOM file ({e})") from e
+        if "Rows" not in ds or "Columns" not in ds:
+            raise ImageReadError(path, "not a DICOM image (no DICM preamble and no Rows/Columns)")
+        return ds
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"not a readable DICOM file ({e})") from e
+
+
+def _dicom_size(path: Path) -> tuple[int, int]:
+    ds = _dicom_header(path)
+    if "Rows" not in ds or "Columns" not in ds:
+        raise ImageReadError(path, "DICOM header has no Rows/Columns (no image)")
+    return int(ds.Rows), int(ds.Columns)
+
+
+def _read_dicom(path: Path, max_pixels: float | None, raw: bool = False) -> np.ndarray:
+    """DICOM -> 2-D array (first frame). ``raw=False``: uint8 with MONOCHROME1 inverted."""
+    import pydicom
+
+    h, w = _dicom_size(path)
+    _check_pixels(path, h, w, max_pixels)
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"not a readable DICOM file ({e})") from e
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageReadError(path, "DICOM file has no pixel data (PixelData element missing)")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # noqa: BLE001 - missing decoder plugins raise RuntimeError/NotImplementedError
+        name = getattr(syntax, "name", str(syntax))
+        raise ImageReadError(path, f"cannot decode DICOM pixel data (transfer syntax {name}): {e}") from e
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        arr = arr[0]
+    if samples > 1 and arr.ndim == 3:
+        rgb = arr[..., :3].astype(np.float64)
+        arr = rgb @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2 luminance
+    if arr.ndim != 2:
+        raise ImageReadError(path, f"unexpected DICOM pixel array shape {arr.shape}")
+    if raw:
+        return arr
+    out = to_uint8(arr)
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1":
+        out = 255 - out  # MONOCHROME1: 0 is white; invert so bone is bright as in MONOCHROME2
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# public readers
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file from its header only (no pixel decoding); DICOM too."""
+    p = _check_file(path)
+    if _is_dicom(p):
+        return _dicom_size(p)
+    with _open_pil(p) as im:
+        w, h = im.size
+    return int(h), int(w)
+
+
+def read_xray(
+    path: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+    max_pixels: float | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read an X-ray as a 2-D ``uint8`` grayscale array, optionally resized to ``size=(h, w)``.
+
+    - RGB/RGBA/palette images become luminance :math:`L = 0.299R + 0.587G + 0.114B` (alpha dropped);
+    - 16-bit and float images are scaled to 0..255 by their own min/max (see :func:`to_uint8`);
+    - DICOM: first frame, min/max scaled, ``MONOCHROME1`` inverted so bone is bright;
+    - images above ``max_pixels`` pixels raise :class:`ImageReadError` before any decoding;
+    - with ``size``, the image is resized with anti-aliasing (:func:`resize_image`); large JPEGs
+      are first decoded at a reduced DCT scale that stays at least twice ``size`` (much faster,
+      same result up to rounding).
+    """
+    p = _check_file(path)
+    if _is_dicom(p):
+        img = _read_dicom(p, max_pixels)
+    else:
+        with _open_pil(p) as im:
+            w, h = im.size
+            _check_pixels(p, h, w, max_pixels)
+            if size is not None and im.format == "JPEG":
+                _check_size(size)
+                im.draft(im.mode if im.mode in ("L", "RGB") else None, (2 * size[1], 2 * size[0]))
+            _load_pil(p, im)
+            img = to_uint8(_pil_to_gray(p, im))
+    if size is not None:
+        img = resize_image(img, size)
+    return img
+
+
+def read_mask(
+    path: str | os.PathLike,
+    shape: tuple[int, int] | None = None,
+    max_pixels: float | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read a binary mask as a 2-D ``bool`` array: any grey value above 0 is foreground.
+
+    Colour masks are converted to grayscale first (alpha dropped), so any non-black pixel counts.
+    If ``shape=(h, w)`` is given, the header size is checked before decoding and a different size
+    raises :class:`ImageReadError` naming both sizes.
+    """
+    p = _check_file(path)
+    if _is_dicom(p):
+        h, w = _dicom_size(p)
+        _check_mask_shape(p, (h, w), shape)
+        return np.asarray(_read_dicom(p, max_pixels, raw=True)) > 0
+    with _open_pil(p) as im:
+        w, h = im.size
+        _check_mask_shape(p, (h, w), shape)
+        _check_pixels(p, h, w, max_pixels)
+        _load_pil(p, im)
+        if im.mode == "1":
+            return np.asarray(im, dtype=bool).copy()
+        return _pil_to_gray(p, im) > 0
+
+
+def _check_mask_shape(path: Path, actual: tuple[int, int], expected: tuple[int, int] | None) -> None:
+    if expected is not None and tuple(int(s) for s in expected[:2]) != tuple(actual):
+        raise ImageReadError(
+            path,
+            f"mask is {actual[0]} x {actual[1]} (h x w) but {expected[0]} x {expected[1]} was expected",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# resizing
+
+
+def _check_size(size) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"size must be (height, width) integers, got {size!r}") from e
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive (height, width), got {size!r}")
+    return h, w
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a 2-D grayscale image to ``size=(h, w)`` (bilinear, Gaussian anti-aliasing when
+    shrinking, as ``skimage.transform.resize``); returns ``uint8``."""
+    from skimage.transform import resize
+
+    h, w = _check_size(size)
+    img = np.asarray(img)
+    if img.ndim != 2:
+        raise ValueError(f"resize_image expects a 2-D image, got shape {img.shape}")
+    if img.shape == (h, w):
+        return to_uint8(img)
+    src = to_uint8(img).astype(np.float32)
+    out = resize(src, (h, w), order=1, anti_aliasing=img.shape[0] > h or img.shape[1] > w,
+                 preserve_range=True, mode="edge")
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int], method: str = "nearest",
+                threshold: float = 0.5) -> np.ndarray:
+    """Resize a 2-D binary mask to ``size=(h, w)``; returns ``bool``.
+
+    ``method="nearest"``: each output pixel takes the input pixel at its centre. It keeps the
+    expected foreground area of every structure, thin lines included (they may become dotted).
+
+    ``method="area"``: the foreground fraction :math:`f` of each output pixel (bilinear with
+    Gaussian anti-aliasing) is thresholded, :math:`f \\ge` ``threshold``. Smoother outlines, but at
+    ``threshold=0.5`` lines thinner than about half an output pixel vanish (the LAT vertebral
+    lines of the clinical masks, 3-6 px wide at ~2900 px height, mostly disappear at 256 x 128).
+    """
+    from skimage.transform import resize
+
+    h, w = _check_size(size)
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"resize_mask expects a 2-D mask, got shape {m.shape}")
+    m = m > 0
+    if m.shape == (h, w):
+        return m.copy()
+    if method == "nearest":
+        return resize(m, (h, w), order=0, anti_aliasing=False, preserve_range=True, mode="edge").astype(bool)
+    if method == "area":
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        frac = resize(m.astype(np.float32), (h, w), order=1,
+                      anti_aliasing=m.shape[0] > h or m.shape[1] > w, preserve_range=True, mode="edge")
+        return frac >= threshold
+    raise ValueError(f"unknown resize method {method!r}; use 'nearest' or 'area'")
+
+
+# --------------------------------------------------------------------------------------------
+# atomic writers
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    An interruption leaves either the previous file or the complete new one; the temporary file is
+    removed on any error. Returns the path written.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        mode = (p.stat().st_mode & 0o777) if p.exists() else 0o644
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def _to_pil(array: np.ndarray, for_jpeg: bool = False) -> Image.Image:
+    a = np.asarray(array)
+    if a.dtype == bool:
+        if for_jpeg:
+            raise TypeError("a boolean mask should be saved as PNG (JPEG would blur its edges)")
+        return Image.fromarray(a.astype(np.uint8) * 255).convert("1")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.dtype == np.uint8 and a.ndim == 2:
+        return Image.fromarray(a, "L")
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (3, 4):
+        if for_jpeg and a.shape[2] == 4:
+            a = a[..., :3]
+        return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[2] == 3 else "RGBA")
+    if a.dtype == np.uint16 and a.ndim == 2 and not for_jpeg:
+        return Image.fromarray(a.astype("<u2"), "I;16")
+    raise TypeError(
+        f"cannot save an array of dtype {a.dtype} and shape {a.shape}; expected uint8 (H,W) or "
+        f"(H,W,3/4){'' if for_jpeg else ', uint16 (H,W) or bool (H,W)'}; "
+        "convert floats with spinelib.imageio.to_uint8 first"
+    )
+
+
+def save_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save a ``bool`` mask (1-bit PNG, as the clinical masks), ``uint8`` gray/RGB(A) or ``uint16``
+    image as PNG, atomically (see :func:`atomic_write_bytes`)."""
+    buf = io.BytesIO()
+    _to_pil(array).save(buf, format="PNG", optimize=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_jpeg(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> Path:
+    """Save a ``uint8`` gray or RGB image as JPEG at ``quality`` (1-100), atomically."""
+    if not isinstance(quality, (int, np.integer)) or not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
+    buf = io.BytesIO()
+    _to_pil(array, for_jpeg=True).save(buf, format="JPEG", quality=int(quality))
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,108 @@
+"""The paper's U-Net, and its variants one argument away.
+
+``unet()`` with its defaults is exactly the network of the paper's section 2.3 (figure 2):
+filters 32-64-128-256-512, two 3x3 ReLU ``same`` convolutions per level, 2x2 max-pooling on the
+way down, 2x2 stride-2 transposed convolutions and skip concatenation on the way up, and a 1x1
+sigmoid output; 7,759,521 parameters at 512x256x1.
+
+>>> unet().count_params()
+7759521
+
+Variants, each one argument away:
+
+- ``batch_norm=True``: Conv -> BatchNorm -> ReLU in every block (the conv then has no bias,
+  which BatchNorm's shift makes redundant). The paper tried it and reports no benefit.
+- ``up="bilinear"``: bilinear ``UpSampling2D(2)`` followed by a learned 2x2 ``same`` convolution
+  (linear, like the transposed convolution) that halves the channels. It has exactly as many
+  parameters as ``up="transpose"`` (a 2x2 kernel, ``C_in -> C_out``) but no checkerboard artefacts.
+- ``filters``: width of the first level; level ``i`` has ``filters * 2**i`` channels.
+- ``depth``: number of resolution levels (the paper: 5, i.e. 4 poolings).
+- ``n_classes``: several independent sigmoid output channels (multi-label), so one network can
+  segment all AP structures (3) or all LAT structures (5) at once.
+- ``dropout``: ``Dropout(rate)`` after each block of the contracting path and the bottleneck.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+UP_MODES = ("transpose", "bilinear")
+
+
+def conv_block(x, filters: int, batch_norm: bool = False, name: str = "block"):
+    """Two 3x3 ``same`` convolutions, each followed by ReLU (and BatchNorm before it if asked)."""
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def up_block(x, filters: int, up: str = "transpose", name: str = "up"):
+    """Double the resolution and set the channels to ``filters`` (learned, no activation)."""
+    if up == "transpose":
+        return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_transpose")(x)
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_bilinear")(x)
+    return layers.Conv2D(filters, 2, padding="same", name=f"{name}_conv")(x)
+
+
+def _check(input_shape, filters, depth, n_classes, up, dropout) -> tuple:
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    for name, value in (("filters", filters), ("depth", depth), ("n_classes", n_classes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if up not in UP_MODES:
+        raise ValueError(f"up must be one of {UP_MODES}, got {up!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    h, w, c = input_shape
+    if c is None or int(c) < 1:
+        raise ValueError(f"input_shape channels must be a positive integer, got {input_shape!r}")
+    factor = 2 ** (depth - 1)
+    for axis, size in (("height", h), ("width", w)):
+        if size is None:
+            continue  # fully convolutional: any size divisible by the factor works at run time
+        if int(size) < factor or int(size) % factor:
+            raise ValueError(
+                f"input {axis} {size} must be a positive multiple of 2**(depth-1) = {factor} "
+                f"for a U-Net of depth {depth}; input_shape={tuple(input_shape)}"
+            )
+    return tuple(None if s is None else int(s) for s in input_shape)
+
+
+def unet(
+    input_shape: tuple = (512, 256, 1),
+    filters: int = 32,
+    depth: int = 5,
+    n_classes: int = 1,
+    up: str = "transpose",
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    name: str = "unet",
+) -> keras.Model:
+    """Build a U-Net; the defaults are the paper's network (7,759,521 parameters).
+
+    Output: ``(batch, H, W, n_classes)`` probabilities, one independent sigmoid per structure.
+    Raises ``ValueError`` when the height or width is not divisible by ``2**(depth-1)``.
+    """
+    input_shape = _check(input_shape, filters, depth, n_classes, up, dropout)
+    inputs = keras.Input(shape=input_shape, name="xray")
+    x, skips = inputs, []
+    for level in range(depth - 1):
+        x = conv_block(x, filters * 2**level, batch_norm, name=f"down{level + 1}")
+        if dropout:
+            x = layers.Dropout(dropout, name=f"down{level + 1}_dropout")(x)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
+    x = conv_block(x, filters * 2 ** (depth - 1), batch_norm, name="bottleneck")
+    if dropout:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    for level in reversed(range(depth - 1)):
+        x = up_block(x, filters * 2**level, up, name=f"up{level + 1}")
+        x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
+        x = conv_block(x, filters * 2**level, batch_norm, name=f"up{level + 1}")
+    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
+    return keras.Model(inputs, outputs, name=name)

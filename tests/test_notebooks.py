@@ -1,0 +1,65 @@
+"""Every notebook is committed clean and runs headless through papermill with the tiny profile."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from spinelib.book import run_notebook, toc_notebooks
+from spinelib.config import REPO_ROOT, find_dataset
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def tree_fingerprint(root: Path) -> str:
+    """sha256 over every file's relative path, size and content under ``root``."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_every_notebook_is_in_the_toc():
+    assert NOTEBOOKS, "no notebooks found"
+    assert [p.name for p in toc_notebooks()] == [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+        f"{path.name} is committed with outputs; clear them"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    src = tagged[0].source
+    for name in ("profile", "seed", "output_dir"):
+        assert f"{name} =" in src, f"{path.name}: parameter {name!r} missing"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
+        f"{path.name} must start with a '# ' title"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
+    shared = find_dataset("aasce")
+    before = tree_fingerprint(shared.parent) if shared else None
+    syn_before = tree_fingerprint(tiny_synthetic)
+    out = tmp_path / path.name
+    run_notebook(path, out, {"profile": "tiny", "seed": 0, "synthetic_dir": str(tiny_synthetic),
+                             "output_dir": str(tmp_path / "outputs")}, cwd=path.parent)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, json.dumps(errors[0])[:2000]
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # Nothing under an input directory was changed by the run.
+    if shared:
+        assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
+    assert tree_fingerprint(tiny_synthetic) == syn_before, "the notebook modified its input dataset"
