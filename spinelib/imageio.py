@@ -231,6 +231,7 @@ def read_xray(
     - 16-bit and float images are scaled to 0..255 by their own min/max (see :func:`to_uint8`);
     - DICOM: first frame, min/max scaled, ``MONOCHROME1`` inverted so bone is bright;
     - images above ``max_pixels`` pixels raise :class:`ImageReadError` before any decoding;
+    - EXIF orientation is not applied (masks carry none, so X-ray and masks stay aligned);
     - with ``size``, the image is resized with anti-aliasing (:func:`resize_image`); large JPEGs
       are first decoded at a reduced DCT scale that stays at least twice ``size`` (much faster,
       same result up to rounding).
@@ -243,7 +244,7 @@ def read_xray(
             w, h = im.size
             _check_pixels(p, h, w, max_pixels)
             if size is not None and im.format == "JPEG":
-                _check_size(size)
+                check_size(size)
                 im.draft(im.mode if im.mode in ("L", "RGB") else None, (2 * size[1], 2 * size[0]))
             _load_pil(p, im)
             img = to_uint8(_pil_to_gray(p, im))
@@ -290,7 +291,8 @@ def _check_mask_shape(path: Path, actual: tuple[int, int], expected: tuple[int, 
 # resizing
 
 
-def _check_size(size) -> tuple[int, int]:
+def check_size(size) -> tuple[int, int]:
+    """Validate ``size=(height, width)`` (positive integers) and return it as a tuple."""
     try:
         h, w = (int(s) for s in size)
     except (TypeError, ValueError) as e:
@@ -305,7 +307,7 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     shrinking, as ``skimage.transform.resize``); returns ``uint8``."""
     from skimage.transform import resize
 
-    h, w = _check_size(size)
+    h, w = check_size(size)
     img = np.asarray(img)
     if img.ndim != 2:
         raise ValueError(f"resize_image expects a 2-D image, got shape {img.shape}")
@@ -331,7 +333,7 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int], method: str = "nearest"
     """
     from skimage.transform import resize
 
-    h, w = _check_size(size)
+    h, w = check_size(size)
     m = np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"resize_mask expects a 2-D mask, got shape {m.shape}")
@@ -396,7 +398,7 @@ def _to_pil(array: np.ndarray, for_jpeg: bool = False) -> Image.Image:
             a = a[..., :3]
         return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[2] == 3 else "RGBA")
     if a.dtype == np.uint16 and a.ndim == 2 and not for_jpeg:
-        return Image.fromarray(a.astype("<u2"), "I;16")
+        return Image.fromarray(a.astype("<u2"))
     raise TypeError(
         f"cannot save an array of dtype {a.dtype} and shape {a.shape}; expected uint8 (H,W) or "
         f"(H,W,3/4){'' if for_jpeg else ', uint16 (H,W) or bool (H,W)'}; "

@@ -1,0 +1,455 @@
+"""The paper's clinical dataset layout, read robustly: ``<root>/<class>/<patient>/<view>/<file>``.
+
+The cleaned layout is ``<root>/<Normal|Damaged>/<patient>/<AP|LAT>/`` holding ``AP.jpg`` or
+``LAT.jpg`` and the masks named as in :mod:`spinelib.structures` (``Ap_Vertebra.png`` ...).
+The raw release was messier (the paper, section 1.2), and :func:`scan_clinical` copes with:
+
+- view files named ``lat.png``, ``LAT.png``, ``LAT .png``, ``Lat.JPEG``, ``AP.jpg.`` (any case,
+  ``.jpg``/``.jpeg``/``.png``/``.tif``/``.bmp``/``.dcm``, stray spaces and trailing dots);
+- mask names in any case and spacing (``ap_vertebra.PNG``, ``Ap Vertebra.png``);
+- files outside their view folder (``<patient>/LAT.jpg``, ``<patient>/Ap_Pedicle.png``): the view
+  comes from the name; inside a view folder, an unprefixed ``Vertebra.png`` takes the folder's view;
+- a wrapper folder above the classes (``Training/``), class folders in any case;
+- a class folder holding view folders directly (the public examples): one patient named after
+  the class folder.
+
+Nothing is dropped silently: a patient missing a view image (the paper's ID 169), with two
+candidate files for one role, or whose ID appears twice is *excluded* with a reason; every file
+whose path differs from the canonical one is listed in ``renamed``; unknown files (``metadata.csv``,
+``.DS_Store`` ...) are listed in ``ignored``. Scanning reads names only, never pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from spinelib.imageio import ImageReadError, check_size, image_size, read_mask, read_xray, resize_mask
+from spinelib.structures import CLASSES, STRUCTURES, STRUCTURES_BY_VIEW, VIEWS, label_of, view_of
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"})
+"""File suffixes (lower case) considered as X-ray or mask images."""
+
+_SKIP_DIRS = {"__macosx", ".git", ".ipynb_checkpoints", "__pycache__"}
+
+
+def _key(name: str) -> str:
+    """Comparison key of a name: lower case, letters and digits only ('LAT ' -> 'lat')."""
+    return re.sub(r"[^a-z0-9]", "", name.lower()).replace("disc", "disk")
+
+
+_VIEW_KEYS: dict[str, str] = {"ap": "AP", "lat": "LAT", "lateral": "LAT"}
+_CLASS_KEYS: dict[str, str] = {_key(c): c for c in CLASSES}
+
+
+def _mask_keys() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Prefixed keys ('apvertebra' -> 'Ap_Vertebra') and unprefixed ones ('vertebra' -> [...])."""
+    prefixed, bare = {}, {}
+    for s in STRUCTURES:
+        k = _key(s)
+        prefixed[k] = s
+        view = view_of(s)
+        rest = k[len(_key(view)):]
+        if view == "LAT":
+            prefixed["lateral" + rest] = s
+        bare.setdefault(rest, []).append(s)
+    return prefixed, bare
+
+
+_MASK_KEYS, _BARE_MASK_KEYS = _mask_keys()
+
+
+def _split_image_name(name: str) -> tuple[str, str] | None:
+    """``'LAT .png'`` -> ``('lat', '.png')``; ``'AP.jpg.'`` -> ``('ap', '.jpg')``; non-images -> None."""
+    s = name.strip().rstrip(". ").strip()
+    stem, dot, ext = s.rpartition(".")
+    if not dot or not stem:
+        return None
+    ext = "." + ext.strip().lower()
+    if ext not in IMAGE_SUFFIXES:
+        return None
+    return _key(stem), ext
+
+
+def _role_of(name: str, folder_view: str | None) -> tuple[str, str] | None:
+    """``(view, role)`` of a file, role ``'image'`` or a structure name; None when unknown."""
+    parts = _split_image_name(name)
+    if parts is None:
+        return None
+    key = parts[0]
+    if key in _VIEW_KEYS:
+        return _VIEW_KEYS[key], "image"
+    if key in _MASK_KEYS:
+        s = _MASK_KEYS[key]
+        return view_of(s), s
+    if key in _BARE_MASK_KEYS:
+        options = _BARE_MASK_KEYS[key]
+        if len(options) == 1:
+            return view_of(options[0]), options[0]
+        if folder_view is not None:
+            for s in options:
+                if view_of(s) == folder_view:
+                    return folder_view, s
+    return None
+
+
+def canonical_name(view: str, role: str) -> str:
+    """Canonical path inside a patient folder: ``AP/AP.jpg`` or ``LAT/Lat_Vertebra.png``."""
+    return f"{view}/{view}.jpg" if role == "image" else f"{view}/{role}.png"
+
+
+def _role_label(view: str, role: str) -> str:
+    return f"{view} image" if role == "image" else role
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _SKIP_DIRS
+
+
+def _entries(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Sorted (subdirectories, files) of a folder."""
+    dirs, files = [], []
+    with os.scandir(folder) as it:
+        for e in it:
+            (dirs if e.is_dir() else files).append(Path(e.path))
+    return sorted(dirs), sorted(files)
+
+
+# --------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass
+class ViewRecord:
+    """One view of one patient: the X-ray and its masks (structure -> path)."""
+
+    view: str
+    image_path: Path
+    mask_paths: dict[str, Path] = field(default_factory=dict)
+    missing_masks: list[str] = field(default_factory=list)
+
+    @property
+    def has_all_masks(self) -> bool:
+        return all(s in self.mask_paths for s in STRUCTURES_BY_VIEW[self.view])
+
+
+@dataclass
+class PatientRecord:
+    """A patient: ID (folder name), class, label (1 = Damaged) and its views."""
+
+    patient_id: str
+    class_name: str
+    label: int
+    folder: Path
+    views: dict[str, ViewRecord] = field(default_factory=dict)
+
+    @property
+    def has_all_masks(self) -> bool:
+        """Both views present, each with all of its structures' masks."""
+        return all(v in self.views and self.views[v].has_all_masks for v in VIEWS)
+
+
+@dataclass
+class ClinicalDataset:
+    """Result of :func:`scan_clinical`.
+
+    ``patients`` are usable (both view images, no ambiguity); ``excluded`` has one row per
+    excluded patient (``patient_id, class_name, folder, reason``; reasons joined by ``'; '``) and
+    ``excluded_patients`` their partial records for the audit; ``renamed`` lists every file found
+    under a non-canonical path (``path, role, canonical_name, patient_id, class_name``);
+    ``ignored`` lists files (and skipped folders) that are not part of the layout.
+    """
+
+    root: Path
+    patients: list[PatientRecord]
+    excluded: pd.DataFrame
+    renamed: pd.DataFrame
+    ignored: list[Path]
+    excluded_patients: list[PatientRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.patients)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per usable patient and view."""
+        rows = []
+        for p in self.patients:
+            for view, v in p.views.items():
+                rows.append({
+                    "patient_id": p.patient_id, "class_name": p.class_name, "label": p.label,
+                    "view": view, "image_path": v.image_path, "n_masks": len(v.mask_paths),
+                    "missing_masks": ", ".join(v.missing_masks), "folder": p.folder,
+                })
+        cols = ["patient_id", "class_name", "label", "view", "image_path", "n_masks", "missing_masks", "folder"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def patient(self, patient_id: str) -> PatientRecord:
+        """The usable patient with this ID (KeyError if absent or excluded)."""
+        for p in self.patients:
+            if p.patient_id == patient_id:
+                return p
+        raise KeyError(f"no usable patient {patient_id!r} in {self.root}")
+
+
+# --------------------------------------------------------------------------------------------
+# scanning
+
+
+def _find_class_folders(root: Path, ignored: list[Path], max_depth: int = 3) -> list[tuple[Path, str]]:
+    """Class folders at the shallowest depth below ``root`` (wrapper folders like ``Training/``)."""
+    level, level_files = [root], []
+    for _ in range(max_depth + 1):
+        found, below = [], []
+        for d in level:
+            dirs, files = _entries(d)
+            level_files.extend(f for f in files)
+            for sub in dirs:
+                if _is_hidden(sub.name):
+                    continue
+                cls = _CLASS_KEYS.get(_key(sub.name))
+                (found.append((sub, cls)) if cls else below.append(sub))
+        if found:
+            ignored.extend(level_files)
+            ignored.extend(sorted(set(below) - {f for f, _ in found}))
+            return found
+        level = below
+        if not level:
+            break
+    cls = _CLASS_KEYS.get(_key(root.name))
+    if cls:  # root is itself a class folder
+        return [(root, cls)]
+    raise ValueError(
+        f"no class folders ({', '.join(CLASSES)}, any case) found in {root} or up to "
+        f"{max_depth} folder levels below it"
+    )
+
+
+def _folder_view(name: str) -> str | None:
+    return _VIEW_KEYS.get(_key(name))
+
+
+def _collect_files(folder: Path, ignored: list[Path], only_view_dirs: bool = False):
+    """(file, view of the enclosing view folder or None) for every file below ``folder``."""
+    out = []
+    dirs, files = _entries(folder)
+    out.extend((f, None) for f in files)
+    stack = [(d, _folder_view(d.name)) for d in dirs]
+    if only_view_dirs:
+        for d, v in stack:
+            if v is None:
+                ignored.append(d)
+        stack = [(d, v) for d, v in stack if v is not None]
+    while stack:
+        d, v = stack.pop(0)
+        if _is_hidden(d.name):
+            ignored.append(d)
+            continue
+        sub_dirs, sub_files = _entries(d)
+        out.extend((f, v) for f in sub_files)
+        stack = [(s, _folder_view(s.name) or v) for s in sub_dirs] + stack
+    return out
+
+
+def _scan_patient(folder: Path, patient_id: str, class_name: str, ignored: list[Path],
+                  renamed: list[dict], only_view_dirs: bool = False) -> tuple[PatientRecord, list[str]]:
+    candidates: dict[tuple[str, str], list[Path]] = {}
+    for f, folder_view in _collect_files(folder, ignored, only_view_dirs):
+        role = None if _is_hidden(f.name) else _role_of(f.name, folder_view)
+        if role is None:
+            ignored.append(f)
+            continue
+        candidates.setdefault(role, []).append(f)
+        view, what = role
+        canon = canonical_name(view, what)
+        if f.relative_to(folder).as_posix() != canon:
+            renamed.append({"path": f, "role": _role_label(view, what), "canonical_name": canon,
+                            "patient_id": patient_id, "class_name": class_name})
+
+    reasons: list[str] = []
+
+    def pick(view: str, role: str) -> Path | None:
+        found = candidates.get((view, role), [])
+        if len(found) > 1:
+            names = ", ".join(p.relative_to(folder).as_posix() for p in found)
+            reasons.append(f"ambiguous: {len(found)} candidates for {_role_label(view, role)}: {names}")
+            return None
+        return found[0] if found else None
+
+    record = PatientRecord(patient_id, class_name, label_of(class_name), folder)
+    for view in VIEWS:
+        image = pick(view, "image")
+        masks, missing = {}, []
+        for s in STRUCTURES_BY_VIEW[view]:
+            p = pick(view, s)
+            if p is None:
+                missing.append(s)
+            else:
+                masks[s] = p
+        if image is None:
+            if not candidates.get((view, "image")):
+                reasons.append(f"missing {view} image")
+            continue
+        record.views[view] = ViewRecord(view, image, masks, missing)
+    return record, reasons
+
+
+def scan_clinical(root: str | os.PathLike, progress: bool = True) -> ClinicalDataset:
+    """Find every patient of a clinical-layout dataset below ``root`` (names only, no decoding).
+
+    Raises ``FileNotFoundError`` if ``root`` does not exist and ``ValueError`` if it holds no
+    ``Normal``/``Damaged`` folder (searched up to 3 wrapper levels deep).
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path, got {type(root).__name__}: {root!r}")
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"clinical dataset folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"clinical dataset root {root} is a file, not a folder")
+    ignored: list[Path] = []
+    renamed: list[dict] = []
+
+    # (folder, patient_id, class, patient-less layout?)
+    jobs: list[tuple[Path, str, str, bool]] = []
+    for class_dir, cls in _find_class_folders(root, ignored):
+        dirs, files = _entries(class_dir)
+        if any(_folder_view(d.name) for d in dirs):
+            jobs.append((class_dir, " ".join(class_dir.name.split()), cls, True))
+            continue
+        ignored.extend(files)
+        for d in dirs:
+            if _is_hidden(d.name):
+                ignored.append(d)
+            else:
+                jobs.append((d, " ".join(d.name.split()), cls, False))
+
+    scanned: list[tuple[PatientRecord, list[str]]] = []
+    for folder, pid, cls, patientless in tqdm(jobs, desc="scan clinical", unit="patient", disable=not progress):
+        scanned.append(_scan_patient(folder, pid, cls, ignored, renamed, only_view_dirs=patientless))
+
+    by_id: dict[str, list[PatientRecord]] = {}
+    for rec, _ in scanned:
+        by_id.setdefault(rec.patient_id.casefold(), []).append(rec)
+    for rec, reasons in scanned:
+        others = [o for o in by_id[rec.patient_id.casefold()] if o is not rec]
+        if others:
+            where = ", ".join(f"{o.class_name} ({o.folder})" for o in others)
+            reasons.append(f"duplicate patient id {rec.patient_id!r}: also in {where}")
+
+    patients, excluded_patients, excluded_rows = [], [], []
+    for rec, reasons in scanned:
+        if reasons:
+            excluded_patients.append(rec)
+            excluded_rows.append({"patient_id": rec.patient_id, "class_name": rec.class_name,
+                                  "folder": rec.folder, "reason": "; ".join(reasons)})
+        else:
+            patients.append(rec)
+
+    excluded = pd.DataFrame(excluded_rows, columns=["patient_id", "class_name", "folder", "reason"])
+    renamed_df = pd.DataFrame(renamed, columns=["path", "role", "canonical_name", "patient_id", "class_name"])
+    return ClinicalDataset(root, patients, excluded, renamed_df, sorted(set(ignored)), excluded_patients)
+
+
+# --------------------------------------------------------------------------------------------
+# loading pixels
+
+
+def _structures_for(view: str, structures) -> list[str]:
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
+    if structures is None:
+        return list(STRUCTURES_BY_VIEW[view])
+    if isinstance(structures, str):
+        structures = [structures]
+    out = []
+    for s in structures:
+        if view_of(s) != view:
+            raise ValueError(f"structure {s!r} belongs to the {view_of(s)} view, not {view}")
+        out.append(next(c for c in STRUCTURES if c.lower() == s.lower()))
+    if not out:
+        raise ValueError("structures must name at least one structure")
+    return out
+
+
+def load_view(record: PatientRecord, view: str, size: tuple[int, int] | None = None,
+              structures=None, mask_method: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
+    """Load one view: ``(image uint8 HxW, masks bool HxWxC)`` with masks in ``structures`` order
+    (default: all of the view's structures).
+
+    Each mask's header size must equal the X-ray's (else :class:`ImageReadError` naming both
+    files). With ``size=(h, w)`` the X-ray is resized with anti-aliasing and the masks with
+    :func:`spinelib.imageio.resize_mask` (``mask_method``).
+    """
+    names = _structures_for(view, structures)
+    if view not in record.views:
+        raise ValueError(f"patient {record.patient_id!r} ({record.folder}) has no {view} view")
+    v = record.views[view]
+    missing = [s for s in names if s not in v.mask_paths]
+    if missing:
+        raise ValueError(f"patient {record.patient_id!r} {view} view has no mask for {', '.join(missing)} "
+                         f"(folder {record.folder})")
+    shape = image_size(v.image_path)
+    for s in names:
+        mshape = image_size(v.mask_paths[s])
+        if mshape != shape:
+            raise ImageReadError(
+                v.mask_paths[s],
+                f"mask is {mshape[0]} x {mshape[1]} (h x w) but its X-ray {v.image_path} is "
+                f"{shape[0]} x {shape[1]}",
+            )
+    image = read_xray(v.image_path, size=size)
+    out_shape = image.shape
+    masks = np.zeros((*out_shape, len(names)), dtype=bool)
+    for i, s in enumerate(names):
+        m = read_mask(v.mask_paths[s], shape=shape)
+        masks[..., i] = resize_mask(m, out_shape, method=mask_method) if size is not None else m
+    return image, masks
+
+
+def load_segmentation_arrays(dataset: ClinicalDataset, view: str, size: tuple[int, int], structures=None,
+                             progress: bool = True, mask_method: str = "nearest"):
+    """Training arrays for one view: ``(images float32 NxHxWx1 in [0, 1], masks float32 NxHxWxC,
+    patient_ids)``. Patients lacking a requested mask are skipped with a warning naming them."""
+    names = _structures_for(view, structures)
+    h, w = check_size(size)
+    usable, skipped = [], []
+    for p in dataset.patients:
+        if view in p.views and all(s in p.views[view].mask_paths for s in names):
+            usable.append(p)
+        else:
+            skipped.append(p.patient_id)
+    if skipped:
+        warnings.warn(f"{len(skipped)} patient(s) skipped for {view} segmentation (missing masks): "
+                      f"{', '.join(skipped[:20])}{' ...' if len(skipped) > 20 else ''}", stacklevel=2)
+    if not usable:
+        raise ValueError(f"no patient in {dataset.root} has a {view} image with masks for {', '.join(names)}")
+    images = np.zeros((len(usable), h, w, 1), np.float32)
+    masks = np.zeros((len(usable), h, w, len(names)), np.float32)
+    for i, p in enumerate(tqdm(usable, desc=f"load {view}", unit="patient", disable=not progress)):
+        img, m = load_view(p, view, size=size, structures=names, mask_method=mask_method)
+        images[i, ..., 0] = img / np.float32(255.0)
+        masks[i] = m
+    return images, masks, [p.patient_id for p in usable]
+
+
+def load_classification_pairs(dataset: ClinicalDataset, size: tuple[int, int], progress: bool = True):
+    """``(ap NxHxWx1, lat NxHxWx1, labels int64 N, patient_ids)`` for patients with both views;
+    images float32 in [0, 1]."""
+    h, w = check_size(size)
+    usable = [p for p in dataset.patients if all(v in p.views for v in VIEWS)]
+    if not usable:
+        raise ValueError(f"no patient in {dataset.root} has both AP and LAT images")
+    ap = np.zeros((len(usable), h, w, 1), np.float32)
+    lat = np.zeros((len(usable), h, w, 1), np.float32)
+    for i, p in enumerate(tqdm(usable, desc="load AP+LAT", unit="patient", disable=not progress)):
+        ap[i, ..., 0] = read_xray(p.views["AP"].image_path, size=size) / np.float32(255.0)
+        lat[i, ..., 0] = read_xray(p.views["LAT"].image_path, size=size) / np.float32(255.0)
+    labels = np.array([p.label for p in usable], dtype=np.int64)
+    return ap, lat, labels, [p.patient_id for p in usable]

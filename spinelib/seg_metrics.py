@@ -1,0 +1,237 @@
+"""Segmentation metrics per case and per structure, and their summary with spread.
+
+NumPy/SciPy functions on binary masks (anything ``> 0.5`` is foreground):
+
+- :func:`dice`, :func:`iou` - overlap, with an explicit value when both masks are empty;
+- :func:`hausdorff95` - 95th-percentile symmetric surface distance;
+- :func:`evaluate_masks` - a long table, one row per case and structure;
+- :func:`summarise` - mean, SD and a bootstrap 95 % CI over cases, per structure.
+
+:func:`dice_metric` is the Keras (tensor) version used to monitor training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from keras import ops
+from scipy import ndimage
+
+METRICS: tuple[str, ...] = ("dice", "iou", "hd95")
+
+
+def _binary(a, name: str = "mask") -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return a
+    if not np.issubdtype(a.dtype, np.number):
+        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {a.dtype}")
+    return a > 0.5
+
+
+def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _binary(a, "a"), _binary(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"masks must have the same shape, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def dice(a, b, empty: float = 1.0) -> float:
+    """Dice coefficient of two binary masks.
+
+    .. math:: \\mathrm{Dice}(A, B) = \\frac{2|A \\cap B|}{|A| + |B|}
+
+    Returns ``empty`` when both masks are empty (default 1.0: correctly predicting "nothing here"
+    is a perfect answer); 0.0 when exactly one is empty.
+    """
+    a, b = _pair(a, b)
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return float(empty)
+    return 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def iou(a, b, empty: float = 1.0) -> float:
+    """Intersection over union (Jaccard index) of two binary masks.
+
+    .. math:: \\mathrm{IoU}(A, B) = \\frac{|A \\cap B|}{|A \\cup B|} = \\frac{D}{2 - D}\\ (D = \\mathrm{Dice})
+
+    Returns ``empty`` when both masks are empty.
+    """
+    a, b = _pair(a, b)
+    union = int(np.logical_or(a, b).sum())
+    if union == 0:
+        return float(empty)
+    return int(np.logical_and(a, b).sum()) / union
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Foreground pixels with at least one background 4-neighbour (image border = background)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def _spacing(spacing, ndim: int) -> tuple[float, ...]:
+    sp = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,))
+    if np.any(sp <= 0) or not np.all(np.isfinite(sp)):
+        raise ValueError(f"spacing must be positive, got {spacing!r}")
+    return tuple(float(s) for s in sp)
+
+
+def surface_distances(a, b, spacing: float | Sequence[float] = 1.0) -> np.ndarray:
+    """Distances from every surface pixel of ``a`` to the nearest surface pixel of ``b``.
+
+    Uses the exact Euclidean distance transform (``scipy.ndimage.distance_transform_edt``) of the
+    complement of ``b``'s surface, sampled with the pixel ``spacing`` (a scalar or one per axis).
+    """
+    a, b = _pair(a, b)
+    sp = _spacing(spacing, a.ndim)
+    sa, sb = _surface(a), _surface(b)
+    if not sa.any() or not sb.any():
+        raise ValueError("surface_distances needs two non-empty masks")
+    return ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
+
+
+def hausdorff95(a, b, spacing: float | Sequence[float] = 1.0) -> float:
+    """95th-percentile Hausdorff distance between the surfaces of two binary masks.
+
+    .. math:: \\mathrm{HD95}(A, B) = \\max\\big(P_{95}\\{d(x, \\partial B): x \\in \\partial A\\},\\
+        P_{95}\\{d(y, \\partial A): y \\in \\partial B\\}\\big)
+
+    the maximum of the two directed 95th percentiles (the MONAI convention; NumPy's linear
+    percentile), in the units of ``spacing`` (pixels by default). Surfaces are the foreground
+    pixels with a background 4-neighbour.
+
+    Convention for empty masks: both empty -> ``0.0`` (nothing to find, nothing found); exactly one
+    empty -> ``nan`` (the distance is undefined; :func:`summarise` drops it and reports ``n``).
+    """
+    a, b = _pair(a, b)
+    ea, eb = not a.any(), not b.any()
+    if ea and eb:
+        return 0.0
+    if ea or eb:
+        return float("nan")
+    d_ab = surface_distances(a, b, spacing)
+    d_ba = surface_distances(b, a, spacing)
+    return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
+
+
+def _as_nhwc(x, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be (N, H, W, C) or (N, H, W), got shape {x.shape}")
+    return x
+
+
+def evaluate_masks(
+    y_true,
+    y_pred,
+    structures: Sequence[str],
+    case_ids: Sequence | None = None,
+    threshold: float = 0.5,
+    spacing: float | Sequence[float] = 1.0,
+) -> pd.DataFrame:
+    """Dice, IoU and HD95 for every case and structure, as a long table.
+
+    ``y_true``, ``y_pred``: ``(N, H, W, C)`` masks or probabilities (channel ``c`` is
+    ``structures[c]``); both are binarised with ``> threshold``. Returns one row per (case,
+    structure) with columns ``case, structure, dice, iou, hd95, true_fraction, pred_fraction``
+    (fractions of the image that are foreground).
+    """
+    t, p = _as_nhwc(y_true, "y_true"), _as_nhwc(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {t.shape} and {p.shape}")
+    structures = [structures] if isinstance(structures, str) else list(structures)
+    if len(structures) != t.shape[-1]:
+        raise ValueError(f"{len(structures)} structure name(s) {structures} for {t.shape[-1]} channel(s)")
+    case_ids = list(range(len(t))) if case_ids is None else list(case_ids)
+    if len(case_ids) != len(t):
+        raise ValueError(f"{len(case_ids)} case id(s) for {len(t)} image(s)")
+    t, p = t > threshold, p > threshold
+    rows = []
+    for i, case in enumerate(case_ids):
+        for c, structure in enumerate(structures):
+            a, b = t[i, ..., c], p[i, ..., c]
+            rows.append({
+                "case": case,
+                "structure": structure,
+                "dice": dice(a, b),
+                "iou": iou(a, b),
+                "hd95": hausdorff95(a, b, spacing),
+                "true_fraction": float(a.mean()),
+                "pred_fraction": float(b.mean()),
+            })
+    return pd.DataFrame(rows, columns=["case", "structure", "dice", "iou", "hd95", "true_fraction", "pred_fraction"])
+
+
+def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values`` (NaNs dropped).
+
+    Resamples the values with replacement ``n_boot`` times and returns the
+    :math:`(1-\\text{level})/2` and :math:`(1+\\text{level})/2` quantiles of the resampled means.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(int(n_boot), v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def summarise(
+    df: pd.DataFrame,
+    n_boot: int = 1000,
+    seed: int = 0,
+    metrics: Sequence[str] = METRICS,
+    by: str = "structure",
+) -> pd.DataFrame:
+    """Per structure (``by``) and metric: mean, SD, percentile-bootstrap 95 % CI over cases, n.
+
+    ``df`` is the long table of :func:`evaluate_masks`. NaN values (HD95 with one empty mask) are
+    dropped, so ``n`` can differ between metrics. Columns:
+    ``structure, metric, mean, sd, ci_low, ci_high, n`` (SD with ``ddof=1``; NaN when n < 2).
+    """
+    missing = [c for c in (by, *metrics) if c not in df.columns]
+    if missing:
+        raise ValueError(f"summarise: column(s) {missing} not in the table (columns: {list(df.columns)})")
+    rows = []
+    for key, group in df.groupby(by, sort=False):
+        for metric in metrics:
+            v = group[metric].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            lo, hi = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+            rows.append({
+                by: key,
+                "metric": metric,
+                "mean": float(v.mean()) if v.size else float("nan"),
+                "sd": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": int(v.size),
+            })
+    return pd.DataFrame(rows, columns=[by, "metric", "mean", "sd", "ci_low", "ci_high", "n"])
+
+
+def dice_metric(y_true, y_pred):
+    """Keras metric: hard Dice at threshold 0.5, per image and channel, then the mean.
+
+    .. math:: \\frac{1}{BC}\\sum_{b,c} \\frac{2|T_{bc} \\cap P_{bc}|}{|T_{bc}| + |P_{bc}|},\\quad
+        T = [y > 0.5],\\ P = [\\hat y > 0.5]
+
+    An image-channel where both masks are empty counts as 1. Wrap it as
+    ``keras.metrics.MeanMetricWrapper(dice_metric, name="dice")`` to log ``dice``/``val_dice``.
+    """
+    y_pred = ops.convert_to_tensor(y_pred)
+    t = ops.cast(ops.convert_to_tensor(y_true) > 0.5, "float32")
+    p = ops.cast(y_pred > 0.5, "float32")
+    intersection = ops.sum(t * p, axis=(1, 2))
+    total = ops.sum(t, axis=(1, 2)) + ops.sum(p, axis=(1, 2))
+    score = ops.where(total > 0, 2.0 * intersection / ops.maximum(total, 1.0), 1.0)
+    return ops.mean(score)

@@ -1,0 +1,602 @@
+"""Training and using the U-Net: data pipeline, augmentation, training loop, post-processing, inference.
+
+Read top to bottom, in the order data flows:
+
+1. :func:`augment_pair` - one random affine warp applied identically to an X-ray and its masks,
+   plus intensity changes on the X-ray only; seeded, stateless, runs inside ``tf.data``.
+2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``.
+3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.losses`, checkpoints on
+   validation Dice, early stopping, learning-rate decay, ``history.csv``, and resume after an
+   interruption from ``last.keras``.
+4. :func:`postprocess` - threshold, drop small components, fill holes.
+5. :func:`predict`, :func:`predict_folder` - probabilities (optionally with flip TTA), and masks
+   written at each X-ray's original resolution.
+6. :func:`plot_history` - loss and Dice curves.
+
+Images are ``float32`` in ``[0, 1]`` of shape ``(N, H, W, 1)``; masks ``float32`` 0/1 of shape
+``(N, H, W, C)``, one channel per structure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from spinelib.losses import get_loss
+from spinelib.seg_metrics import dice_metric
+
+# --------------------------------------------------------------------------------------------
+# 1. augmentation
+
+AUGMENT_DEFAULTS: dict[str, float | bool] = {
+    "rotation": 7.0,  # degrees, uniform in [-7, 7]
+    "scale": 0.10,  # zoom factor uniform in [0.9, 1.1]
+    "translation": 0.05,  # shift, fraction of height / width, uniform in [-0.05, 0.05]
+    "flip": False,  # random horizontal flip with probability 1/2
+    "brightness": 0.10,  # additive, uniform in [-0.1, 0.1]
+    "contrast": 0.15,  # factor around the image mean, uniform in [0.85, 1.15]
+    "gamma": 0.20,  # exponent uniform in [0.8, 1.2]
+}
+"""Default augmentation strengths: small, anatomically plausible changes of patient position,
+magnification and exposure."""
+
+
+def _as_seed(seed) -> tf.Tensor:
+    """An int -> ``[seed, 0]``; a length-2 tensor/array is used as is (stateless RNG seed)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed), 0], dtype=tf.int64)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank != 1 or seed.shape[0] != 2:
+        raise ValueError(f"seed must be an int or a length-2 integer tensor, got shape {seed.shape}")
+    return tf.cast(seed, tf.int64)
+
+
+def affine_matrix(seed, height, width, rotation=7.0, scale=0.10, translation=0.05, flip=False) -> tf.Tensor:
+    """Random affine warp as the 8 numbers ``[a0, a1, a2, b0, b1, b2, 0, 0]`` that
+    ``ImageProjectiveTransformV3`` expects (they map an *output* pixel to its *input* position).
+
+    Forward, an input point :math:`p` (optionally mirrored, :math:`x \\to W-1-x`) moves to
+    :math:`p' = c + t + s R_\\theta (p - c)` with :math:`c` the image centre, so the inverse is
+    :math:`p = c + R_{-\\theta}(p' - c - t)/s`, then mirrored back.
+    """
+    seeds = tf.random.experimental.stateless_split(_as_seed(seed), num=4)
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    theta = tf.random.stateless_uniform([], seeds[0], -rotation, rotation) * (math.pi / 180.0)
+    zoom = 1.0 + tf.random.stateless_uniform([], seeds[1], -scale, scale)
+    shift = tf.random.stateless_uniform([2], seeds[2], -translation, translation) * tf.stack([w, h])
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    cos, sin = tf.cos(theta) / zoom, tf.sin(theta) / zoom
+    ox, oy = cx + shift[0], cy + shift[1]
+    a0, a1, a2 = cos, sin, cx - cos * ox - sin * oy
+    b0, b1, b2 = -sin, cos, cy + sin * ox - cos * oy
+    if flip:
+        mirror = tf.random.stateless_uniform([], seeds[3]) < 0.5
+        a0, a1, a2 = (tf.where(mirror, -a0, a0), tf.where(mirror, -a1, a1),
+                      tf.where(mirror, (w - 1.0) - a2, a2))
+    zero = tf.zeros([])
+    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero])
+
+
+def _warp(x: tf.Tensor, matrix: tf.Tensor, interpolation: str) -> tf.Tensor:
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x[None], transforms=matrix[None], output_shape=tf.shape(x)[:2],
+        fill_value=0.0, interpolation=interpolation, fill_mode="CONSTANT",
+    )[0]
+    out.set_shape(x.shape)
+    return out
+
+
+def augment_pair(image, masks, seed, **strengths) -> tuple[tf.Tensor, tf.Tensor]:
+    """Augment one X-ray ``(H, W, 1)`` and its masks ``(H, W, C)`` with the same geometry.
+
+    Geometry (both): one affine warp - rotation, isotropic scale and translation about the centre,
+    and a horizontal flip if ``flip=True`` - via ``ImageProjectiveTransformV3``, bilinear for the
+    X-ray and nearest-neighbour for the masks (so they stay exactly 0/1); outside the image is 0.
+    Intensity (X-ray only): contrast :math:`x \\to \\bar x + c(x - \\bar x)`, brightness
+    :math:`x \\to x + b`, clip to [0, 1], gamma :math:`x \\to x^g`.
+
+    The flip is off by default: a mirrored LAT view turns the patient around (anterior and
+    posterior swap sides), which the clinical data never shows; for the AP view it is plausible
+    (left/right scoliosis), so turn it on there if wanted.
+
+    ``seed``: an int or a length-2 integer tensor; the same seed gives the same result (stateless
+    random ops), so it can run inside ``tf.data`` with one seed per example. ``strengths``
+    override :data:`AUGMENT_DEFAULTS` (a 0 disables that change).
+    """
+    unknown = set(strengths) - set(AUGMENT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown augmentation parameter(s) {sorted(unknown)}; known: {list(AUGMENT_DEFAULTS)}")
+    p = {**AUGMENT_DEFAULTS, **strengths}
+    image = tf.convert_to_tensor(image, tf.float32)
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    if image.shape.rank != 3 or masks.shape.rank != 3:
+        raise ValueError(f"augment_pair expects image (H, W, 1) and masks (H, W, C), got {image.shape} and {masks.shape}")
+    if image.shape[:2] != masks.shape[:2]:
+        raise ValueError(f"image {image.shape} and masks {masks.shape} differ in height/width")
+    seed = _as_seed(seed)
+    geo_seed, int_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+    shape = tf.shape(image)
+    matrix = affine_matrix(geo_seed, shape[0], shape[1], p["rotation"], p["scale"], p["translation"], p["flip"])
+    image = _warp(image, matrix, "BILINEAR")
+    masks = _warp(masks, matrix, "NEAREST")
+    s = tf.random.experimental.stateless_split(int_seed, num=3)
+    contrast = tf.random.stateless_uniform([], s[0], 1.0 - p["contrast"], 1.0 + p["contrast"])
+    brightness = tf.random.stateless_uniform([], s[1], -p["brightness"], p["brightness"])
+    gamma = tf.random.stateless_uniform([], s[2], 1.0 - p["gamma"], 1.0 + p["gamma"])
+    mean = tf.reduce_mean(image)
+    image = tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0)
+    image = tf.pow(image, gamma)
+    return image, masks
+
+
+# --------------------------------------------------------------------------------------------
+# 2. tf.data pipeline
+
+
+def _check_arrays(images, masks, name: str = "") -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    masks = np.asarray(masks)
+    if images.ndim == 3:
+        images = images[..., None]
+    if masks.ndim == 3:
+        masks = masks[..., None]
+    if images.ndim != 4 or images.shape[-1] != 1:
+        raise ValueError(f"{name}images must be (N, H, W, 1) or (N, H, W), got shape {images.shape}")
+    if masks.ndim != 4:
+        raise ValueError(f"{name}masks must be (N, H, W, C), got shape {masks.shape}")
+    if images.shape[:3] != masks.shape[:3]:
+        raise ValueError(f"{name}images {images.shape} and masks {masks.shape} differ in N, H or W")
+    if len(images) == 0:
+        raise ValueError(f"{name}images is empty")
+    return images.astype(np.float32, copy=False), masks.astype(np.float32, copy=False)
+
+
+def make_dataset(
+    images,
+    masks,
+    batch_size: int = 8,
+    shuffle: bool = False,
+    augment: bool | dict = False,
+    seed: int = 0,
+    cache: bool = True,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline of ``(image, masks)`` batches from arrays.
+
+    ``images (N, H, W, 1)``, ``masks (N, H, W, C)``, float32. Steps: ``cache`` (the un-augmented
+    examples, so any later preprocessing runs once), ``shuffle`` (whole set, seeded, a new order
+    each epoch), ``augment`` (:func:`augment_pair`; ``True`` for the defaults or a dict of
+    strengths) with a per-example stateless seed drawn from ``tf.data.Dataset.random(seed)``,
+    batch, prefetch. The same ``seed`` gives the same sequence of batches, epoch after epoch.
+    """
+    images, masks = _check_arrays(images, masks)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    ds = tf.data.Dataset.from_tensor_slices((images, masks))
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        strengths = augment if isinstance(augment, dict) else {}
+        augment_pair(images[0], masks[0], 0, **strengths)  # fail early on bad parameters
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda pair, s: augment_pair(pair[0], pair[1], s, **strengths),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        )
+    return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. training
+
+DEFAULT_LR = 1e-3
+"""Adam's learning rate. The paper says only "Adam"; 1e-3 is Keras's default (what
+``optimizer="adam"`` gives, most likely the paper's Kaggle setting). Adam normalises each
+parameter's step by its gradient's running RMS, so the unbounded scale of the paper's loss does
+not change the step size."""
+
+BEST_MODEL, LAST_MODEL, STATE_FILE, HISTORY_FILE = "best.keras", "last.keras", "train_state.json", "history.csv"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_segmentation` returns."""
+
+    model: keras.Model  # the model after the last epoch (weights of last.keras)
+    history: pd.DataFrame  # one row per epoch, all runs of this out_dir (history.csv)
+    best_model_path: Path  # best.keras: the epoch with the highest val_dice
+    last_model_path: Path  # last.keras: the last finished epoch (with optimizer state)
+    train_seconds: float  # wall time of the fit in this call
+    seconds_per_epoch: float  # mean epoch time in this call (NaN if no epoch ran)
+    initial_epoch: int = 0  # epochs already done when this call started (resume)
+    stopped_early: bool = False
+    best_val_dice: float = float("nan")
+    out_dir: Path = field(default_factory=Path)
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Adds ``epoch_seconds`` to the logs (so ``history.csv`` records it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        dt = time.perf_counter() - self._t0
+        self.seconds.append(dt)
+        if logs is not None:
+            logs["epoch_seconds"] = dt
+
+
+class _ResumeState(keras.callbacks.Callback):
+    """Each epoch: save ``last.keras`` then ``train_state.json`` (both atomically); at the start
+    of a resumed run, give early stopping and the LR schedule back their counters."""
+
+    def __init__(self, out_dir: Path, early: keras.callbacks.EarlyStopping,
+                 plateau: keras.callbacks.ReduceLROnPlateau, config: dict, state: dict | None):
+        super().__init__()
+        self.out_dir, self.early, self.plateau, self.config, self.state = out_dir, early, plateau, config, state
+
+    def on_train_begin(self, logs=None):
+        s = self.state
+        if s:  # runs after EarlyStopping/ReduceLROnPlateau reset themselves
+            self.early.wait, self.early.best = s["early_wait"], s["best_val_dice"]
+            self.plateau.wait, self.plateau.best = s["plateau_wait"], s["best_val_dice"]
+            self.plateau.cooldown_counter = s["plateau_cooldown"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        tmp = self.out_dir / ".last.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.out_dir / LAST_MODEL)
+        prev_best = (self.state or {}).get("best_val_dice")
+        current = logs.get("val_dice")
+        best = current if prev_best is None or (current is not None and current > prev_best) else prev_best
+        self.state = {
+            "epoch": epoch + 1,
+            "best_val_dice": None if best is None else float(best),
+            "early_wait": int(self.early.wait),
+            "plateau_wait": int(self.plateau.wait),
+            "plateau_cooldown": int(self.plateau.cooldown_counter),
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "stopped_early": bool(self.model.stop_training),
+            "config": self.config,
+        }
+        _write_json(self.out_dir / STATE_FILE, self.state)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from spinelib.imageio import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+
+
+def _truncate_history(path: Path, n_epochs: int) -> None:
+    """Keep the rows of epochs < ``n_epochs`` (an interruption can leave one row too many)."""
+    if path.exists() and path.stat().st_size:
+        df = pd.read_csv(path)
+        if len(df) and df["epoch"].max() >= n_epochs:
+            df[df["epoch"] < n_epochs].to_csv(path, index=False)
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    if not path.exists() or not path.stat().st_size:
+        return pd.DataFrame(columns=["epoch", "loss", "dice", "val_loss", "val_dice"])
+    return pd.read_csv(path)
+
+
+def train_segmentation(
+    model: keras.Model,
+    train_images,
+    train_masks,
+    val_images,
+    val_masks,
+    loss: str | Callable = "paper",
+    epochs: int = 100,
+    batch_size: int = 8,
+    out_dir: str | os.PathLike = "outputs/segmentation",
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    augment: bool | dict = False,
+    patience: int = 15,
+    verbose: int = 1,
+) -> TrainResult:
+    """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.losses` name or a callable).
+
+    Callbacks, all monitoring the validation Dice (``val_dice``, :func:`dice_metric`):
+
+    - ``ModelCheckpoint`` -> ``out_dir/best.keras`` (highest ``val_dice``);
+    - ``EarlyStopping`` after ``patience`` epochs without improvement;
+    - ``ReduceLROnPlateau``: halve the LR after ``max(1, patience // 3)`` epochs without
+      improvement (down to 1e-6);
+    - ``CSVLogger`` -> ``out_dir/history.csv`` (with ``epoch_seconds`` and ``learning_rate``);
+    - resume: every epoch ``last.keras`` (weights + optimizer state) and ``train_state.json``
+      (epochs done, best ``val_dice``, callback counters) are saved atomically. Calling again
+      with the same ``out_dir`` loads them into ``model`` (same architecture) and continues at
+      ``initial_epoch`` up to ``epochs`` in total; a run that stopped early, or already reached
+      ``epochs``, is not trained further. Resumed epochs draw new shuffle/augmentation orders
+      (the ``tf.data`` seeds restart), so a resumed run is not bit-identical to an
+      uninterrupted one.
+
+    ``seed`` seeds Keras (dropout) and the data pipeline; call :func:`spinelib.config.set_seed`
+    first for full determinism, including the weight initialisation.
+    """
+    train_images, train_masks = _check_arrays(train_images, train_masks, "train_")
+    val_images, val_masks = _check_arrays(val_images, val_masks, "val_")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(patience, (int, np.integer)) or patience < 1:
+        raise ValueError(f"patience must be a positive integer, got {patience!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    n_out = model.output_shape[-1]
+    for name, m in (("train_masks", train_masks), ("val_masks", val_masks)):
+        if m.shape[-1] != n_out:
+            raise ValueError(f"{name} has {m.shape[-1]} channel(s) but the model outputs {n_out}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    loss_fn = get_loss(loss)
+    config = {
+        "model": model.name, "params": int(model.count_params()), "loss": getattr(loss_fn, "__name__", str(loss)),
+        "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "augment": augment,
+        "n_train": len(train_images), "n_val": len(val_images), "input_shape": list(train_images.shape[1:]),
+    }
+
+    keras.utils.set_random_seed(int(seed))
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss=loss_fn,
+        metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice")],
+    )
+
+    state, initial_epoch = None, 0
+    state_path, last_path, best_path, hist_path = (out / n for n in (STATE_FILE, LAST_MODEL, BEST_MODEL, HISTORY_FILE))
+    if state_path.exists() and last_path.exists():
+        state = json.loads(state_path.read_text())
+        if state.get("config", {}).get("params") != config["params"]:
+            raise ValueError(
+                f"{last_path} holds a model with {state.get('config', {}).get('params')} parameters, but the "
+                f"given model has {config['params']}: use another out_dir or delete {out}"
+            )
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(last_path)
+        initial_epoch = int(state["epoch"])
+        _truncate_history(hist_path, initial_epoch)
+        if verbose:
+            print(f"resuming from {last_path} after epoch {initial_epoch}")
+
+    def result(seconds: float, per_epoch: float, stopped: bool) -> TrainResult:
+        st = json.loads(state_path.read_text()) if state_path.exists() else {}
+        best = st.get("best_val_dice")
+        return TrainResult(
+            model=model, history=_read_history(hist_path), best_model_path=best_path,
+            last_model_path=last_path, train_seconds=seconds, seconds_per_epoch=per_epoch,
+            initial_epoch=initial_epoch, stopped_early=stopped,
+            best_val_dice=float("nan") if best is None else float(best), out_dir=out,
+        )
+
+    if state and (initial_epoch >= epochs or state.get("stopped_early")):
+        if verbose:
+            why = "stopped early" if state.get("stopped_early") else f"reached {initial_epoch} epochs"
+            print(f"{out}: training already {why}; nothing to do")
+        return result(0.0, float("nan"), bool(state.get("stopped_early")))
+
+    timer = _EpochTimer()
+    early = keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=int(patience))
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_dice", mode="max", factor=0.5, patience=max(1, int(patience) // 3), min_lr=1e-6,
+    )
+    callbacks = [
+        timer,
+        keras.callbacks.ModelCheckpoint(
+            best_path, monitor="val_dice", mode="max", save_best_only=True,
+            initial_value_threshold=None if state is None else state.get("best_val_dice"),
+        ),
+        early,
+        plateau,
+        keras.callbacks.CSVLogger(hist_path, append=True),
+        _ResumeState(out, early, plateau, config, state),
+    ]
+    train_ds = make_dataset(train_images, train_masks, batch_size, shuffle=True, augment=augment, seed=seed)
+    val_ds = make_dataset(val_images, val_masks, batch_size, shuffle=False, augment=False, seed=seed)
+    t0 = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=int(epochs), initial_epoch=initial_epoch,
+              callbacks=callbacks, verbose=verbose, shuffle=False)
+    seconds = time.perf_counter() - t0
+    per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
+    return result(seconds, per_epoch, bool(model.stop_training))
+
+
+# --------------------------------------------------------------------------------------------
+# 4. post-processing
+
+
+def _postprocess_2d(prob: np.ndarray, threshold, min_size_fraction, keep_largest, fill_holes) -> np.ndarray:
+    from scipy import ndimage
+    from skimage.measure import label
+
+    mask = prob > threshold
+    if not mask.any():
+        return mask
+    labels = label(mask, connectivity=2)
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
+    keep = areas >= min_size_fraction * mask.size
+    keep[0] = False
+    if keep_largest is not None:
+        order = np.argsort(areas)[::-1]
+        largest = np.zeros_like(keep)
+        largest[order[: int(keep_largest)]] = True
+        keep &= largest
+    mask = keep[labels]
+    if fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+    return mask
+
+
+def postprocess(
+    prob,
+    threshold: float = 0.5,
+    min_size_fraction: float = 0.0005,
+    keep_largest: int | None = None,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Probabilities -> clean binary masks, channel by channel.
+
+    1. threshold: ``prob > threshold``;
+    2. drop 8-connected components smaller than ``min_size_fraction`` of the image area
+       (default 0.05 %: 65 px at 512x256; a pedicle there is a few hundred pixels);
+    3. if ``keep_largest=k``, keep only the ``k`` largest remaining components
+       (e.g. 17 vertebrae, or 1 for a single line);
+    4. if ``fill_holes``, fill enclosed holes (``scipy.ndimage.binary_fill_holes``).
+
+    ``prob``: ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)``; returns ``bool`` of the same shape.
+    """
+    prob = np.asarray(prob, dtype=np.float32)
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if not 0.0 <= min_size_fraction < 1.0:
+        raise ValueError(f"min_size_fraction must be in [0, 1), got {min_size_fraction}")
+    if keep_largest is not None and (not isinstance(keep_largest, (int, np.integer)) or keep_largest < 1):
+        raise ValueError(f"keep_largest must be None or a positive integer, got {keep_largest!r}")
+    args = (threshold, min_size_fraction, keep_largest, fill_holes)
+    if prob.ndim == 2:
+        return _postprocess_2d(prob, *args)
+    if prob.ndim == 3:
+        return np.stack([_postprocess_2d(prob[..., c], *args) for c in range(prob.shape[-1])], axis=-1)
+    if prob.ndim == 4:
+        return np.stack([postprocess(p, *args) for p in prob])
+    raise ValueError(f"prob must be (H, W), (H, W, C) or (N, H, W, C), got shape {prob.shape}")
+
+
+# --------------------------------------------------------------------------------------------
+# 5. inference
+
+
+def predict(model: keras.Model, images, batch_size: int = 8, tta_flip: bool = False) -> np.ndarray:
+    """Probabilities ``(N, H, W, C)`` for images ``(N, H, W, 1)`` or ``(N, H, W)``.
+
+    With ``tta_flip``, the prediction is the mean of the prediction and the mirrored prediction
+    of the mirrored image, :math:`\\tfrac12[f(x) + F f(F x)]` with :math:`F` the horizontal flip.
+    It helps when the model has seen mirrored images (``augment={"flip": True}``) or the
+    structures are left/right symmetric (AP view).
+    """
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] != 1:
+        raise ValueError(f"images must be (N, H, W, 1) or (N, H, W), got shape {x.shape}")
+    prob = model.predict(x, batch_size=batch_size, verbose=0)
+    if tta_flip:
+        flipped = model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)
+        prob = 0.5 * (prob + flipped[:, :, ::-1])
+    return np.asarray(prob, dtype=np.float32)
+
+
+XRAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
+
+
+def predict_folder(
+    model: keras.Model,
+    folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    size: tuple[int, int] | None = None,
+    structures: Sequence[str] | None = None,
+    threshold: float = 0.5,
+    tta: bool = False,
+    batch_size: int = 4,
+    postprocess_kwargs: dict | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Segment every X-ray in ``folder`` and write its masks at the X-ray's original resolution.
+
+    Each file (PNG/JPEG/TIFF/BMP/DICOM, not recursive) is read with
+    :func:`spinelib.imageio.read_xray`, resized to ``size=(h, w)`` (default: the model's input
+    size) and scaled to [0, 1]; the probabilities are resized back (bilinear) to the original
+    size, then :func:`postprocess` -ed (``threshold`` and ``postprocess_kwargs``). Masks are
+    written atomically as 1-bit PNGs ``out_dir/<x-ray stem>/<structure>.png``, the clinical
+    dataset's layout. Returns one row per (image, structure): ``image, structure, mask_path,
+    height, width, fraction``.
+    """
+    from skimage.transform import resize
+    from tqdm.auto import tqdm
+
+    from spinelib.imageio import image_size, read_xray, save_png
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"X-ray folder {folder} does not exist or is not a directory")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in XRAY_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no X-ray ({', '.join(XRAY_SUFFIXES)}) in {folder}")
+    if size is None:
+        size = tuple(model.input_shape[1:3])
+        if None in size:
+            raise ValueError(f"the model {model.name} accepts any size: pass size=(height, width)")
+    size = (int(size[0]), int(size[1]))
+    n_out = model.output_shape[-1]
+    structures = [f"mask_{c}" for c in range(n_out)] if structures is None else list(structures)
+    if len(structures) != n_out:
+        raise ValueError(f"{len(structures)} structure name(s) for a model with {n_out} output channel(s)")
+    pp = {"threshold": threshold, **(postprocess_kwargs or {})}
+    out = Path(out_dir)
+    rows = []
+    batches = range(0, len(files), batch_size)
+    for start in tqdm(batches, desc="predict_folder", unit="batch", disable=not progress):
+        chunk = files[start:start + batch_size]
+        x = np.stack([read_xray(p, size=size).astype(np.float32) / 255.0 for p in chunk])[..., None]
+        prob = predict(model, x, batch_size=batch_size, tta_flip=tta)
+        for path, p in zip(chunk, prob):
+            h, w = image_size(path)
+            full = resize(p, (h, w, n_out), order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
+            masks = postprocess(full, **pp)
+            for c, structure in enumerate(structures):
+                target = save_png(out / path.stem / f"{structure}.png", masks[..., c])
+                rows.append({"image": path.name, "structure": structure, "mask_path": str(target),
+                             "height": h, "width": w, "fraction": float(masks[..., c].mean())})
+    return pd.DataFrame(rows, columns=["image", "structure", "mask_path", "height", "width", "fraction"])
+
+
+# --------------------------------------------------------------------------------------------
+# 6. figures
+
+
+def plot_history(history: pd.DataFrame, title: str | None = None):
+    """Loss and Dice per epoch, training vs validation; returns a matplotlib ``Figure``."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(history, pd.DataFrame) or history.empty:
+        raise ValueError("plot_history needs a non-empty history DataFrame (history.csv)")
+    pairs = [("loss", "Loss"), ("dice", "Dice")]
+    if not any(c in history.columns for c, _ in pairs):
+        raise ValueError(f"history has neither 'loss' nor 'dice' columns: {list(history.columns)}")
+    epoch = (history["epoch"] + 1) if "epoch" in history.columns else pd.Series(range(1, len(history) + 1))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    for ax, (key, label) in zip(axes, pairs):
+        for col, style, name in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
+            if col in history.columns:
+                ax.plot(epoch, history[col], style, marker="o", ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "dice" in history.columns or "val_dice" in history.columns:
+        axes[1].set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,58 @@
+"""The paper's U-Net (exact parameter count) and its one-argument variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinelib.unet import unet
+
+
+def test_paper_unet_has_the_papers_parameter_count():
+    model = unet()  # built only, never run at 512x256
+    assert model.count_params() == 7_759_521
+    assert model.input_shape == (None, 512, 256, 1)
+    assert model.output_shape == (None, 512, 256, 1)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    transposes = [layer for layer in model.layers if type(layer).__name__ == "Conv2DTranspose"]
+    # figure 2 of the paper: conv2d_1..conv2d_19 and conv2d_transpose_1..4
+    assert len(convs) == 19 and len(transposes) == 4
+    assert [c.filters for c in convs[:10:2]] == [32, 64, 128, 256, 512]
+    assert convs[-1].activation.__name__ == "sigmoid"
+    assert not any("batch_normalization" in type(layer).__name__.lower() for layer in model.layers)
+
+
+def test_multi_output_variant_runs_with_the_right_shape():
+    model = unet((64, 32, 1), filters=4, depth=4, n_classes=3)
+    out = model.predict(np.random.default_rng(0).random((2, 64, 32, 1), dtype=np.float32), verbose=0)
+    assert out.shape == (2, 64, 32, 3)
+    assert np.all((out > 0) & (out < 1))  # independent sigmoids
+
+
+def test_variants_change_the_network_as_documented():
+    small = dict(input_shape=(64, 32, 1), filters=8, depth=4)
+    base = unet(**small).count_params()
+    assert unet(**small, batch_norm=True).count_params() > base
+    # bilinear upsampling + 2x2 conv has the same number of weights as a 2x2 transposed conv
+    bil = unet(**small, up="bilinear")
+    assert bil.count_params() == base
+    assert any(type(layer).__name__ == "UpSampling2D" for layer in bil.layers)
+    assert unet(**{**small, "filters": 16}).count_params() > 3 * base
+    assert unet(**{**small, "depth": 3}).count_params() < base
+    assert any(type(layer).__name__ == "Dropout" for layer in unet(**small, dropout=0.2).layers)
+    # 5 LAT structures: only the 1x1 output layer grows, 4 extra kernels of 8 weights + 4 biases
+    assert unet(**small, n_classes=5).count_params() == base + 4 * 8 + 4
+
+
+def test_bad_sizes_and_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="multiple of 2\\*\\*\\(depth-1\\) = 16"):
+        unet((500, 256, 1))
+    with pytest.raises(ValueError, match="width 36"):
+        unet((64, 36, 1), depth=4)
+    unet((64, 36, 1), depth=3, filters=2)  # 36 is divisible by 4
+    with pytest.raises(ValueError, match="up must be"):
+        unet((64, 32, 1), up="nearest")
+    with pytest.raises(ValueError, match="filters"):
+        unet((64, 32, 1), filters=0)
+    with pytest.raises(ValueError, match="input_shape"):
+        unet((64, 32))
