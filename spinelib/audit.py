@@ -7,15 +7,29 @@ headers and measures how much of each X-ray every structure's mask covers;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from spinelib.clinical import ClinicalDataset
-from spinelib.imageio import ImageReadError, image_size, read_mask, resize_mask
+from spinelib.imageio import ImageReadError, image_size, read_mask_levels, read_xray, resize_mask
 from spinelib.structures import CLASSES, STRUCTURES, view_of
+
+PROBLEM_KINDS: dict[str, str] = {
+    "unreadable": "the file cannot be read (empty, truncated, not an image, too large, ...)",
+    "broken link": "a symbolic link whose target does not exist",
+    "size mismatch": "a mask whose height x width differs from its X-ray's",
+    "blank X-ray": "an X-ray with a single grey value (nothing to see)",
+    "empty mask": "a mask with no foreground pixel at full resolution (loaded as is)",
+    "non-binary mask": "a mask with more than two grey levels (anti-aliased or lossy); read as value > 0",
+    "mostly foreground": "a mask covering more than half the image: inverted (black on white)?",
+}
+"""The ``kind`` values of :attr:`ClinicalAudit.problems`, with what each means."""
+
+MOSTLY_FOREGROUND = 0.5
+"""Mask coverage above which a mask is flagged as possibly inverted (vertebrae cover < 20 %)."""
 
 SEVERITY_BINS: tuple[float, ...] = (0.0, 10.0, 25.0, 40.0, np.inf)
 SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-25 (mild)", "25-40 (moderate)", ">=40 (severe)")
@@ -35,6 +49,7 @@ class ClinicalAudit:
     problems: pd.DataFrame
     n_ignored: int = 0
     coverage_size: tuple[int, int] | None = None
+    provenance: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """A few lines of text: counts, exclusions, sizes, coverage."""
@@ -43,7 +58,9 @@ class ClinicalAudit:
             "patients: " + ", ".join(f"{c} {int(ppc.loc[c, 'usable'])} usable / {int(ppc.loc[c, 'found'])} found"
                                      for c in ppc.index),
             f"excluded: {len(self.excluded)} patient(s); renamed files: {len(self.renamed)}; "
-            f"ignored files: {self.n_ignored}; unreadable or mismatched files: {len(self.problems)}",
+            f"ignored files: {self.n_ignored}; file problems: {len(self.problems)}"
+            + (" (" + ", ".join(f"{k} {n}" for k, n in self.problems["kind"].value_counts().items()) + ")"
+               if len(self.problems) else ""),
         ]
         for pid, reason in zip(self.excluded.get("patient_id", []), self.excluded.get("reason", [])):
             lines.append(f"  excluded {pid}: {reason}")
@@ -60,7 +77,7 @@ class ClinicalAudit:
 
 
 def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | None = (512, 256),
-                   progress: bool = True) -> ClinicalAudit:
+                   progress: bool = True, check_xrays: bool = True, provenance: bool = True) -> ClinicalAudit:
     """Audit a :class:`~spinelib.clinical.ClinicalDataset`.
 
     - ``patients_per_class``: per class, patients found, usable, excluded, with all 8 masks;
@@ -71,18 +88,38 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
       ``n_empty`` masks). Each mask is measured after resizing (nearest neighbour) to
       ``coverage_size`` - the resolution the network is trained at, where thin lines can vanish -
       or at full resolution when ``coverage_size`` is None;
-    - ``problems``: files that could not be read, or masks whose size differs from their X-ray.
+    - ``problems``: one row per file issue, ``patient_id, path, kind, problem`` with ``kind`` one of
+      :data:`PROBLEM_KINDS`: unreadable files, broken links (from the scan), masks whose size
+      differs from their X-ray, blank X-rays, and - files that load but deserve a look - empty
+      masks, non-binary masks and masks that are mostly foreground;
+    - ``provenance``: :func:`spinelib.provenance.run_info` with the dataset's fingerprint (package
+      versions, platform, UTC time), unless ``provenance=False``.
+
+    ``check_xrays`` decodes every X-ray (at ``coverage_size``, cheap for JPEGs) to catch truncated
+    files that a header read misses.
     """
-    problems: list[dict] = []
+    problems: list[dict] = [
+        {"patient_id": r["patient_id"], "path": r["path"], "kind": r["kind"], "problem": r["problem"]}
+        for r in dataset.problems.to_dict("records")
+    ]
+
+    def report(patient_id: str, path, kind: str, problem: str) -> None:
+        problems.append({"patient_id": patient_id, "path": path, "kind": kind, "problem": problem})
+
     size_rows: list[dict] = []
     records = [(p, False) for p in dataset.patients] + [(p, True) for p in dataset.excluded_patients]
     xray_shape: dict[tuple[str, str, str], tuple[int, int]] = {}
-    for p, excluded in tqdm(records, desc="audit sizes", unit="patient", disable=not progress):
+    for p, excluded in tqdm(records, desc="audit X-rays", unit="patient", disable=not progress):
         for view, v in p.views.items():
             try:
                 h, w = image_size(v.image_path)
+                if check_xrays:
+                    img = read_xray(v.image_path, size=coverage_size)
+                    if img.min() == img.max():
+                        report(p.patient_id, v.image_path, "blank X-ray",
+                               f"{v.image_path}: every pixel has the same value ({int(img.min())})")
             except (ImageReadError, FileNotFoundError) as e:
-                problems.append({"patient_id": p.patient_id, "path": v.image_path, "problem": str(e)})
+                report(p.patient_id, v.image_path, "unreadable", str(e))
                 continue
             xray_shape[(p.class_name, p.patient_id, view)] = (h, w)
             size_rows.append({"patient_id": p.patient_id, "class_name": p.class_name, "view": view,
@@ -97,14 +134,31 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
     size_table = pd.DataFrame(table).set_index("class_name")
 
     fractions: dict[str, list[float]] = {s: [] for s in STRUCTURES}
-    jobs = [(p, s, path) for p in dataset.patients for v in p.views.values() for s, path in v.mask_paths.items()]
-    for p, s, path in tqdm(jobs, desc="audit masks", unit="mask", disable=not progress):
+    jobs = [(p, s, v.image_path, path) for p in dataset.patients for v in p.views.values()
+            for s, path in v.mask_paths.items()]
+    for p, s, xray_path, path in tqdm(jobs, desc="audit masks", unit="mask", disable=not progress):
         shape = xray_shape.get((p.class_name, p.patient_id, view_of(s)))
         try:
-            m = read_mask(path, shape=shape)
+            mshape = image_size(path)
+            if shape is not None and mshape != shape:
+                report(p.patient_id, path, "size mismatch",
+                       f"{path}: mask is {mshape[0]} x {mshape[1]} (h x w) but its X-ray {xray_path} is "
+                       f"{shape[0]} x {shape[1]}")
+                continue
+            m, levels = read_mask_levels(path, shape=shape)
         except (ImageReadError, FileNotFoundError) as e:
-            problems.append({"patient_id": p.patient_id, "path": path, "problem": str(e)})
+            report(p.patient_id, path, "unreadable", str(e))
             continue
+        n_fg = int(m.sum())
+        if n_fg == 0:
+            report(p.patient_id, path, "empty mask", f"{path}: no foreground pixel ({s}); loaded as an empty mask")
+        elif n_fg > MOSTLY_FOREGROUND * m.size:
+            report(p.patient_id, path, "mostly foreground",
+                   f"{path}: {100 * n_fg / m.size:.1f}% of the pixels are foreground ({s}); inverted mask?")
+        if len(levels) > 2:
+            shown = ", ".join(str(int(v)) for v in levels[:6]) + (", ..." if len(levels) > 6 else "")
+            report(p.patient_id, path, "non-binary mask",
+                   f"{path}: {len(levels)} grey levels ({shown}), expected 2; read as foreground = value > 0")
         if coverage_size is not None:
             m = resize_mask(m, coverage_size, method="nearest")
         fractions[s].append(float(m.mean()))
@@ -126,11 +180,17 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
         "with_all_masks": [int((complete == c).sum()) for c in CLASSES],
     }, index=pd.Index(CLASSES, name="class_name"))
 
+    info = {}
+    if provenance:
+        from spinelib.provenance import run_info
+
+        info = run_info(None, None, {"clinical": dataset.root})
     return ClinicalAudit(
         patients_per_class=ppc, excluded=dataset.excluded.copy(), renamed=dataset.renamed.copy(),
         size_table=size_table, sizes=sizes, mask_coverage=mask_coverage,
-        problems=pd.DataFrame(problems, columns=["patient_id", "path", "problem"]),
+        problems=pd.DataFrame(problems, columns=["patient_id", "path", "kind", "problem"]),
         n_ignored=len(dataset.ignored), coverage_size=None if coverage_size is None else tuple(coverage_size),
+        provenance=info,
     )
 
 

@@ -254,12 +254,11 @@ def choose_threshold(y_true: Sequence[int], prob: Sequence[float], criterion: st
     if len(np.unique(y)) < 2:
         raise ValueError("choose_threshold needs both classes in y_true")
     if criterion == "youden":
-        fpr, tpr, thr = roc_curve(y, p)
-        ok = np.isfinite(thr)
-        j = np.where(ok, tpr - fpr, -np.inf)
-        return float(thr[int(np.argmax(j))])
+        fpr, tpr, thr = roc_curve(y, p)  # thresholds in decreasing order
+        j = np.where(np.isfinite(thr), tpr - fpr, -np.inf)
+        return float(thr[int(np.argmax(j >= j.max() - 1e-12))])  # first = highest among ties
     if criterion == "f1":
         cands = np.unique(p)[::-1]
-        scores = [f1_score(y, p >= t, zero_division=0.0) for t in cands]
-        return float(cands[int(np.argmax(scores))])
+        scores = np.array([f1_score(y, p >= t, zero_division=0.0) for t in cands])
+        return float(cands[int(np.argmax(scores >= scores.max() - 1e-12))])
     raise ValueError(f"criterion must be 'youden' or 'f1', got {criterion!r}")

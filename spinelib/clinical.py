@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".t
 """File suffixes (lower case) considered as X-ray or mask images."""
 
 _SKIP_DIRS = {"__macosx", ".git", ".ipynb_checkpoints", "__pycache__"}
+
+PROBLEM_COLUMNS = ["path", "patient_id", "class_name", "kind", "problem"]
+"""Columns of :attr:`ClinicalDataset.problems` (and, with ``patient_id`` first, of the audit's)."""
 
 
 def _key(name: str) -> str:
@@ -113,13 +117,52 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _SKIP_DIRS
 
 
-def _entries(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Sorted (subdirectories, files) of a folder."""
+def _entries(folder: Path, ignored: dict[Path, str] | None = None) -> tuple[list[Path], list[Path]]:
+    """Sorted (subdirectories, files) of a folder; symbolic links to folders count as folders.
+
+    A folder that cannot be listed (permissions, I/O error) is recorded in ``ignored`` with the
+    reason and treated as empty.
+    """
     dirs, files = [], []
-    with os.scandir(folder) as it:
-        for e in it:
-            (dirs if e.is_dir() else files).append(Path(e.path))
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(Path(e.path))
+    except OSError as e:
+        if ignored is None:
+            raise
+        ignored[folder] = f"cannot list folder ({e.strerror or e})"
+        return [], []
     return sorted(dirs), sorted(files)
+
+
+def _broken_link(path: Path) -> str | None:
+    """``'broken symbolic link (to <target>)'`` for a dangling link, else None."""
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"broken symbolic link (to {target})"
+    return None
+
+
+def _id_key(patient_id: str) -> str:
+    """Duplicate-ID key: Unicode NFC (macOS writes names decomposed, NFD) and case-folded."""
+    return unicodedata.normalize("NFC", patient_id).casefold()
+
+
+REASON_OUTSIDE = "outside the class folders (not part of the layout)"
+REASON_NOT_CLASS = "not a class folder (expected Normal or Damaged, any case)"
+REASON_HIDDEN = "hidden or system file/folder"
+REASON_UNKNOWN_NAME = "name is neither a view image (AP, LAT) nor a known mask"
+REASON_NOT_VIEW_DIR = "not a view folder (expected AP or LAT) in a patient-less class folder"
+REASON_CLASS_FILE = "file directly in a class folder (not in a patient folder)"
+REASON_LOOP = "symbolic link loop (folder already scanned)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +207,10 @@ class ClinicalDataset:
     excluded patient (``patient_id, class_name, folder, reason``; reasons joined by ``'; '``) and
     ``excluded_patients`` their partial records for the audit; ``renamed`` lists every file found
     under a non-canonical path (``path, role, canonical_name, patient_id, class_name``);
-    ``ignored`` lists files (and skipped folders) that are not part of the layout.
+    ``ignored`` lists files (and skipped folders) that are not part of the layout, and
+    ``ignored_reasons`` says why for each (:meth:`ignored_frame` as a table); ``problems`` lists
+    files found while scanning that have a role but cannot be used (``path, patient_id,
+    class_name, kind, problem``; e.g. a broken symbolic link).
     """
 
     root: Path
@@ -173,9 +219,17 @@ class ClinicalDataset:
     renamed: pd.DataFrame
     ignored: list[Path]
     excluded_patients: list[PatientRecord] = field(default_factory=list)
+    ignored_reasons: dict[Path, str] = field(default_factory=dict)
+    problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PROBLEM_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.patients)
+
+    def ignored_frame(self) -> pd.DataFrame:
+        """One row per ignored file or folder: ``path, reason``."""
+        return pd.DataFrame({"path": self.ignored,
+                             "reason": [self.ignored_reasons.get(p, "") for p in self.ignored]},
+                            columns=["path", "reason"])
 
     def to_frame(self) -> pd.DataFrame:
         """One row per usable patient and view."""
@@ -202,22 +256,25 @@ class ClinicalDataset:
 # scanning
 
 
-def _find_class_folders(root: Path, ignored: list[Path], max_depth: int = 3) -> list[tuple[Path, str]]:
+def _find_class_folders(root: Path, ignored: dict[Path, str], max_depth: int = 3) -> list[tuple[Path, str]]:
     """Class folders at the shallowest depth below ``root`` (wrapper folders like ``Training/``)."""
     level, level_files = [root], []
     for _ in range(max_depth + 1):
         found, below = [], []
         for d in level:
-            dirs, files = _entries(d)
+            dirs, files = _entries(d, ignored)
             level_files.extend(f for f in files)
             for sub in dirs:
                 if _is_hidden(sub.name):
+                    ignored[sub] = REASON_HIDDEN
                     continue
                 cls = _CLASS_KEYS.get(_key(sub.name))
                 (found.append((sub, cls)) if cls else below.append(sub))
         if found:
-            ignored.extend(level_files)
-            ignored.extend(sorted(set(below) - {f for f, _ in found}))
+            for f in level_files:
+                ignored[f] = _broken_link(f) or (REASON_HIDDEN if _is_hidden(f.name) else REASON_OUTSIDE)
+            for d in sorted(set(below) - {f for f, _ in found}):
+                ignored[d] = REASON_NOT_CLASS
             return found
         level = below
         if not level:
@@ -225,9 +282,10 @@ def _find_class_folders(root: Path, ignored: list[Path], max_depth: int = 3) -> 
     cls = _CLASS_KEYS.get(_key(root.name))
     if cls:  # root is itself a class folder
         return [(root, cls)]
+    empty = not any(root.iterdir())
     raise ValueError(
         f"no class folders ({', '.join(CLASSES)}, any case) found in {root} or up to "
-        f"{max_depth} folder levels below it"
+        f"{max_depth} folder levels below it" + (" (the folder is empty)" if empty else "")
     )
 
 
@@ -235,44 +293,65 @@ def _folder_view(name: str) -> str | None:
     return _VIEW_KEYS.get(_key(name))
 
 
-def _collect_files(folder: Path, ignored: list[Path], only_view_dirs: bool = False):
-    """(file, view of the enclosing view folder or None) for every file below ``folder``."""
+def _collect_files(folder: Path, ignored: dict[Path, str], only_view_dirs: bool = False):
+    """(file, view of the enclosing view folder or None) for every file below ``folder``.
+
+    Symbolic links to folders are followed once: a folder reached again (a link loop) is ignored.
+    """
     out = []
-    dirs, files = _entries(folder)
+    seen = {os.path.realpath(folder)}
+    dirs, files = _entries(folder, ignored)
     out.extend((f, None) for f in files)
     stack = [(d, _folder_view(d.name)) for d in dirs]
     if only_view_dirs:
         for d, v in stack:
             if v is None:
-                ignored.append(d)
+                ignored[d] = REASON_HIDDEN if _is_hidden(d.name) else REASON_NOT_VIEW_DIR
         stack = [(d, v) for d, v in stack if v is not None]
     while stack:
         d, v = stack.pop(0)
         if _is_hidden(d.name):
-            ignored.append(d)
+            ignored[d] = REASON_HIDDEN
             continue
-        sub_dirs, sub_files = _entries(d)
+        real = os.path.realpath(d)
+        if real in seen:
+            ignored[d] = REASON_LOOP
+            continue
+        seen.add(real)
+        sub_dirs, sub_files = _entries(d, ignored)
         out.extend((f, v) for f in sub_files)
         stack = [(s, _folder_view(s.name) or v) for s in sub_dirs] + stack
     return out
 
 
-def _scan_patient(folder: Path, patient_id: str, class_name: str, ignored: list[Path],
-                  renamed: list[dict], only_view_dirs: bool = False) -> tuple[PatientRecord, list[str]]:
+def _scan_patient(folder: Path, patient_id: str, class_name: str, ignored: dict[Path, str],
+                  renamed: list[dict], problems: list[dict],
+                  only_view_dirs: bool = False) -> tuple[PatientRecord, list[str]]:
     candidates: dict[tuple[str, str], list[Path]] = {}
-    for f, folder_view in _collect_files(folder, ignored, only_view_dirs):
+    broken: dict[tuple[str, str], list[tuple[Path, str]]] = {}
+    files = _collect_files(folder, ignored, only_view_dirs)
+    for f, folder_view in files:
         role = None if _is_hidden(f.name) else _role_of(f.name, folder_view)
         if role is None:
-            ignored.append(f)
+            ignored[f] = _broken_link(f) or (REASON_HIDDEN if _is_hidden(f.name) else REASON_UNKNOWN_NAME)
+            continue
+        view, what = role
+        dangling = _broken_link(f)
+        if dangling:  # a role, but nothing to read: reported, never a candidate
+            ignored[f] = dangling
+            broken.setdefault(role, []).append((f, dangling))
+            problems.append({"path": f, "patient_id": patient_id, "class_name": class_name,
+                             "kind": "broken link", "problem": f"{_role_label(view, what)}: {dangling}"})
             continue
         candidates.setdefault(role, []).append(f)
-        view, what = role
         canon = canonical_name(view, what)
         if f.relative_to(folder).as_posix() != canon:
             renamed.append({"path": f, "role": _role_label(view, what), "canonical_name": canon,
                             "patient_id": patient_id, "class_name": class_name})
 
     reasons: list[str] = []
+    if not files:
+        reasons.append("empty patient folder (no files)")
 
     def pick(view: str, role: str) -> Path | None:
         found = candidates.get((view, role), [])
@@ -293,7 +372,10 @@ def _scan_patient(folder: Path, patient_id: str, class_name: str, ignored: list[
             else:
                 masks[s] = p
         if image is None:
-            if not candidates.get((view, "image")):
+            if (view, "image") in broken and not candidates.get((view, "image")):
+                for f, why in broken[(view, "image")]:
+                    reasons.append(f"{view} image {f.relative_to(folder).as_posix()} is a {why}")
+            elif not candidates.get((view, "image")) and files:
                 reasons.append(f"missing {view} image")
             continue
         record.views[view] = ViewRecord(view, image, masks, missing)
@@ -303,8 +385,11 @@ def _scan_patient(folder: Path, patient_id: str, class_name: str, ignored: list[
 def scan_clinical(root: str | os.PathLike, progress: bool = True) -> ClinicalDataset:
     """Find every patient of a clinical-layout dataset below ``root`` (names only, no decoding).
 
-    Raises ``FileNotFoundError`` if ``root`` does not exist and ``ValueError`` if it holds no
-    ``Normal``/``Damaged`` folder (searched up to 3 wrapper levels deep).
+    Raises ``FileNotFoundError`` if ``root`` does not exist and ``ValueError`` if it is a file or
+    holds no ``Normal``/``Damaged`` folder (searched up to 3 wrapper levels deep).
+
+    Patient IDs are compared after Unicode NFC normalisation and case folding, so ``José`` written
+    composed and decomposed (as macOS does) is one ID - a duplicate when found twice.
     """
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path, got {type(root).__name__}: {root!r}")
@@ -313,32 +398,34 @@ def scan_clinical(root: str | os.PathLike, progress: bool = True) -> ClinicalDat
         raise FileNotFoundError(f"clinical dataset folder {root} does not exist")
     if not root.is_dir():
         raise ValueError(f"clinical dataset root {root} is a file, not a folder")
-    ignored: list[Path] = []
+    ignored: dict[Path, str] = {}
     renamed: list[dict] = []
+    problems: list[dict] = []
 
     # (folder, patient_id, class, patient-less layout?)
     jobs: list[tuple[Path, str, str, bool]] = []
     for class_dir, cls in _find_class_folders(root, ignored):
-        dirs, files = _entries(class_dir)
+        dirs, files = _entries(class_dir, ignored)
         if any(_folder_view(d.name) for d in dirs):
             jobs.append((class_dir, " ".join(class_dir.name.split()), cls, True))
             continue
-        ignored.extend(files)
+        for f in files:
+            ignored[f] = _broken_link(f) or (REASON_HIDDEN if _is_hidden(f.name) else REASON_CLASS_FILE)
         for d in dirs:
             if _is_hidden(d.name):
-                ignored.append(d)
+                ignored[d] = REASON_HIDDEN
             else:
                 jobs.append((d, " ".join(d.name.split()), cls, False))
 
     scanned: list[tuple[PatientRecord, list[str]]] = []
     for folder, pid, cls, patientless in tqdm(jobs, desc="scan clinical", unit="patient", disable=not progress):
-        scanned.append(_scan_patient(folder, pid, cls, ignored, renamed, only_view_dirs=patientless))
+        scanned.append(_scan_patient(folder, pid, cls, ignored, renamed, problems, only_view_dirs=patientless))
 
     by_id: dict[str, list[PatientRecord]] = {}
     for rec, _ in scanned:
-        by_id.setdefault(rec.patient_id.casefold(), []).append(rec)
+        by_id.setdefault(_id_key(rec.patient_id), []).append(rec)
     for rec, reasons in scanned:
-        others = [o for o in by_id[rec.patient_id.casefold()] if o is not rec]
+        others = [o for o in by_id[_id_key(rec.patient_id)] if o is not rec]
         if others:
             where = ", ".join(f"{o.class_name} ({o.folder})" for o in others)
             reasons.append(f"duplicate patient id {rec.patient_id!r}: also in {where}")
@@ -354,7 +441,10 @@ def scan_clinical(root: str | os.PathLike, progress: bool = True) -> ClinicalDat
 
     excluded = pd.DataFrame(excluded_rows, columns=["patient_id", "class_name", "folder", "reason"])
     renamed_df = pd.DataFrame(renamed, columns=["path", "role", "canonical_name", "patient_id", "class_name"])
-    return ClinicalDataset(root, patients, excluded, renamed_df, sorted(set(ignored)), excluded_patients)
+    ignored_paths = sorted(ignored)
+    return ClinicalDataset(root, patients, excluded, renamed_df, ignored_paths, excluded_patients,
+                           ignored_reasons={p: ignored[p] for p in ignored_paths},
+                           problems=pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ under the ROC curve), AUPRC (average precision) and the Brier score ``mean((p - 
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     average_precision_score,
@@ -139,7 +141,7 @@ def bootstrap_ci(
 
     Cases are resampled with replacement ``n_boot`` times; the interval is the
     ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled metric. Resamples where the metric
-    is undefined (e.g. AUROC with one class, which raises ``ValueError``) are dropped.
+    is undefined (e.g. AUROC with one class: ``ValueError`` or NaN) are dropped.
     """
     y = np.asarray(y_true).ravel()
     p = np.asarray(prob).ravel()
@@ -152,12 +154,14 @@ def bootstrap_ci(
     estimate = float(metric_fn(y, p))
     rng = np.random.default_rng(seed)
     values = np.full(n_boot, np.nan)
-    for b in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        try:
-            values[b] = metric_fn(y[idx], p[idx])
-        except ValueError:
-            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for b in range(n_boot):
+            idx = rng.integers(0, len(y), len(y))
+            try:
+                values[b] = metric_fn(y[idx], p[idx])
+            except ValueError:
+                pass
     if np.isnan(values).all():
         return estimate, float("nan"), float("nan")
     lo, hi = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
@@ -270,7 +274,7 @@ def roc_pr_figure(y_true, prob: np.ndarray | Mapping[str, np.ndarray], threshold
 def reliability_figure(y_true, prob: np.ndarray | Mapping[str, np.ndarray], n_bins: int = 10) -> Figure:
     """Reliability diagram (observed fraction of Damaged vs mean predicted probability per bin)
     above a histogram of the predicted probabilities; Brier score and ECE in the legend."""
-    fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(5.5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, ax_hist) = plt.subplots(2, 1, figsize=(5.5, 6.5), gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfectly calibrated")
     y = _binary(y_true, "y_true")
     for name, pr in _as_dict(prob).items():
@@ -279,10 +283,11 @@ def reliability_figure(y_true, prob: np.ndarray | Mapping[str, np.ndarray], n_bi
         label = f"{name} (Brier {brier_score_loss(y, p):.3f}, ECE {expected_calibration_error(y, p, n_bins):.3f})"
         line, = ax.plot(mean_pred, frac, "o-", label=label)
         ax_hist.hist(p, bins=n_bins, range=(0, 1), alpha=0.5, color=line.get_color())
-    ax.set(ylabel="Observed fraction Damaged", title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="Mean predicted probability in bin", ylabel="Observed fraction Damaged",
+           title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
-    ax_hist.set(xlabel="Predicted probability of Damaged", ylabel="Count")
+    ax_hist.set(xlabel="Predicted probability of Damaged", ylabel="Count", xlim=(0, 1))
     fig.tight_layout()
     return fig
 

@@ -32,8 +32,8 @@ def overlay(image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None, ax
         ax.imshow(rgba, interpolation="nearest")
         handles.append(plt.matplotlib.patches.Patch(color=colour, label=name.replace("_", " ")))
     if legend and handles:
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, -0.02 - 0.07 * len(handles)),
-                  fontsize=7, frameon=False)
+        ax.legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8, handlelength=1.0,
+                  borderpad=0.3, labelspacing=0.2)
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=9)

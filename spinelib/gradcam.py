@@ -39,7 +39,7 @@ def grad_cam(model: keras.Model, image: np.ndarray, layer_name: str | None = Non
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     x = np.asarray(image, dtype=np.float32)
-    in_shape = tuple(model.input.shape[1:])
+    in_shape = tuple(model.inputs[0].shape[1:])
     if x.ndim == 2 and len(in_shape) == 3 and in_shape[-1] == 1:
         x = x[..., None]
     if x.ndim != len(in_shape) or any(s is not None and s != d for s, d in zip(in_shape, x.shape)):
@@ -51,7 +51,7 @@ def grad_cam(model: keras.Model, image: np.ndarray, layer_name: str | None = Non
         raise ValueError(f"{model.name} has no layer {name!r}") from e
     if len(layer.output.shape) != 4:
         raise ValueError(f"layer {name!r} output {layer.output.shape} is not a feature map (batch, h, w, c)")
-    grad_model = keras.Model(model.inputs, [layer.output, model.output])
+    grad_model = keras.Model(model.inputs, [layer.output, model.outputs[0]])
     batch = tf.convert_to_tensor(x[None])
     with tf.GradientTape() as tape:
         features, preds = grad_model(batch, training=False)
@@ -84,9 +84,10 @@ def overlay_heatmap(
     heat = np.asarray(heatmap, dtype=float)
     if heat.shape != img.shape[:2]:
         raise ValueError(f"heatmap shape {heat.shape} differs from the image's {img.shape[:2]}")
-    if ax is None:
+    own = ax is None
+    if own:
         h, w = heat.shape
-        fig, ax = plt.subplots(figsize=(4, 4 * h / w if w else 4))
+        fig, ax = plt.subplots(figsize=(5 * w / h + 1.6, 5))  # room for the colour bar
     else:
         fig = ax.figure
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -94,4 +95,6 @@ def overlay_heatmap(
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Grad-CAM relevance")
     ax.set_title(title or "Grad-CAM")
     ax.axis("off")
+    if own:
+        fig.tight_layout()
     return fig

@@ -3,12 +3,17 @@
 Every reader returns a plain NumPy array with one convention, whatever the file holds:
 
 - :func:`read_xray` -> 2-D ``uint8`` grayscale (JPEG, PNG, TIFF, BMP via Pillow; DICOM via pydicom);
-- :func:`read_mask` -> 2-D ``bool`` (any grey level above 0 is foreground);
+- :func:`read_mask` -> 2-D ``bool`` (any grey level above 0 is foreground; transparent pixels are
+  background);
+- :func:`read_mask_levels` -> the same mask and the distinct grey levels of the file (the audit flags
+  masks with more than two levels: anti-aliased or JPEG-compressed);
 - :func:`image_size` -> ``(height, width)`` from the file header, without decoding pixels.
 
 Anything that cannot be read (empty, truncated, not an image, too large, DICOM without pixel data
 or with a compression no installed decoder handles) raises :class:`ImageReadError`, a
-``ValueError`` that names the file and the problem.
+``ValueError`` that names the file and the problem. Size limits are checked from the header
+before any pixel is decoded: ``max_pixels`` (default 80 megapixels) is the one limit that decides,
+Pillow's own decompression-bomb guard is lifted while a header is parsed.
 
 Writers (:func:`save_png`, :func:`save_jpeg`, :func:`atomic_write_bytes`) write to a temporary file
 in the target folder and then ``os.replace`` it, so an interrupted run leaves either the old file or
@@ -20,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -80,15 +86,21 @@ def _check_pixels(path: Path, height: int, width: int, max_pixels: float | None)
         )
 
 
+_PIL_OPEN_LOCK = threading.Lock()
+
+
 def _open_pil(path: Path) -> Image.Image:
-    """Open lazily (header only); PIL's decompression-bomb guard becomes an :class:`ImageReadError`."""
+    """Open lazily (header only). Pillow's decompression-bomb guard is lifted while the header is
+    parsed (under a lock, then restored), so a huge image can report its size and the caller's
+    ``max_pixels`` check, made right after, is the one that decides."""
     try:
-        with warnings.catch_warnings():
-            # our own max_pixels check, made right after, is the one that decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(path, f"image too large to decode safely: {e}") from e
+        with _PIL_OPEN_LOCK:
+            limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                return Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except UnidentifiedImageError as e:
         raise ImageReadError(path, "not a recognised image format (JPEG, PNG, TIFF, BMP or DICOM)") from e
     except (OSError, SyntaxError, ValueError) as e:
@@ -253,6 +265,35 @@ def read_xray(
     return img
 
 
+def _mask_gray(path: Path, shape: tuple[int, int] | None, max_pixels: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(grey levels as a 2-D array, foreground bool)`` of a mask file (see :func:`read_mask`)."""
+    if _is_dicom(path):
+        h, w = _dicom_size(path)
+        _check_mask_shape(path, (h, w), shape)
+        raw = np.asarray(_read_dicom(path, max_pixels, raw=True))
+        return raw, raw > 0
+    with _open_pil(path) as im:
+        w, h = im.size
+        _check_mask_shape(path, (h, w), shape)
+        _check_pixels(path, h, w, max_pixels)
+        _load_pil(path, im)
+        if im.mode == "1":
+            fg = np.asarray(im, dtype=bool).copy()
+            return fg.astype(np.uint8) * 255, fg
+        if im.mode in ("RGBA", "LA", "PA", "La"):
+            rgba = im.convert("RGBA")
+            alpha = np.asarray(rgba)[..., 3]
+            gray = np.asarray(rgba.convert("RGB").convert("L"))
+            if alpha.min() == alpha.max():  # constant alpha: it carries nothing
+                return gray, gray > 0
+            opaque = alpha > 0
+            if not (gray[opaque] > 0).any():
+                return alpha, opaque  # black paint everywhere: the alpha channel is the mask
+            return np.where(opaque, gray, 0).astype(np.uint8), (gray > 0) & opaque
+        gray = _pil_to_gray(path, im)
+        return gray, gray > 0
+
+
 def read_mask(
     path: str | os.PathLike,
     shape: tuple[int, int] | None = None,
@@ -260,23 +301,34 @@ def read_mask(
 ) -> np.ndarray:
     """Read a binary mask as a 2-D ``bool`` array: any grey value above 0 is foreground.
 
-    Colour masks are converted to grayscale first (alpha dropped), so any non-black pixel counts.
-    If ``shape=(h, w)`` is given, the header size is checked before decoding and a different size
-    raises :class:`ImageReadError` naming both sizes.
+    - 1-bit, 0/255, 0/1 or 0/128 masks are all read the same way (foreground = non-zero);
+    - grey levels in between (anti-aliased edges, JPEG noise) count as foreground too, so a thin
+      line is never lost; :func:`read_mask_levels` tells such masks apart;
+    - colour masks are converted to luminance first, so any non-black pixel counts;
+    - with an alpha channel, transparent pixels (alpha 0) are background; if every opaque pixel is
+      black (a mask painted in the alpha channel only), the alpha channel is the mask;
+    - if ``shape=(h, w)`` is given, the header size is checked before decoding and a different size
+      raises :class:`ImageReadError` naming both sizes.
     """
-    p = _check_file(path)
-    if _is_dicom(p):
-        h, w = _dicom_size(p)
-        _check_mask_shape(p, (h, w), shape)
-        return np.asarray(_read_dicom(p, max_pixels, raw=True)) > 0
-    with _open_pil(p) as im:
-        w, h = im.size
-        _check_mask_shape(p, (h, w), shape)
-        _check_pixels(p, h, w, max_pixels)
-        _load_pil(p, im)
-        if im.mode == "1":
-            return np.asarray(im, dtype=bool).copy()
-        return _pil_to_gray(p, im) > 0
+    return _mask_gray(_check_file(path), shape, max_pixels)[1]
+
+
+def read_mask_levels(
+    path: str | os.PathLike,
+    shape: tuple[int, int] | None = None,
+    max_pixels: float | None = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(mask, levels)``: the mask of :func:`read_mask` and the sorted distinct grey values of the
+    file (after colour-to-luminance conversion; a 1-bit mask has levels ``[0, 255]``).
+
+    A clean binary mask has at most two levels; more means anti-aliased edges or lossy compression.
+    """
+    gray, fg = _mask_gray(_check_file(path), shape, max_pixels)
+    if gray.dtype == np.uint8:
+        levels = np.flatnonzero(np.bincount(gray.ravel(), minlength=256)).astype(np.uint8)
+    else:
+        levels = np.unique(gray)
+    return fg, levels
 
 
 def _check_mask_shape(path: Path, actual: tuple[int, int], expected: tuple[int, int] | None) -> None:

@@ -28,6 +28,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
 from skimage.draw import polygon as draw_polygon
+from skimage.transform import resize
 
 LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 """Thoracic and lumbar vertebrae, top to bottom; a synthetic column is a suffix ending at L5."""
@@ -315,7 +316,7 @@ def _add_pathologies(rng, an: SpineAnatomy, s, s0, period) -> None:
                                    "severity_unit": SEVERITY_UNITS[kind], "vertebra_index": i,
                                    "relative_to": an.levels[i + 1]})
         elif kind == "scoliosis":
-            an.cobb_target_deg = float(rng.uniform(15, 45))
+            an.cobb_target_deg = float(rng.uniform(15.5, 45))
             apex = int(np.argmin(np.abs(s - (s0 + period / 2))))
             an.pathologies.append({"kind": kind, "level": an.levels[apex], "severity": None,
                                    "severity_unit": SEVERITY_UNITS[kind], "apex_index": apex})
@@ -472,8 +473,7 @@ class Background:
 
     def smooth_field(self, rng, amplitude: float, cells: int = 6) -> None:
         coarse = rng.standard_normal((cells, max(2, round(cells * self.shape[1] / self.shape[0]))))
-        z = (self.shape[0] / coarse.shape[0], self.shape[1] / coarse.shape[1])
-        self.a += amplitude * ndi.zoom(coarse, z, order=3, mode="nearest")[: self.shape[0], : self.shape[1]]
+        self.a += (amplitude * resize(coarse, self.shape, order=3, mode="edge")).astype(np.float32)
 
     def upsample(self) -> np.ndarray:
         H, W = self.full
@@ -658,16 +658,17 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     lungs = np.zeros(bg.shape, bool)
     for side in (-1, 1):  # -1: patient's right (image left)
         y_dia = y_t10 + (0.2 if side < 0 else 0.6) * sp + rng.uniform(-0.4, 0.4) * sp
+        x_apex = xc + side * 0.9 * w_mid
         x_lat = xc + side * half_chest * 0.9
+        x_med_low = xc + side * (0.8 if side < 0 else 1.7) * w_mid  # the heart on the patient's left
         pts = []
         for yy in np.linspace(y_top, y_dia + 0.9 * sp, 16):  # lateral border, apex to costophrenic angle
-            k = np.clip((yy - y_top) / (2.5 * sp), 0, 1)
-            pts.append([xc + side * (0.75 * w_mid + (half_chest * 0.9 - 0.75 * w_mid) * np.sqrt(k)), yy])
-        x_med_low = xc + side * (0.8 if side < 0 else 1.7) * w_mid  # the heart on the patient's left
-        for k in np.linspace(0, 1, 14):  # diaphragm dome back to the mediastinum
-            xx = x_lat + (x_med_low - x_lat) * k
-            pts.append([xx, y_dia + 0.9 * sp - 1.6 * sp * np.sin(np.pi * min(1, 0.6 + 0.9 * k) / 1.5)])
-        pts.append([xc + side * 0.75 * w_mid, y_top + 3 * sp])
+            k = np.clip((yy - y_top) / (3.0 * sp), 0, 1)
+            pts.append([x_apex + (x_lat - x_apex) * np.sqrt(k), yy])
+        for k in np.linspace(0, 1, 14):  # diaphragm dome, lateral to medial
+            yy = y_dia + 0.9 * sp * (1 - k) + 0.3 * sp * k - 1.3 * sp * np.sin(np.pi * k)
+            pts.append([x_lat + (x_med_low - x_lat) * k, yy])
+        pts.append([xc + side * 0.8 * w_mid, y_top + 3 * sp])  # mediastinal border
         bg.mask(np.array(pts), lungs)
     bg.soft(lungs, -rng.uniform(0.38, 0.5), 0.35 * sp)
     vessels = ndi.gaussian_filter(rng.standard_normal(bg.shape), 0.12 * sp * bg.sy)

@@ -231,3 +231,13 @@ def test_encoder_from_handmade_unet_and_errors():
         B.encoder_from_unet(keras.Model(inp, out), input_shape=(32, 32, 3))
     with pytest.raises(TypeError):
         B.encoder_from_unet("unet")
+
+
+def test_paper_shapes_resnet50_at_512x256_feeds_the_paper_head():
+    # Built once, symbolically (no forward pass): the paper's 16x8x2048 per view.
+    from spinelib.classifier import PAPER_HEAD_PARAMS, head_parameter_count
+
+    m = B.build_backbone("resnet50", (512, 256, 1), weights=None)
+    shape = tuple(m.output.shape[1:])
+    assert shape == (16, 8, 2048)
+    assert head_parameter_count(2 * int(np.prod(shape))) == PAPER_HEAD_PARAMS

@@ -57,13 +57,13 @@ def test_head_arguments_are_checked():
 
 def test_train_head_learns_and_decays_the_learning_rate():
     X, y, _ = _separable()
-    model, hist = C.train_head(X[:36], y[:36], X[36:], y[36:], epochs=30, batch_size=4, lr=1e-2, seed=0)
+    model, hist = C.train_head(X[:36], y[:36], X[36:], y[36:], epochs=20, batch_size=4, lr=3e-3, seed=0)
     assert set(hist) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert len(hist["loss"]) == 30 and hist["loss"][-1] < hist["loss"][0]
+    assert len(hist["loss"]) == 20 and hist["loss"][-1] < 0.5 * hist["loss"][0]
     prob = model.predict(X[36:], verbose=0).ravel()
-    assert roc_auc_score(y[36:], prob) > 0.9
+    assert roc_auc_score(y[36:], prob) > 0.85
     lr_end = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    assert 1e-3 * 0.9 < lr_end < 1e-3 * 1.1  # a tenth of 1e-2 at the end of the run
+    assert 3e-4 * 0.9 < lr_end < 3e-4 * 1.1  # a tenth of the initial rate at the end of the run
 
 
 def test_train_head_is_deterministic_for_a_seed():
@@ -86,7 +86,7 @@ def test_train_head_rejects_bad_input():
 
 def test_cross_validate_keeps_patients_on_one_side():
     X, y, groups = _separable()
-    df = C.cross_validate(X, y, groups, k=3, fit_kwargs={"epochs": 20, "batch_size": 4, "lr": 1e-2}, progress=False)
+    df = C.cross_validate(X, y, groups, k=3, fit_kwargs={"epochs": 12, "batch_size": 4, "lr": 5e-3}, progress=False)
     assert list(df.columns) == ["index", "patient_id", "fold", "y_true", "prob"]
     assert len(df) == len(y) and df["index"].tolist() == list(range(len(y)))
     assert df.groupby("patient_id")["fold"].nunique().max() == 1  # a patient is never on both sides
