@@ -147,8 +147,9 @@ def train_head(
         X_train = flatten_features(X_train)
         X_val = None if X_val is None else flatten_features(X_val)
         model = paper_head(X_train.shape[1])
-    elif isinstance(X_train, tuple):
-        X_train, X_val = list(X_train), (None if X_val is None else list(X_val))
+    else:  # a multi-input model takes a list of arrays
+        X_train = list(X_train) if isinstance(X_train, (list, tuple)) else X_train
+        X_val = list(X_val) if isinstance(X_val, (list, tuple)) else X_val
     steps = int(np.ceil(n / batch_size)) * epochs
     schedule = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=0.1) if lr_decay else lr
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",

@@ -503,12 +503,29 @@ def load_view(record: PatientRecord, view: str, size: tuple[int, int] | None = N
     return image, masks
 
 
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def _warn_unreadable(what: str, failed: list[tuple[str, str]]) -> None:
+    lines = "; ".join(f"{pid}: {msg}" for pid, msg in failed[:20])
+    warnings.warn(f"{len(failed)} patient(s) skipped for {what} (unreadable files): {lines}"
+                  f"{' ...' if len(failed) > 20 else ''}", stacklevel=3)
+
+
 def load_segmentation_arrays(dataset: ClinicalDataset, view: str, size: tuple[int, int], structures=None,
-                             progress: bool = True, mask_method: str = "nearest"):
+                             progress: bool = True, mask_method: str = "nearest", on_error: str = "raise"):
     """Training arrays for one view: ``(images float32 NxHxWx1 in [0, 1], masks float32 NxHxWxC,
-    patient_ids)``. Patients lacking a requested mask are skipped with a warning naming them."""
+    patient_ids)``. Patients lacking a requested mask are skipped with a warning naming them.
+
+    A file that cannot be read (or a mask whose size differs from its X-ray) raises
+    :class:`~spinelib.imageio.ImageReadError` naming it (``on_error="raise"``), or, with
+    ``on_error="skip"``, drops that patient with a warning naming the file and the problem.
+    """
     names = _structures_for(view, structures)
     h, w = check_size(size)
+    _check_on_error(on_error)
     usable, skipped = [], []
     for p in dataset.patients:
         if view in p.views and all(s in p.views[view].mask_paths for s in names):
@@ -522,24 +539,53 @@ def load_segmentation_arrays(dataset: ClinicalDataset, view: str, size: tuple[in
         raise ValueError(f"no patient in {dataset.root} has a {view} image with masks for {', '.join(names)}")
     images = np.zeros((len(usable), h, w, 1), np.float32)
     masks = np.zeros((len(usable), h, w, len(names)), np.float32)
-    for i, p in enumerate(tqdm(usable, desc=f"load {view}", unit="patient", disable=not progress)):
-        img, m = load_view(p, view, size=size, structures=names, mask_method=mask_method)
-        images[i, ..., 0] = img / np.float32(255.0)
-        masks[i] = m
-    return images, masks, [p.patient_id for p in usable]
+    kept, failed = [], []
+    for p in tqdm(usable, desc=f"load {view}", unit="patient", disable=not progress):
+        try:
+            img, m = load_view(p, view, size=size, structures=names, mask_method=mask_method)
+        except (ImageReadError, FileNotFoundError) as e:
+            if on_error == "raise":
+                raise
+            failed.append((p.patient_id, str(e)))
+            continue
+        images[len(kept), ..., 0] = img / np.float32(255.0)
+        masks[len(kept)] = m
+        kept.append(p.patient_id)
+    if failed:
+        _warn_unreadable(f"{view} segmentation", failed)
+        if not kept:
+            raise ValueError(f"no {view} view in {dataset.root} could be read; first problem: {failed[0][1]}")
+    return images[: len(kept)], masks[: len(kept)], kept
 
 
-def load_classification_pairs(dataset: ClinicalDataset, size: tuple[int, int], progress: bool = True):
+def load_classification_pairs(dataset: ClinicalDataset, size: tuple[int, int], progress: bool = True,
+                              on_error: str = "raise"):
     """``(ap NxHxWx1, lat NxHxWx1, labels int64 N, patient_ids)`` for patients with both views;
-    images float32 in [0, 1]."""
+    images float32 in [0, 1]. Unreadable X-rays raise, or with ``on_error="skip"`` drop the
+    patient with a warning naming the file and the problem."""
     h, w = check_size(size)
+    _check_on_error(on_error)
     usable = [p for p in dataset.patients if all(v in p.views for v in VIEWS)]
     if not usable:
         raise ValueError(f"no patient in {dataset.root} has both AP and LAT images")
     ap = np.zeros((len(usable), h, w, 1), np.float32)
     lat = np.zeros((len(usable), h, w, 1), np.float32)
-    for i, p in enumerate(tqdm(usable, desc="load AP+LAT", unit="patient", disable=not progress)):
-        ap[i, ..., 0] = read_xray(p.views["AP"].image_path, size=size) / np.float32(255.0)
-        lat[i, ..., 0] = read_xray(p.views["LAT"].image_path, size=size) / np.float32(255.0)
-    labels = np.array([p.label for p in usable], dtype=np.int64)
-    return ap, lat, labels, [p.patient_id for p in usable]
+    kept, failed = [], []
+    for p in tqdm(usable, desc="load AP+LAT", unit="patient", disable=not progress):
+        try:
+            a = read_xray(p.views["AP"].image_path, size=size)
+            b = read_xray(p.views["LAT"].image_path, size=size)
+        except (ImageReadError, FileNotFoundError) as e:
+            if on_error == "raise":
+                raise
+            failed.append((p.patient_id, str(e)))
+            continue
+        ap[len(kept), ..., 0] = a / np.float32(255.0)
+        lat[len(kept), ..., 0] = b / np.float32(255.0)
+        kept.append(p)
+    if failed:
+        _warn_unreadable("classification", failed)
+        if not kept:
+            raise ValueError(f"no AP+LAT pair in {dataset.root} could be read; first problem: {failed[0][1]}")
+    labels = np.array([p.label for p in kept], dtype=np.int64)
+    return ap[: len(kept)], lat[: len(kept)], labels, [p.patient_id for p in kept]

@@ -188,6 +188,8 @@ def set_seed(seed: int) -> np.random.Generator:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}: {seed!r}")
     seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -217,6 +219,8 @@ def check_parameters(**params) -> None:
         elif key == "seed":
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"parameter seed must be an integer, got {type(value).__name__}: {value!r}")
+            if value < 0:
+                raise ValueError(f"parameter seed must be a non-negative integer, got {value}")
         elif key.endswith("_dir"):
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"parameter {key} must be a path (str) or None, got {type(value).__name__}: {value!r}")

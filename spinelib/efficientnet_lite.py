@@ -104,7 +104,6 @@ class _StorageRef:
     key: str
     stype: _StorageType
     numel: int
-    view: tuple | None = None  # (view_key, offset, view_size) for storage views
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
@@ -195,6 +194,8 @@ def read_legacy_torch_checkpoint(path: str | os.PathLike) -> "collections.Ordere
             if ref is None:
                 raise ValueError(f"{path}: storage {key!r} listed but never referenced")
             count = int.from_bytes(f.read(8), "little", signed=True)
+            if count != ref.numel:
+                raise ValueError(f"{path}: storage {key!r} holds {count} elements, its header said {ref.numel}")
             itemsize = ref.stype.dtype.itemsize
             raw = f.read(count * itemsize)
             if len(raw) != count * itemsize:

@@ -4,7 +4,8 @@ Read top to bottom, in the order data flows:
 
 1. :func:`augment_pair` - one random affine warp applied identically to an X-ray and its masks,
    plus intensity changes on the X-ray only; seeded, stateless, runs inside ``tf.data``.
-2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``.
+2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``;
+   :func:`epoch_dataset` - the training batches, each epoch a function of ``(seed, epoch)``.
 3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.losses`, checkpoints on
    validation Dice, early stopping, learning-rate decay, ``history.csv``, and resume after an
    interruption from ``last.keras``.
@@ -197,6 +198,67 @@ def make_dataset(
     return ds.batch(int(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
+def epoch_plan(n: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training order and augmentation seeds of one epoch: a function of ``(seed, epoch)`` only.
+
+    ``rng = numpy.random.default_rng([seed, epoch])``; the order is ``rng.permutation(n)`` and
+    example ``k`` of the epoch gets the stateless augmentation seed ``seeds[k]`` (two int64 in
+    :math:`[0, 2^{31})`). Because nothing carries over from epoch to epoch, an interrupted run
+    resumed at epoch ``e`` sees exactly the batches an uninterrupted run sees at epoch ``e``.
+    """
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    rng = np.random.default_rng([int(seed) % 2**63, int(epoch)])
+    order = rng.permutation(int(n))
+    seeds = rng.integers(0, 2**31 - 1, size=(int(n), 2), dtype=np.int64)
+    return order, seeds
+
+
+def epoch_dataset(
+    images,
+    masks,
+    batch_size: int = 8,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    augment: bool | dict = False,
+    seed: int = 0,
+) -> tuple[tf.data.Dataset, int]:
+    """Training batches for epochs ``initial_epoch .. epochs - 1``, and the steps per epoch.
+
+    Epoch ``e`` visits the examples in the order of :func:`epoch_plan` ``(N, seed, e)`` and
+    augments example ``k`` with that plan's seed ``k`` (:func:`augment_pair`); batches never
+    straddle two epochs (the last batch of an epoch may be smaller). Pass the dataset to
+    ``model.fit(..., steps_per_epoch=steps, initial_epoch=initial_epoch)``: Keras then keeps one
+    iterator across epochs, and a resumed run gets the same batches as an uninterrupted one.
+    """
+    images, masks = _check_arrays(images, masks)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not 0 <= int(initial_epoch) < int(epochs):
+        raise ValueError(f"need 0 <= initial_epoch < epochs, got initial_epoch={initial_epoch}, epochs={epochs}")
+    strengths = augment if isinstance(augment, dict) else {}
+    if augment:
+        augment_pair(images[0], masks[0], 0, **strengths)  # fail early on bad parameters
+    plans = [epoch_plan(len(images), seed, e) for e in range(int(initial_epoch), int(epochs))]
+    orders = np.stack([o for o, _ in plans]).astype(np.int64)
+    seeds = np.stack([s for _, s in plans])
+    x, y = tf.constant(images), tf.constant(masks)
+
+    def example(i, s):
+        image, mask = tf.gather(x, i), tf.gather(y, i)
+        if augment:
+            return augment_pair(image, mask, s, **strengths)
+        return image, mask
+
+    def one_epoch(order, seed_pairs):
+        return (tf.data.Dataset.from_tensor_slices((order, seed_pairs))
+                .map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                .batch(int(batch_size)))
+
+    ds = tf.data.Dataset.from_tensor_slices((orders, seeds)).flat_map(one_epoch)
+    return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(images) / int(batch_size))
+
+
 # --------------------------------------------------------------------------------------------
 # 3. training
 
@@ -314,6 +376,7 @@ def train_segmentation(
     augment: bool | dict = False,
     patience: int = 15,
     verbose: int = 1,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.losses` name or a callable).
 
@@ -328,9 +391,13 @@ def train_segmentation(
       (epochs done, best ``val_dice``, callback counters) are saved atomically. Calling again
       with the same ``out_dir`` loads them into ``model`` (same architecture) and continues at
       ``initial_epoch`` up to ``epochs`` in total; a run that stopped early, or already reached
-      ``epochs``, is not trained further. Resumed epochs draw new shuffle/augmentation orders
-      (the ``tf.data`` seeds restart), so a resumed run is not bit-identical to an
-      uninterrupted one.
+      ``epochs``, is not trained further. Each epoch's order and augmentation are a function
+      of ``(seed, epoch)`` (:func:`epoch_dataset`), so an interrupted-then-resumed run ends
+      with the same weights as an uninterrupted one (call :func:`spinelib.config.set_seed`
+      before building the model).
+
+    ``callbacks``: extra Keras callbacks, run after the epoch timer and before the checkpoint
+    and CSV logger, so values they add to ``logs`` in ``on_epoch_end`` land in ``history.csv``.
 
     ``seed`` seeds Keras (dropout) and the data pipeline; call :func:`spinelib.config.set_seed`
     first for full determinism, including the weight initialisation.
@@ -402,6 +469,7 @@ def train_segmentation(
     )
     callbacks = [
         timer,
+        *callbacks,
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_dice", mode="max", save_best_only=True,
             initial_value_threshold=None if state is None else state.get("best_val_dice"),
@@ -411,11 +479,12 @@ def train_segmentation(
         keras.callbacks.CSVLogger(hist_path, append=True),
         _ResumeState(out, early, plateau, config, state),
     ]
-    train_ds = make_dataset(train_images, train_masks, batch_size, shuffle=True, augment=augment, seed=seed)
+    train_ds, steps = epoch_dataset(train_images, train_masks, batch_size, epochs=int(epochs),
+                                    initial_epoch=initial_epoch, augment=augment, seed=seed)
     val_ds = make_dataset(val_images, val_masks, batch_size, shuffle=False, augment=False, seed=seed)
     t0 = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=int(epochs), initial_epoch=initial_epoch,
-              callbacks=callbacks, verbose=verbose, shuffle=False)
+              steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
     return result(seconds, per_epoch, bool(model.stop_training))

@@ -24,10 +24,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
-from skimage.draw import polygon as draw_polygon
 from skimage.transform import resize
 
 LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
@@ -96,6 +95,15 @@ def _band(points: np.ndarray, width) -> np.ndarray:
     nrm = np.stack([-d[:, 1], d[:, 0]], axis=1)
     w = np.broadcast_to(np.asarray(width, float), (len(points),))[:, None] / 2
     return np.concatenate([points + nrm * w, (points - nrm * w)[::-1]])
+
+
+def _smooth_closed(points, iterations: int = 3) -> np.ndarray:
+    """Chaikin corner cutting of a closed polygon: a smooth outline through its control points."""
+    p = np.asarray(points, float)
+    for _ in range(iterations):
+        q = np.roll(p, -1, axis=0)
+        p = np.stack([0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q], axis=1).reshape(-1, 2)
+    return p
 
 
 def _bezier(p0, p1, p2, k=40) -> np.ndarray:
@@ -371,6 +379,24 @@ def body_outline(corners: np.ndarray, end_concavity: float, front_concavity: flo
 # painting
 
 
+def _polygon_image(polys, shape: tuple[int, int], offset=(0.0, 0.0)) -> np.ndarray:
+    """Rasterise polygons ``(k, 2)`` of ``(x, y)`` points into a ``uint8`` 0/1 array (PIL scan fill)."""
+    im = Image.new("L", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(im)
+    for poly in polys:
+        pts = np.asarray(poly, float) - offset
+        if len(pts) >= 3 and np.isfinite(pts).all():
+            draw.polygon(pts.ravel().tolist(), fill=1)
+    return np.asarray(im)
+
+
+def _blur_u8(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a uint8 array (PIL's box approximation: cost independent of sigma)."""
+    if sigma < 0.3:
+        return a
+    return np.asarray(Image.fromarray(a).filter(ImageFilter.GaussianBlur(float(sigma))))
+
+
 class Painter:
     """A float32 attenuation image plus window-by-window rasterisation of polygons into it
     and into boolean masks (only the polygon's bounding box is touched)."""
@@ -380,25 +406,16 @@ class Painter:
         self.shape = image.shape
         self.texture = texture
 
-    def _window(self, poly: np.ndarray, pad: int = 1):
-        H, W = self.shape
-        x0 = max(int(math.floor(poly[:, 0].min())) - pad, 0)
-        x1 = min(int(math.ceil(poly[:, 0].max())) + pad + 1, W)
-        y0 = max(int(math.floor(poly[:, 1].min())) - pad, 0)
-        y1 = min(int(math.ceil(poly[:, 1].max())) + pad + 1, H)
-        if x1 <= x0 or y1 <= y0:
-            return None
-        return y0, y1, x0, x1
-
     def rasterize(self, poly: np.ndarray):
-        win = self._window(poly)
-        if win is None:
+        H, W = self.shape
+        x0 = max(int(math.floor(poly[:, 0].min())) - 1, 0)
+        x1 = min(int(math.ceil(poly[:, 0].max())) + 2, W)
+        y0 = max(int(math.floor(poly[:, 1].min())) - 1, 0)
+        y1 = min(int(math.ceil(poly[:, 1].max())) + 2, H)
+        if x1 <= x0 or y1 <= y0:
             return None, None
-        y0, y1, x0, x1 = win
-        m = np.zeros((y1 - y0, x1 - x0), bool)
-        rr, cc = draw_polygon(poly[:, 1] - y0, poly[:, 0] - x0, shape=m.shape)
-        m[rr, cc] = True
-        return win, m
+        m = _polygon_image([poly], (y1 - y0, x1 - x0), (x0, y0)).view(bool)
+        return (y0, y1, x0, x1), m
 
     def bone(self, poly: np.ndarray, fill: float, rim: float = 0.0, rim_width: float = 1.0,
              texture: float = 0.0, mask: np.ndarray | None = None) -> None:
@@ -428,17 +445,17 @@ class Painter:
                 ok = (rr >= 0) & (rr < H) & (cc >= 0) & (cc < W)
                 mask[rr[ok], cc[ok]] = True
             return
+        polys = []
         for p, q in zip(points[:-1], points[1:]):
             nrm = _perp(_unit(q - p)) * width / 2
-            self._mark(np.array([p + nrm, q + nrm, q - nrm, p - nrm]), mask)
-        for p in points:
-            self._mark(_ellipse(p, np.array([1.0, 0]), np.array([0, 1.0]), width / 2, width / 2, 12), mask)
-
-    def _mark(self, poly, mask):
-        win, m = self.rasterize(poly)
-        if win is not None:
-            y0, y1, x0, x1 = win
-            mask[y0:y1, x0:x1] |= m
+            polys.append(np.array([p + nrm, q + nrm, q - nrm, p - nrm]))
+        polys += [_ellipse(p, np.array([1.0, 0]), np.array([0, 1.0]), width / 2, width / 2, 12) for p in points]
+        lo = np.floor(points.min(axis=0) - width).astype(int)
+        hi = np.ceil(points.max(axis=0) + width).astype(int) + 1
+        x0, y0 = max(lo[0], 0), max(lo[1], 0)
+        x1, y1 = min(hi[0], W), min(hi[1], H)
+        if x1 > x0 and y1 > y0:
+            mask[y0:y1, x0:x1] |= _polygon_image(polys, (y1 - y0, x1 - x0), (x0, y0)).view(bool)
 
 
 class Background:
@@ -450,30 +467,40 @@ class Background:
         self.full = shape
         self.shape = (max(2, math.ceil(H / factor)), max(2, math.ceil(W / factor)))
         self.sy, self.sx = self.shape[0] / H, self.shape[1] / W
-        self.f = 1 / self.sx
         self.a = np.zeros(self.shape, np.float32)
         yy, xx = np.mgrid[0:self.shape[0], 0:self.shape[1]].astype(np.float32)
         self.Y, self.X = (yy + 0.5) / self.sy - 0.5, (xx + 0.5) / self.sx - 0.5  # full-res coords
 
-    def mask(self, poly: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        m = np.zeros(self.shape, bool) if out is None else out
-        rr, cc = draw_polygon((poly[:, 1] + 0.5) * self.sy - 0.5, (poly[:, 0] + 0.5) * self.sx - 0.5,
-                              shape=self.shape)
-        m[rr, cc] = True
-        return m
+    def mask(self, *polys: np.ndarray) -> np.ndarray:
+        """Union of polygons given in full-resolution pixels, as a low-resolution uint8 0/1 map."""
+        scale = np.array([self.sx, self.sy])
+        return _polygon_image([(np.asarray(p) + 0.5) * scale - 0.5 for p in polys], self.shape)
 
-    def bone(self, m: np.ndarray, fill: float, rim: float, rim_width_px: float) -> None:
-        if not m.any():
-            return
-        d = ndi.distance_transform_edt(m) * self.f
-        self.a += (m * (fill + rim * np.exp(-d / max(rim_width_px, 0.5)))).astype(np.float32)
+    def blur(self, m: np.ndarray, sigma_px: float) -> np.ndarray:
+        """Blur a 0/1 (or 0..1) map with a full-resolution sigma; returns float32 0..1."""
+        u8 = m.astype(np.uint8) * 255 if m.max() <= 1 else m.astype(np.uint8)
+        return _blur_u8(u8, sigma_px * self.sy).astype(np.float32) / 255.0
 
     def soft(self, m: np.ndarray, amount: float, sigma_px: float) -> None:
-        self.a += amount * ndi.gaussian_filter(m.astype(np.float32), sigma_px * self.sy)
+        """Add ``amount`` over the (blurred) region: soft tissue, air, organs."""
+        self.a += amount * self.blur(m, sigma_px)
 
-    def smooth_field(self, rng, amplitude: float, cells: int = 6) -> None:
+    def bone(self, m: np.ndarray, fill: float, rim: float, rim_width_px: float) -> None:
+        """Bone with a bright cortex: ``fill`` inside, ``+ rim`` fading inwards over about
+        ``rim_width_px`` from the outline (``2 (1 - blur(m))`` inside the shape)."""
+        if not m.any():
+            return
+        inside = self.blur(m, 0.7 / self.sy)  # anti-aliased edge (0.7 low-res pixel)
+        edge = np.clip(2.0 * (1.0 - self.blur(m, rim_width_px)), 0, 1)
+        self.a += (fill * inside + rim * edge * inside ** 2).astype(np.float32)
+
+    def smooth_field(self, rng, cells: int = 6) -> np.ndarray:
         coarse = rng.standard_normal((cells, max(2, round(cells * self.shape[1] / self.shape[0]))))
-        self.a += (amplitude * resize(coarse, self.shape, order=3, mode="edge")).astype(np.float32)
+        return resize(coarse, self.shape, order=3, mode="edge").astype(np.float32)
+
+    def fine_noise(self, rng, sigma_px: float) -> np.ndarray:
+        n = ndi.gaussian_filter(rng.standard_normal(self.shape).astype(np.float32), max(0.5, sigma_px * self.sy))
+        return n / (n.std() + 1e-9)
 
     def upsample(self) -> np.ndarray:
         H, W = self.full
@@ -489,31 +516,47 @@ def texture_tile(rng, scale: float, size: int = 256) -> np.ndarray:
     return (t / t.std()).astype(np.float32)
 
 
+def _noise_field(rng, shape: tuple[int, int]) -> np.ndarray:
+    """Unit white noise of ``shape``: two random periodic tiles of co-prime sizes (509, 521),
+    offset at random and summed, so the pattern never repeats within an image (much faster
+    than drawing one normal number per pixel)."""
+    H, W = shape
+    out = np.zeros(shape, np.float32)
+    for T in (509, 521):
+        tile = rng.standard_normal((T, T), dtype=np.float32)
+        oy, ox = int(rng.integers(T)), int(rng.integers(T))
+        reps = (math.ceil((H + oy) / T), math.ceil((W + ox) / T))
+        out += np.tile(tile, reps)[oy:oy + H, ox:ox + W]
+    out *= np.float32(1 / math.sqrt(2))
+    return out
+
+
 def expose(a: np.ndarray, rng, scale: float) -> np.ndarray:
-    """Attenuation -> 8-bit image: quantum-like noise, :math:`I = 1 - e^{-\\kappa A}`, a random
-    window (brightness/contrast) and gamma, then a slight blur.
+    """Attenuation -> 8-bit image: quantum-like noise (std :math:`\\sigma\\sqrt{A + 0.2}`),
+    :math:`I = 1 - e^{-\\kappa A}`, a random window (brightness/contrast) and gamma, a slight blur.
 
     .. math:: g = 255\\,\\mathrm{clip}\\left(\\frac{I - lo}{hi - lo}, 0, 1\\right)^{\\gamma}
     """
-    kappa = rng.uniform(0.95, 1.35)
+    kappa = rng.uniform(0.95, 1.3)
     gamma = rng.uniform(0.8, 1.25)
-    lo = rng.uniform(0.0, 0.1)
-    hi = rng.uniform(0.86, 1.0)
-    sigma = rng.uniform(0.02, 0.045)
-    blur = rng.uniform(0.6, 1.2) * scale
+    lo = rng.uniform(0.0, 0.08)
+    hi = rng.uniform(0.88, 1.0)
+    sigma = rng.uniform(0.025, 0.05)
+    blur = rng.uniform(0.6, 1.1) * scale
     nb, amax = 4096, 4.0
+    k = (nb - 1) / amax
     grid = np.linspace(0, amax, nb)
     level = np.clip(((1 - np.exp(-kappa * grid)) - lo) / (hi - lo), 0, 1) ** gamma
     lut = np.round(255 * level).astype(np.uint8)
-    noise = rng.standard_normal(a.shape, dtype=np.float32)
-    noise *= np.sqrt(a + 0.2, dtype=np.float32)
-    a += sigma * noise
-    a *= (nb - 1) / amax
+    noise_std = (sigma * k * np.sqrt(grid + 0.2)).astype(np.float32)
+    a *= np.float32(k)
+    np.clip(a, 0, nb - 1, out=a)
+    noise = _noise_field(rng, a.shape)
+    noise *= noise_std[a.astype(np.uint16)]
+    a += noise
     np.clip(a, 0, nb - 1, out=a)
     img = lut[a.astype(np.uint16)]
-    if blur >= 0.3:
-        img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(blur)))
-    return img
+    return _blur_u8(img, blur)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,14 +619,19 @@ def make_geometry(levels, bodies, px, end_c, front_c, back_c) -> ViewGeometry:
 # ---------------------------------------------------------------------------------------------
 # AP view
 
+_EX, _EY = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+
+
+def _bg_factor(height: int) -> int:
+    return 4 if height >= 1200 else (2 if height >= 400 else 1)
+
 
 def render_ap(an: SpineAnatomy, ap_bodies: np.ndarray, shape: tuple[int, int], rng,
               scale: float) -> tuple[np.ndarray, dict[str, np.ndarray], ViewGeometry]:
     """Draw the AP view; return (uint8 image, masks, geometry)."""
-    H, W = shape
     bodies, px = place_column(ap_bodies, shape, rng, an.ap_tilt_deg, (0.46, 0.54))
     g = make_geometry(an.levels, bodies, px, 0.025, 0.05, 0.05)
-    bg = Background(shape, 4 if H >= 1200 else (2 if H >= 400 else 1))
+    bg = Background(shape, _bg_factor(shape[0]))
     _ap_background(bg, g, rng)
     img = bg.upsample()
     painter = Painter(img, texture_tile(rng, scale))
@@ -613,131 +661,164 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
     t = LEVELS.index(g.levels[i]) / (len(LEVELS) - 1)
     lumbar = g.levels[i].startswith("L")
     # body: trabecular fill, bright cortex (endplates and lateral walls)
-    p.bone(g.outlines[i], 0.5, 0.55, 0.03 * w, texture=0.05, mask=masks["Ap_Vertebra"])
-    # posterior arch seen through the body: laminae, transverse processes
-    shift = -rot * 0.22 * w  # rotation moves the posterior elements towards the concavity
-    lam = np.array([c - 0.28 * w * e - 0.02 * h * n, c + 0.28 * w * e - 0.02 * h * n,
-                    c + 0.12 * w * e + 0.5 * h * n, c - 0.12 * w * e + 0.5 * h * n]) + shift * e
-    p.bone(lam, 0.08, 0.0)
+    p.bone(g.outlines[i], 0.14 + 0.08 * t, 0.3, 0.035 * w, texture=0.035, mask=masks["Ap_Vertebra"])
+    shift = -rot * 0.22 * w  # axial rotation moves the posterior elements towards the concavity
+    # laminae and the arch, seen through the body
+    lam = np.array([c - 0.3 * w * e - 0.05 * h * n, c + 0.3 * w * e - 0.05 * h * n,
+                    c + 0.1 * w * e + 0.55 * h * n, c - 0.1 * w * e + 0.55 * h * n]) + shift * e
+    p.bone(lam, 0.05, 0.04, 0.05 * w)
     for side in (-1, 1):
-        reach = 0.88 if lumbar else 0.72
-        lift = -0.05 * h if lumbar else -0.3 * h
-        base = c + side * 0.4 * w * e - 0.1 * h * n + shift * e
+        # transverse processes: long and level in the lumbar spine, short and raised in the thorax
+        reach = 0.9 if lumbar else 0.7
+        lift = -0.05 * h if lumbar else -0.25 * h
+        base = c + side * 0.38 * w * e - 0.12 * h * n + shift * e
         tip = c + side * reach * w * e + lift * n + shift * 0.5 * e
-        pts = np.array([base - 0.13 * h * n, tip - 0.07 * h * n, tip + 0.07 * h * n, base + 0.13 * h * n])
-        p.bone(pts, 0.22, 0.2, 0.04 * w)
-        # pedicles: oval rings in the upper lateral part; the convex side one thins with rotation
+        thick = (0.13 if lumbar else 0.16) * h
+        tp = np.array([base - thick * n, tip - 0.5 * thick * n, tip + 0.5 * thick * n, base + thick * n])
+        p.bone(tp, 0.05, 0.12, 0.05 * w)
+        # pedicles: oval rings in the upper lateral part; the convex-side one thins with rotation
         narrow = 1.0 - 0.45 * max(0.0, side * rot)
         pc = c + (side * 0.3 * w + shift * 0.55) * e - 0.13 * h * n
         ped = _ellipse(pc, e, n, 0.075 * w * narrow * rng.uniform(0.92, 1.08), 0.2 * h * rng.uniform(0.92, 1.08))
-        p.bone(ped, 0.12, 0.5, 0.022 * w, mask=masks["Ap_Pedicle"])
-    # spinous process: a teardrop at the midline, over the lower half of the body
+        p.bone(ped, 0.05, 0.3, 0.02 * w, mask=masks["Ap_Pedicle"])
+    # spinous process: a teardrop at the midline over the lower half of the body
     sp_len = (0.3 if lumbar else 0.36 - 0.1 * t) * h
-    sp = _teardrop(c + 0.2 * h * n + shift * e, e, n, 0.085 * w, sp_len)
-    p.bone(sp, 0.2, 0.45, 0.02 * w, mask=masks["Ap_Spinous_Process"])
+    sp = _teardrop(c + 0.22 * h * n + shift * e, e, n, 0.085 * w, sp_len)
+    p.bone(sp, 0.06, 0.26, 0.02 * w, mask=masks["Ap_Spinous_Process"])
 
 
 def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     H, W = bg.full
-    c, w_mid = g.level_center(g.levels[len(g.levels) // 2])
-    spine_x = float(np.mean(g.centers[:, 0]))
     sp = float(np.median(np.diff(g.centers[:, 1])))  # level spacing
+    xs = float(np.mean(g.centers[:, 0]))
+    w_mid = g.width(len(g.levels) // 2)
+
+    def y(level):
+        return float(g.level_center(level)[0][1])
+
+    y_t1, y_t7, y_t10, y_t12, y_l2, y_l3, y_l5 = (y(lv) for lv in ("T1", "T7", "T10", "T12", "L2", "L3", "L5"))
+    half = rng.uniform(3.0, 3.6) * w_mid  # half chest width
+    xc = xs + rng.uniform(-0.1, 0.1) * w_mid
     # soft-tissue envelope: an elliptic cross-section, chest -> waist -> hips
-    y_t10 = g.level_center("T10")[0][1]
-    y_l5 = g.centers[-1][1]
-    half_chest = W * rng.uniform(0.42, 0.5)
-    keys_y = [y_t10 - 8 * sp, y_t10, (y_t10 + y_l5) / 2, y_l5 + 2 * sp]
-    keys_w = [half_chest * 0.95, half_chest, half_chest * rng.uniform(0.8, 0.9), half_chest * rng.uniform(0.95, 1.08)]
+    keys_y = [y_t1 - 3 * sp, y_t10, y_l3, y_l5 + 2 * sp]
+    keys_w = [half * rng.uniform(1.0, 1.1), half, half * rng.uniform(0.82, 0.92), half * rng.uniform(1.0, 1.15)]
     hw = np.interp(bg.Y, keys_y, keys_w)
-    xc = spine_x + rng.uniform(-0.02, 0.02) * W
-    u = np.clip(1 - ((bg.X - xc) / hw) ** 2, 0, None)
-    bg.a += rng.uniform(0.55, 0.75) * np.sqrt(u) + 0.03
-    bg.a += 0.15 * (u > 0) * np.clip((bg.Y - y_t10) / (4 * sp), 0, 1)  # abdomen denser than thorax
+    thick = np.sqrt(np.clip(1 - ((bg.X - xc) / hw) ** 2, 0, None))
+    field = bg.smooth_field(rng)
+    abdomen = np.clip((bg.Y - y_t10) / (3 * sp), 0, 1)
+    spine_band = np.exp(-(((bg.X - xs) / (1.3 * w_mid)) ** 2))
+    bg.a += thick * (rng.uniform(0.6, 0.75) + 0.04 * field + 0.12 * abdomen + 0.12 * spine_band)
     # lungs: dark fields either side of the mediastinum, above the diaphragm domes
-    y_top = g.level_center("T1")[0][1] - 1.2 * sp
-    lungs = np.zeros(bg.shape, bool)
+    y_top = y_t1 - 1.2 * sp
+    polys = []
     for side in (-1, 1):  # -1: patient's right (image left)
-        y_dia = y_t10 + (0.2 if side < 0 else 0.6) * sp + rng.uniform(-0.4, 0.4) * sp
-        x_apex = xc + side * 0.9 * w_mid
-        x_lat = xc + side * half_chest * 0.9
-        x_med_low = xc + side * (0.8 if side < 0 else 1.7) * w_mid  # the heart on the patient's left
+        y_dia = y_t10 + (-0.2 if side < 0 else 0.4) * sp + rng.uniform(-0.5, 0.5) * sp
+        x_apex = xc + side * 1.5 * w_mid
+        x_lat = xc + side * 0.93 * half
+        x_med_low = xc + side * (1.0 if side < 0 else 2.1) * w_mid  # the heart on the patient's left
         pts = []
-        for yy in np.linspace(y_top, y_dia + 0.9 * sp, 16):  # lateral border, apex to costophrenic angle
-            k = np.clip((yy - y_top) / (3.0 * sp), 0, 1)
+        for yy in np.linspace(y_top, y_dia + 1.2 * sp, 16):  # lateral border, apex -> costophrenic angle
+            k = np.clip((yy - y_top) / (3.5 * sp), 0, 1)
             pts.append([x_apex + (x_lat - x_apex) * np.sqrt(k), yy])
-        for k in np.linspace(0, 1, 14):  # diaphragm dome, lateral to medial
-            yy = y_dia + 0.9 * sp * (1 - k) + 0.3 * sp * k - 1.3 * sp * np.sin(np.pi * k)
-            pts.append([x_lat + (x_med_low - x_lat) * k, yy])
-        pts.append([xc + side * 0.8 * w_mid, y_top + 3 * sp])  # mediastinal border
-        bg.mask(np.array(pts), lungs)
-    bg.soft(lungs, -rng.uniform(0.38, 0.5), 0.35 * sp)
-    vessels = ndi.gaussian_filter(rng.standard_normal(bg.shape), 0.12 * sp * bg.sy)
-    bg.a += (0.5 * vessels / (vessels.std() + 1e-9) * 0.05 * ndi.gaussian_filter(lungs.astype(np.float32), 2)).astype(np.float32)
-    # ribs: posterior arcs (bright) and anterior arcs (faint) for the twelve thoracic levels
-    post, ant = np.zeros(bg.shape, bool), np.zeros(bg.shape, bool)
+        for k in np.linspace(0, 1, 14):  # diaphragm dome, lateral -> medial
+            pts.append([x_lat + (x_med_low - x_lat) * k,
+                        y_dia + 1.2 * sp * (1 - k) + 0.4 * sp * k - 1.5 * sp * np.sin(np.pi * k)])
+        pts.append([xc + side * (1.0 if side < 0 else 1.6) * w_mid, y_t7])  # mediastinal border
+        pts.append([xc + side * 0.9 * w_mid, y_top + 1.5 * sp])
+        polys.append(np.array(pts))
+    lungs = bg.mask(*polys)
+    lung_soft = bg.blur(lungs, 0.3 * sp)
+    hila = sum(np.exp(-(((bg.X - (xc + s * 1.5 * w_mid)) / (1.6 * w_mid)) ** 2 + ((bg.Y - y_t7) / (2.5 * sp)) ** 2))
+               for s in (-1, 1))
+    vessels = bg.fine_noise(rng, 0.07 * sp)
+    bg.a += lung_soft * (-rng.uniform(0.4, 0.5) + 0.12 * hila + 0.02 * vessels * (0.4 + hila))
+    # gastric bubble under the left dome
+    bubble = _ellipse(np.array([xc + 1.8 * w_mid, y_t10 + 1.6 * sp]), _EX, _EY, 0.9 * w_mid, 0.5 * sp, 20)
+    bg.soft(bg.mask(bubble), -rng.uniform(0.05, 0.25), 0.2 * sp)
+    # ribs: posterior arcs (bright) and anterior arcs (faint), clavicles
+    post, ant = [], []
     for k in range(1, 13):
         cv, wv = g.level_center(f"T{k}")
-        reach = half_chest * (0.62 + 0.3 * min(1, k / 5)) * (1 - 0.1 * max(0, k - 9))
+        reach = half * (0.5 + 0.42 * math.sin(math.pi / 2 * min(1.0, k / 6))) * (1 - 0.18 * max(0, k - 10))
         for side in (-1, 1):
-            p0 = cv + [side * 0.6 * wv, 0]
-            p2 = cv + [side * reach, 0.8 * sp]
-            p1 = cv + [side * reach * 0.6, -1.1 * sp]
-            arc = _bezier(p0, p1, p2, 30)
-            bg.mask(_band(arc, 0.42 * sp), post)
+            p0 = cv + [side * 0.6 * wv, 0.1 * sp]
+            p1 = cv + [side * reach * rng.uniform(0.5, 0.6), -rng.uniform(0.5, 0.9) * sp]
+            p2 = cv + [side * reach, (0.9 + 0.1 * k) * sp]
+            post.append(_band(_bezier(p0, p1, p2, 30), 0.36 * sp * rng.uniform(0.9, 1.1)))
             if k <= 10:
-                q2 = cv + [side * reach * 0.35, 3.6 * sp]
-                q1 = cv + [side * reach * 1.05, 2.8 * sp]
-                bg.mask(_band(_bezier(p2, q1, q2, 30), 0.45 * sp), ant)
-    bg.bone(post, 0.08, 0.14, 0.06 * sp)
-    bg.bone(ant, 0.04, 0.06, 0.08 * sp)
-    # bowel gas below the diaphragm
-    for _ in range(int(rng.integers(5, 14))):
-        gc = [xc + rng.uniform(-0.7, 0.7) * half_chest, rng.uniform(y_t10 + 2 * sp, y_l5 + 2 * sp)]
-        blob = _ellipse(np.array(gc), np.array([1.0, 0]), np.array([0, 1.0]),
-                        rng.uniform(0.3, 1.0) * sp, rng.uniform(0.25, 0.7) * sp, 20)
-        bg.soft(bg.mask(blob), -rng.uniform(0.12, 0.3), 0.12 * sp)
-    # pelvis: sacrum, iliac wings, femoral heads
-    _ap_pelvis(bg, g, rng, sp)
-    bg.smooth_field(rng, 0.06)
+                q2 = cv + [side * reach * 0.4, (3.3 + 0.1 * k) * sp]
+                q1 = cv + [side * reach * 1.02, (2.6 + 0.1 * k) * sp]
+                ant.append(_band(_bezier(p2, q1, q2, 30)[:24], 0.42 * sp))
+    bg.bone(bg.mask(*post), 0.03, 0.13, 0.05 * sp)
+    bg.bone(bg.mask(*ant), 0.02, 0.06, 0.08 * sp)
+    clav = []
+    for side in (-1, 1):
+        y3 = y("T3")
+        a0 = np.array([xc + side * 0.7 * w_mid, y3])
+        a2 = np.array([xc + side * 1.05 * half, y_t1 - 1.8 * sp])
+        a1 = np.array([xc + side * 0.5 * half, y3 - 0.1 * sp])
+        clav.append(_band(_bezier(a0, a1, a2, 30), 0.5 * sp))
+    bg.bone(bg.mask(*clav), 0.08, 0.16, 0.1 * sp)
+    # bowel gas along the colon frame, a few small-bowel loops
+    colon = np.array([[xc - 0.6 * half, y_l5 + 0.5 * sp], [xc - 0.62 * half, y_l2], [xc - 0.5 * half, y_t12 + 0.5 * sp],
+                      [xc - 0.1 * half, y_l2 + 0.6 * sp], [xc + 0.3 * half, y_l2], [xc + 0.62 * half, y_t12],
+                      [xc + 0.62 * half, y_l3], [xc + 0.5 * half, y_l5 + 1.0 * sp]])
+    tt = np.linspace(0, len(colon) - 1, 60)
+    path = np.stack([np.interp(tt, np.arange(len(colon)), colon[:, j]) for j in (0, 1)], axis=1)
+    gas = Image.new("L", (bg.shape[1], bg.shape[0]), 0)
+    draw = ImageDraw.Draw(gas)
+    sc = np.array([bg.sx, bg.sy])
+    keep = rng.random(len(path)) < rng.uniform(0.2, 0.6)
+    blobs = [(pt, rng.uniform(0.35, 0.8) * sp) for pt, k in zip(path, keep) if k]
+    blobs += [(np.array([xc + rng.uniform(-0.35, 0.35) * half, rng.uniform(y_l2, y_l5 + sp)]), rng.uniform(0.3, 0.5) * sp)
+              for _ in range(int(rng.integers(0, 5)))]
+    for pt, r in blobs:
+        poly = _ellipse(pt, _EX, _EY, r * rng.uniform(0.8, 1.5), r, 16) * sc
+        draw.polygon(poly.ravel().tolist(), fill=int(rng.integers(60, 200)))
+    gas_map = bg.blur(np.asarray(gas), 0.2 * sp)
+    bg.a -= gas_map * (0.28 + 0.06 * np.tanh(bg.fine_noise(rng, 0.06 * sp)))
+    _ap_pelvis(bg, g, rng)
     bg.a += (rng.uniform(-0.08, 0.08) * (bg.Y / H - 0.5)).astype(np.float32)  # heel effect
 
 
-def _ap_pelvis(bg: Background, g: ViewGeometry, rng, sp: float) -> None:
+def _ap_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     i = len(g.levels) - 1
     e, n = g.frame(i)
     b = g.bodies[i]
     w, h = g.width(i), g.height(i)
-    c = (b[2] + b[3]) / 2 + 0.25 * h * n  # top of S1
-    sacrum = np.array([c - 0.55 * w * e, c + 0.55 * w * e, c + 0.18 * w * e + 2.4 * h * n, c - 0.18 * w * e + 2.4 * h * n])
-    m = bg.mask(sacrum)
-    bg.bone(m, 0.22, 0.2, 0.05 * w)
-    foramina = np.zeros(bg.shape, bool)
-    for k in range(4):
-        for side in (-1, 1):
-            fc = c + side * (0.3 - 0.04 * k) * w * e + (0.45 + 0.45 * k) * h * n
-            bg.mask(_ellipse(fc, e, n, 0.06 * w, 0.07 * w, 12), foramina)
-    bg.soft(foramina, -0.12, 0.01 * w)
-    wings = np.zeros(bg.shape, bool)
-    heads = np.zeros(bg.shape, bool)
-    y_crest = g.level_center("L4")[0][1] - 0.2 * h
-    for side in (-1, 1):
-        s = side
-        si_top = c + s * 0.5 * w * e
-        pts = [si_top,
-               np.array([c[0] + s * 0.75 * w, y_crest + 0.3 * h]),
-               np.array([c[0] + s * 1.5 * w, y_crest - 0.15 * h]),
-               np.array([c[0] + s * 2.3 * w, y_crest + 0.1 * h]),
-               np.array([c[0] + s * 2.75 * w, y_crest + 0.9 * h]),
-               np.array([c[0] + s * 2.6 * w, c[1] + 1.4 * h]),
-               np.array([c[0] + s * 2.05 * w, c[1] + 2.2 * h]),
-               np.array([c[0] + s * 1.45 * w, c[1] + 2.6 * h]),
-               np.array([c[0] + s * 0.9 * w, c[1] + 2.0 * h]),
-               c + s * 0.42 * w * e + 1.3 * h * n]
-        bg.mask(np.array(pts), wings)
-        bg.mask(_ellipse(np.array([c[0] + s * 1.95 * w, c[1] + 3.0 * h]), np.array([1.0, 0]), np.array([0, 1.0]),
-                         0.6 * w, 0.6 * w), heads)
-    bg.bone(wings, 0.2, 0.3, 0.06 * w)
-    bg.bone(heads, 0.3, 0.3, 0.06 * w)
+    c = (b[2] + b[3]) / 2
+    cx, cy = float(c[0]), float(c[1])
+    y_l4 = float(g.level_center("L4")[0][1])
+    s1 = c + 0.25 * h * n
+    sacrum = _smooth_closed([s1 - 0.5 * w * e, s1 - 1.0 * w * e + 0.3 * h * n, s1 - 0.6 * w * e + 1.5 * h * n,
+                             s1 - 0.15 * w * e + 2.8 * h * n, s1 + 0.15 * w * e + 2.8 * h * n,
+                             s1 + 0.6 * w * e + 1.5 * h * n, s1 + 1.0 * w * e + 0.3 * h * n, s1 + 0.5 * w * e])
+    bg.bone(bg.mask(sacrum), 0.1, 0.14, 0.1 * w)
+    foramina = [_ellipse(s1 + side * (0.32 - 0.05 * k) * w * e + (0.55 + 0.5 * k) * h * n, e, n, 0.07 * w, 0.08 * w, 12)
+                for k in range(4) for side in (-1, 1)]
+    bg.soft(bg.mask(*foramina), -0.06, 0.03 * w)
+    wings, rings, femora = [], [], []
+    for s in (-1, 1):
+        def P(dx, yy):
+            return np.array([cx + s * dx * w, yy])
+
+        wings.append(_smooth_closed([s1 + s * 0.8 * w * e + 0.2 * h * n, P(1.2, y_l4 + 0.2 * h), P(1.9, y_l4 - 0.4 * h),
+                                     P(2.6, y_l4 + 0.1 * h), P(2.9, cy + 0.6 * h), P(2.55, cy + 1.5 * h),
+                                     P(2.3, cy + 2.5 * h), P(1.5, cy + 2.6 * h), P(1.1, cy + 1.9 * h),
+                                     s1 + s * 0.6 * w * e + 1.4 * h * n]))
+        ring = _smooth_closed([P(0.35, cy + 3.5 * h), P(1.3, cy + 3.2 * h), P(1.8, cy + 3.9 * h),
+                               P(1.4, cy + 4.9 * h), P(0.5, cy + 4.8 * h)])
+        rings.append(_band(np.vstack([ring, ring[:2]]), 0.28 * w))
+        head = np.array([cx + s * 2.0 * w, cy + 3.0 * h])
+        femora.append(_ellipse(head, _EX, _EY, 0.62 * w, 0.62 * w, 32))
+        femora.append(_band(np.array([head, head + [s * 0.5 * w, 0.55 * h], head + [s * 0.85 * w, 1.1 * h]]), 0.5 * w))
+        femora.append(_ellipse(head + [s * 0.95 * w, 1.1 * h], _EX, _EY, 0.42 * w, 0.6 * h, 24))
+        femora.append(_band(np.array([head + [s * 0.7 * w, 1.2 * h], head + [s * 0.55 * w, 7 * h]]), 0.75 * w))
+    brim = _ellipse(np.array([cx, cy + 2.0 * h]), _EX, _EY, 1.5 * w, 1.8 * h, 48)
+    rings.append(_band(brim[3:22], 0.1 * w))
+    bg.bone(bg.mask(*wings), 0.05, 0.28, 0.16 * w)
+    bg.bone(bg.mask(*rings), 0.07, 0.14, 0.1 * w)
+    bg.bone(bg.mask(*femora), 0.16, 0.22, 0.12 * w)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,10 +828,9 @@ def _ap_pelvis(bg: Background, g: ViewGeometry, rng, sp: float) -> None:
 def render_lat(an: SpineAnatomy, lat_bodies: np.ndarray, shape: tuple[int, int], rng,
                scale: float) -> tuple[np.ndarray, dict[str, np.ndarray], ViewGeometry]:
     """Draw the lateral view (patient facing left); return (uint8 image, masks, geometry)."""
-    H, W = shape
-    bodies, px = place_column(lat_bodies, shape, rng, an.lat_tilt_deg, (0.48, 0.6))
+    bodies, px = place_column(lat_bodies, shape, rng, an.lat_tilt_deg, (0.5, 0.62))
     g = make_geometry(an.levels, bodies, px, 0.04, 0.03, 0.015)
-    bg = Background(shape, 4 if H >= 1200 else (2 if H >= 400 else 1))
+    bg = Background(shape, _bg_factor(shape[0]))
     _lat_background(bg, g, rng)
     img = bg.upsample()
     painter = Painter(img, texture_tile(rng, scale))
@@ -760,7 +840,7 @@ def render_lat(an: SpineAnatomy, lat_bodies: np.ndarray, shape: tuple[int, int],
     for i in range(an.n):
         _lat_vertebra(painter, g, i, masks)
     for poly in g.disk_polygons():
-        painter.bone(poly, 0.03, 0.0, mask=masks["Lat_Disk_Height"])
+        painter.bone(poly, 0.02, 0.0, mask=masks["Lat_Disk_Height"])
     width = max(1.0, LINE_WIDTH_PX * scale)
     painter.line_mask(g.bodies[:, [0, 3]].reshape(-1, 2), width, masks["Lat_Anterior_Vertebral_Line"])
     painter.line_mask(g.bodies[:, [1, 2]].reshape(-1, 2), width, masks["Lat_Posterior_Vertebral_Line"])
@@ -773,26 +853,26 @@ def _lat_vertebra(p: Painter, g: ViewGeometry, i: int, masks) -> None:
     D, h = g.width(i), g.height(i)
     t = LEVELS.index(g.levels[i]) / (len(LEVELS) - 1)
     lumbar = g.levels[i].startswith("L")
-    p.bone(g.outlines[i], 0.45, 0.6, 0.035 * D, texture=0.06, mask=masks["Lat_Vertebra"])
+    p.bone(g.outlines[i], 0.15 + 0.08 * t, 0.32, 0.04 * D, texture=0.04, mask=masks["Lat_Vertebra"])
     sb = b[1]
-    back_dir = _unit(b[2] - b[1])  # down the posterior wall
-    # pedicle and articular processes
-    ped = np.array([sb + 0.1 * h * back_dir, sb + 0.12 * h * back_dir + 0.42 * D * e,
-                    sb + 0.5 * h * back_dir + 0.42 * D * e, sb + 0.52 * h * back_dir])
-    p.bone(ped, 0.2, 0.25, 0.03 * D)
-    for dv in (-0.08, 0.78):
-        p.bone(_ellipse(sb + 0.45 * D * e + dv * h * n, e, n, 0.12 * D, 0.2 * h, 20), 0.15, 0.3, 0.025 * D)
+    down = _unit(b[2] - b[1])  # down the posterior wall
+    # pedicle, then the articular pillar (superior and inferior facets)
+    ped = np.array([sb + 0.08 * h * down, sb + 0.1 * h * down + 0.42 * D * e,
+                    sb + 0.5 * h * down + 0.42 * D * e, sb + 0.55 * h * down])
+    p.bone(ped, 0.06, 0.12, 0.04 * D)
+    for dv in (-0.1, 0.8):
+        p.bone(_ellipse(sb + 0.46 * D * e + dv * h * n, e, n, 0.12 * D, 0.22 * h, 20), 0.04, 0.15, 0.03 * D)
     # spinous process: from the lamina, pointing backwards and down (steep in the thorax)
     ang = math.radians(float(np.interp(t, [0, 0.35, 0.6, 0.7, 1.0], [35, 50, 35, 14, 6])))
     d = math.cos(ang) * e + math.sin(ang) * n
     m = -math.sin(ang) * e + math.cos(ang) * n
-    base = sb + 0.48 * D * e + 0.35 * h * n
+    base = sb + 0.5 * D * e + 0.35 * h * n
     L = (0.72 if lumbar else 0.9) * D
     hb, ht = (0.3 * h, 0.27 * h) if lumbar else (0.2 * h, 0.09 * h)
     tipc = base + L * d
     arc = [tipc + ht * (math.cos(a) * -m + math.sin(a) * d) for a in np.linspace(0, np.pi, 9)]
     sp_poly = np.array([base - hb * m, *arc, base + hb * m])
-    p.bone(sp_poly, 0.22, 0.35, 0.04 * D, mask=masks["Lat_Spinous_Process"])
+    p.bone(sp_poly, 0.05 + 0.04 * t, 0.12 + 0.14 * t, 0.05 * D, mask=masks["Lat_Spinous_Process"])
 
 
 def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
@@ -800,65 +880,88 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     c = g.centers
     sp = float(np.median(np.diff(c[:, 1])))
     D = float(np.mean([g.width(i) for i in range(len(g.levels))]))
-    ys = c[:, 1]
-    x_spine = np.interp(bg.Y, ys, c[:, 0])
-    y_t10 = g.level_center("T10")[0][1]
-    y_l5 = c[-1][1]
-    front = rng.uniform(2.6, 3.6) * D
-    belly = front * rng.uniform(1.0, 1.25)
-    x_front = x_spine - np.interp(bg.Y, [y_t10 - 6 * sp, y_t10, y_l5], [front, front * 1.05, belly])
-    x_back = x_spine + np.interp(bg.Y, [y_t10 - 6 * sp, y_l5, y_l5 + 3 * sp], [1.6 * D, 1.5 * D, 2.3 * D]) * rng.uniform(0.9, 1.15)
+
+    def at(level):
+        return g.level_center(level)[0]
+
+    y_t1, y_t6, y_t9, y_t10, y_t12, y_l3, y_l5 = (float(at(lv)[1]) for lv in ("T1", "T6", "T9", "T10", "T12", "L3", "L5"))
+    x_spine = np.interp(bg.Y, c[:, 1], c[:, 0])
+    front = rng.uniform(4.5, 5.5) * D
+    back = rng.uniform(1.8, 2.3) * D
+    x_front = x_spine - front * np.interp(bg.Y, [y_t1, y_t10, y_l3, y_l5 + 2 * sp], [0.95, 1.0, rng.uniform(1.0, 1.3), 1.0])
+    x_back = x_spine + back * np.interp(bg.Y, [y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.85, rng.uniform(1.4, 1.8)])
     mid, half = (x_front + x_back) / 2, (x_back - x_front) / 2
-    u = np.clip(1 - ((bg.X - mid) / half) ** 2, 0, None)
-    bg.a += rng.uniform(0.75, 0.95) * np.sqrt(u) + 0.03
-    # lungs: anterior to and overlapping the thoracic spine, down to the sloping diaphragm
-    y_top = g.level_center("T1")[0][1] - 1.5 * sp
-    xs_t = g.level_center("T6")[0][0]
-    x_ant = xs_t - 0.85 * front
-    x_post = xs_t + 0.9 * D
-    y_dia_front = y_t10 - rng.uniform(0.5, 1.5) * sp
-    y_dia_back = y_t10 + rng.uniform(1.5, 2.5) * sp
-    pts = [[x_ant + 0.3 * D, y_top], [x_post - 0.4 * D, y_top - 0.3 * sp], [x_post, y_top + 2 * sp]]
-    pts += [[x_post, y_dia_back + 0.8 * sp]]
-    for k in np.linspace(0, 1, 14):
-        xx = x_post + (x_ant - x_post) * k
-        pts.append([xx, y_dia_back + (y_dia_front - y_dia_back) * k - 1.0 * sp * np.sin(np.pi * k)])
-    pts += [[x_ant, y_top + 2 * sp]]
+    thick = np.sqrt(np.clip(1 - ((bg.X - mid) / half) ** 2, 0, None))
+    field = bg.smooth_field(rng)
+    abdomen = np.clip((bg.Y - y_t10) / (3 * sp), 0, 1)
+    bg.a += thick * (rng.uniform(0.75, 0.9) + 0.05 * field + 0.12 * abdomen)
+    # lungs: anterior to and behind the thoracic bodies, down to the sloping diaphragm
+    xs = float(at("T7")[0])
+    x_ant = xs - 0.85 * front
+    x_post = xs + 1.2 * D
+    y_top = y_t1 - 1.0 * sp
+    y_df = y_t9 + rng.uniform(-0.5, 0.5) * sp
+    y_db = y_t12 + rng.uniform(0.0, 1.0) * sp
+    pts = [[x_ant + 0.8 * D, y_top], [x_post - 1.0 * D, y_top - 0.5 * sp], [x_post, y_top + 2.5 * sp], [x_post, y_db]]
+    for k in np.linspace(0, 1, 16):
+        pts.append([x_post + (x_ant - x_post) * k, y_db + (y_df - y_db) * k - 1.4 * sp * np.sin(np.pi * k)])
+    pts.append([x_ant, y_top + 2.5 * sp])
     lungs = bg.mask(np.array(pts))
-    bg.soft(lungs, -rng.uniform(0.42, 0.55), 0.45 * sp)
-    heart = _ellipse(np.array([x_ant + 0.6 * (xs_t - x_ant) * 0.6, y_dia_front - 1.5 * sp]), np.array([1.0, 0]),
-                     np.array([0, 1.0]), 0.35 * front, 2.2 * sp)
-    bg.soft(bg.mask(heart), 0.18, 0.5 * sp)
-    vessels = ndi.gaussian_filter(rng.standard_normal(bg.shape), 0.12 * sp * bg.sy)
-    bg.a += (0.05 * vessels / (vessels.std() + 1e-9) * ndi.gaussian_filter(lungs.astype(np.float32), 2)).astype(np.float32)
-    # ribs: faint arcs from the costovertebral joints forwards and down, both sides offset
-    ribs = np.zeros(bg.shape, bool)
+    lung_soft = bg.blur(lungs, 0.4 * sp)
+    heart = bg.blur(bg.mask(_ellipse(np.array([x_ant + 0.42 * (xs - x_ant), y_df - 1.8 * sp]), _EX, _EY,
+                                     0.3 * front, 2.6 * sp)), 0.8 * sp)
+    hilum = np.exp(-(((bg.X - (xs - 1.5 * D)) / (1.5 * D)) ** 2 + ((bg.Y - y_t6) / (2.5 * sp)) ** 2))
+    vessels = bg.fine_noise(rng, 0.07 * sp)
+    bg.a += lung_soft * (-rng.uniform(0.45, 0.55) + 0.25 * heart + 0.12 * hilum + 0.02 * vessels * (0.4 + hilum))
+    # ribs: faint paired arcs from the costovertebral joints, forwards and down; the sternum
+    ribs = []
     for k in range(1, 13):
-        cv, _ = g.level_center(f"T{k}")
-        for off in (0.0, rng.uniform(0.2, 0.5) * sp):
-            p0 = cv + [0.7 * D, off]
-            p2 = cv + [-0.8 * front, 2.8 * sp + off]
-            p1 = cv + [0.1 * front, 2.2 * sp + off]
-            bg.mask(_band(_bezier(p0, p1, p2, 30), 0.3 * sp), ribs)
-    bg.bone(ribs & (bg.Y < y_dia_back + 2 * sp), 0.03, 0.08, 0.08 * sp)
+        cv = at(f"T{k}")
+        for off in (0.0, rng.uniform(0.25, 0.5)):
+            p0 = cv + [0.9 * D + off * D, off * sp]
+            p1 = cv + [-0.3 * front, (2.2 + off) * sp]
+            p2 = cv + [-0.75 * front, (3.4 + off) * sp]
+            ribs.append(_band(_bezier(p0, p1, p2, 30), 0.28 * sp))
+    bg.bone(bg.mask(*ribs), 0.012, 0.045, 0.08 * sp)
+    sternum = _band(np.array([[xs - 0.86 * front, y_t1 + 1.0 * sp], [xs - 0.93 * front, y_t6], [xs - 0.9 * front, y_t9]]), 0.4 * D)
+    bg.bone(bg.mask(sternum), 0.05, 0.12, 0.08 * D)
     # bowel gas anterior to the lumbar spine
-    for _ in range(int(rng.integers(4, 10))):
-        gc = np.array([rng.uniform(c[-1][0] - 0.9 * belly, c[-1][0] - 0.8 * D), rng.uniform(y_t10 + 2 * sp, y_l5 + 2 * sp)])
-        blob = _ellipse(gc, np.array([1.0, 0]), np.array([0, 1.0]), rng.uniform(0.3, 0.9) * sp, rng.uniform(0.25, 0.6) * sp, 20)
-        bg.soft(bg.mask(blob), -rng.uniform(0.12, 0.28), 0.12 * sp)
-    # pelvis: sacrum continuing posteriorly, iliac wing overlapping L5-S1, femoral heads
+    blobs = []
+    for _ in range(int(rng.integers(3, 10))):
+        gc = np.array([float(c[-1][0]) - rng.uniform(1.3 * D, 0.8 * front), rng.uniform(y_t12, y_l5 + 2 * sp)])
+        blobs.append(_ellipse(gc, _EX, _EY, rng.uniform(0.35, 0.9) * sp, rng.uniform(0.3, 0.6) * sp, 16))
+    gas = bg.blur(bg.mask(*blobs), 0.2 * sp)
+    bg.a -= gas * (0.22 + 0.06 * np.tanh(bg.fine_noise(rng, 0.06 * sp)))
+    _lat_pelvis(bg, g, rng)
+    bg.a += (rng.uniform(-0.08, 0.08) * (bg.Y / H - 0.5)).astype(np.float32)
+
+
+def _lat_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     i = len(g.levels) - 1
     e, n = g.frame(i)
     b = g.bodies[i]
-    Dl, h = g.width(i), g.height(i)
-    top_f, top_b = b[3] + 0.28 * h * n, b[2] + 0.2 * h * n
-    slope = math.radians(rng.uniform(30, 45))
-    down = math.cos(slope) * n + math.sin(slope) * e
-    sac = np.array([top_f, top_b, top_b + 2.6 * h * down + 0.1 * Dl * e, top_f + 2.7 * h * down + 0.55 * Dl * e])
-    bg.bone(bg.mask(sac), 0.2, 0.3, 0.05 * Dl)
-    wing = _ellipse(b.mean(axis=0) + 0.45 * Dl * e + 1.9 * h * n, e, n, 1.6 * Dl, 1.5 * h, 40)
-    bg.bone(bg.mask(wing), 0.1, 0.18, 0.05 * Dl)
-    head = _ellipse(b[3] - 0.6 * Dl * e + 3.6 * h * n, e, n, 0.55 * Dl, 0.55 * Dl)
-    bg.bone(bg.mask(head), 0.25, 0.25, 0.05 * Dl)
-    bg.smooth_field(rng, 0.06)
-    bg.a += (rng.uniform(-0.08, 0.08) * (bg.Y / H - 0.5)).astype(np.float32)
+    D, h = g.width(i), g.height(i)
+    # sacrum: a curved wedge below the L5-S1 disk, tilted backwards (sacral slope)
+    tilt = math.radians(rng.uniform(10, 20))
+    d0 = math.cos(tilt) * n + math.sin(tilt) * e
+    top = (b[2] + b[3]) / 2 + 0.3 * h * n + 0.05 * D * e
+    axis, widths = [], []
+    for k in np.linspace(0, 1, 12):
+        bend = math.radians(30) * k
+        d = math.cos(bend) * d0 - math.sin(bend) * _perp(d0)  # curving backwards
+        axis.append(top + 3.4 * h * k * d)
+        widths.append(D * (0.95 - 0.7 * k))
+    sac = _band(np.array(axis), np.array(widths))
+    bg.bone(bg.mask(sac), 0.1, 0.14, 0.1 * D)
+    # iliac wings (two, slightly offset by magnification), femoral heads and shafts
+    wing_c = b.mean(axis=0) + 0.3 * D * e + 1.7 * h * n
+    wings = [_smooth_closed(_ellipse(wing_c + off, e, n, 2.0 * D, 1.7 * h, 10) + rng.normal(0, 0.12 * h, (10, 2)))
+             for off in (np.zeros(2), rng.uniform(0.05, 0.15) * D * e)]
+    bg.bone(bg.mask(*wings), 0.035, 0.12, 0.18 * D)
+    head_c = b[3] - 0.4 * D * e + 4.0 * h * n
+    femora = []
+    for off in (np.zeros(2), 0.12 * D * (e + n)):
+        hc = head_c + off
+        femora.append(_ellipse(hc, e, n, 0.62 * D, 0.62 * D, 28))
+        femora.append(_band(np.array([hc, hc + 1.2 * h * n - 0.2 * D * e, hc + 6 * h * n - 0.1 * D * e]), 0.8 * D))
+    bg.bone(bg.mask(*femora), 0.1, 0.16, 0.12 * D)
