@@ -188,19 +188,23 @@ def _check_landmarks(landmarks) -> np.ndarray:
         lm = lm.reshape(N_VERTEBRAE, N_CORNERS, 2)
     if lm.shape != (N_VERTEBRAE, N_CORNERS, 2):
         raise ValueError(f"landmarks must have shape (17, 4, 2) or (68, 2), got {lm.shape}")
+    if not np.isfinite(lm).all():
+        bad = sorted({int(v) for v in np.argwhere(~np.isfinite(lm))[:, 0]})
+        raise ValueError(f"landmarks contain NaN or infinite values (vertebrae {', '.join(VERTEBRA_NAMES[v] for v in bad)})")
     return lm
 
 
 def vertebra_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Filled vertebra bodies as a bool (H, W) mask (``skimage.draw.polygon``).
 
-    Each vertebra's 4 corners are ordered by angle around their centroid before filling, so the
+    Corners may lie outside the image: the polygons are clipped to it. Non-finite landmarks raise
+    ``ValueError``. Each vertebra's 4 corners are ordered by angle around their centroid before filling, so the
     few annotations that break the TL, TR, BL, BR order still give a quadrilateral, not a bow tie.
     """
     from skimage.draw import polygon
 
     lm = _check_landmarks(landmarks)
-    h, w = (int(s) for s in shape)
+    h, w = check_size(shape)
     mask = np.zeros((h, w), dtype=bool)
     for quad in lm:
         c = quad.mean(axis=0)

@@ -57,6 +57,8 @@ def _check_file(path: str | os.PathLike) -> Path:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise FileNotFoundError(f"cannot read {p}: broken symbolic link (to {os.readlink(p)})")
         raise FileNotFoundError(f"cannot read {p}: no such file")
     if p.is_dir():
         raise ImageReadError(p, "is a directory, not an image file")
@@ -103,6 +105,8 @@ def _open_pil(path: Path) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = limit
     except UnidentifiedImageError as e:
         raise ImageReadError(path, "not a recognised image format (JPEG, PNG, TIFF, BMP or DICOM)") from e
+    except PermissionError as e:
+        raise ImageReadError(path, f"permission denied ({e.strerror})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(path, f"corrupt image header ({e})") from e
 

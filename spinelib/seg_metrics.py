@@ -235,3 +235,15 @@ def dice_metric(y_true, y_pred):
     total = ops.sum(t, axis=(1, 2)) + ops.sum(p, axis=(1, 2))
     score = ops.where(total > 0, 2.0 * intersection / ops.maximum(total, 1.0), 1.0)
     return ops.mean(score)
+
+
+def white_fraction_metric(y_true, y_pred):
+    """Keras metric: the fraction of pixels predicted white (``y_pred > 0.5``), over the batch.
+
+    .. math:: \\frac{1}{BHWC}\\sum_{b,i,c} [\\hat y_{bic} > 0.5]
+
+    Logged as ``white``/``val_white`` by :func:`spinelib.segmentation.train_segmentation`; next to
+    the true fraction it shows a network collapsing to an all-black mask (``white`` -> 0).
+    """
+    del y_true  # the prediction alone
+    return ops.mean(ops.cast(ops.convert_to_tensor(y_pred) > 0.5, "float32"))

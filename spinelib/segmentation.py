@@ -34,7 +34,7 @@ import pandas as pd
 import tensorflow as tf
 
 from spinelib.losses import get_loss
-from spinelib.seg_metrics import dice_metric
+from spinelib.seg_metrics import dice_metric, white_fraction_metric
 
 # --------------------------------------------------------------------------------------------
 # 1. augmentation
@@ -386,7 +386,8 @@ def train_segmentation(
     - ``EarlyStopping`` after ``patience`` epochs without improvement;
     - ``ReduceLROnPlateau``: halve the LR after ``max(1, patience // 3)`` epochs without
       improvement (down to 1e-6);
-    - ``CSVLogger`` -> ``out_dir/history.csv`` (with ``epoch_seconds`` and ``learning_rate``);
+    - ``CSVLogger`` -> ``out_dir/history.csv`` (with ``epoch_seconds``, ``learning_rate`` and the
+      predicted white fraction ``white``/``val_white``, :func:`white_fraction_metric`);
     - resume: every epoch ``last.keras`` (weights + optimizer state) and ``train_state.json``
       (epochs done, best ``val_dice``, callback counters) are saved atomically. Calling again
       with the same ``out_dir`` loads them into ``model`` (same architecture) and continues at
@@ -427,7 +428,8 @@ def train_segmentation(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=loss_fn,
-        metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice")],
+        metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice"),
+                 keras.metrics.MeanMetricWrapper(white_fraction_metric, name="white")],
     )
 
     state, initial_epoch = None, 0

@@ -71,6 +71,14 @@ def _ellipse(center, e, n, a, b, k=28) -> np.ndarray:
     return center + np.outer(a * np.cos(t), e) + np.outer(b * np.sin(t), n)
 
 
+def _blob(center, r, rng, k=24) -> np.ndarray:
+    """An irregular round outline of mean radius ``r`` (random low harmonics)."""
+    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    rad = r * (1 + sum(rng.uniform(0, 0.12) * np.cos(j * t + rng.uniform(0, 2 * np.pi)) for j in (2, 3)))
+    aspect = rng.uniform(0.6, 1.0)
+    return center + np.stack([rad * np.cos(t), aspect * rad * np.sin(t)], axis=1)
+
+
 def _teardrop(center, e, n, a, b, k=32) -> np.ndarray:
     """Teardrop of half-width ``a`` and half-length ``b``, rounded end up (-n), tip down (+n)."""
     t = np.linspace(0, 2 * np.pi, k, endpoint=False)
@@ -360,9 +368,10 @@ def place_column(bodies: np.ndarray, shape: tuple[int, int], rng, tilt_deg: floa
 
 
 def body_outline(corners: np.ndarray, end_concavity: float, front_concavity: float,
-                 back_concavity: float, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Outline of a body with concave endplates and sides; return (outline, superior edge
-    front->back, inferior edge front->back), each edge including both corners."""
+                 back_concavity: float, k: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outline of a body with concave endplates and sides and rounded corners; return
+    (outline, superior edge front->back, inferior edge front->back), each edge including both
+    corners (the edges bound the disk spaces)."""
     sf, sb, ib, if_ = corners
     cen = corners.mean(axis=0)
     h = (np.hypot(*(if_ - sf)) + np.hypot(*(ib - sb))) / 2
@@ -371,7 +380,7 @@ def body_outline(corners: np.ndarray, end_concavity: float, front_concavity: flo
     back = _curved_edge(sb, ib, cen, back_concavity * w, k)
     inf = _curved_edge(ib, if_, cen, end_concavity * h, k)
     front = _curved_edge(if_, sf, cen, front_concavity * w, k)
-    outline = np.concatenate([sup, back, inf, front])
+    outline = _smooth_closed(np.concatenate([sup, back, inf, front]), 3)
     return outline, np.vstack([sup, sb]), np.vstack([inf, if_])[::-1]
 
 
@@ -485,14 +494,19 @@ class Background:
         """Add ``amount`` over the (blurred) region: soft tissue, air, organs."""
         self.a += amount * self.blur(m, sigma_px)
 
-    def bone(self, m: np.ndarray, fill: float, rim: float, rim_width_px: float) -> None:
+    def bone(self, m: np.ndarray, fill: float, rim: float, rim_width_px: float, texture: float = 0.0,
+             rng=None) -> None:
         """Bone with a bright cortex: ``fill`` inside, ``+ rim`` fading inwards over about
-        ``rim_width_px`` from the outline (``2 (1 - blur(m))`` inside the shape)."""
+        ``rim_width_px`` from the outline (``2 (1 - blur(m))`` inside the shape); ``texture``
+        modulates the fill by ``1 + texture * noise`` (trabecular pattern)."""
         if not m.any():
             return
-        inside = self.blur(m, 0.7 / self.sy)  # anti-aliased edge (0.7 low-res pixel)
+        inside = self.blur(m, 1.2 / self.sy)  # anti-aliased edge (1.2 low-res pixels)
         edge = np.clip(2.0 * (1.0 - self.blur(m, rim_width_px)), 0, 1)
-        self.a += (fill * inside + rim * edge * inside ** 2).astype(np.float32)
+        val = fill * inside
+        if texture and rng is not None:
+            val = val * (1 + texture * self.fine_noise(rng, 3.0 / self.sy))
+        self.a += (val + rim * edge * inside ** 2).astype(np.float32)
 
     def smooth_field(self, rng, cells: int = 6) -> np.ndarray:
         coarse = rng.standard_normal((cells, max(2, round(cells * self.shape[1] / self.shape[0]))))
@@ -510,39 +524,65 @@ class Background:
 
 def texture_tile(rng, scale: float, size: int = 256) -> np.ndarray:
     """Trabecular-like band-passed noise tile (zero mean, unit-ish std), periodic."""
-    fine = ndi.gaussian_filter(rng.standard_normal((size, size)), max(0.7, 2.2 * scale), mode="wrap")
-    coarse = ndi.gaussian_filter(rng.standard_normal((size, size)), max(2.0, 9.0 * scale), mode="wrap")
+    fine = ndi.gaussian_filter(rng.standard_normal((size, size)), max(0.8, 3.5 * scale), mode="wrap")
+    coarse = ndi.gaussian_filter(rng.standard_normal((size, size)), max(2.0, 12.0 * scale), mode="wrap")
     t = fine / fine.std() + 0.6 * coarse / coarse.std()
     return (t / t.std()).astype(np.float32)
 
 
 def _noise_field(rng, shape: tuple[int, int]) -> np.ndarray:
     """Unit white noise of ``shape``: two random periodic tiles of co-prime sizes (509, 521),
-    offset at random and summed, so the pattern never repeats within an image (much faster
+    rolled at random and summed, so the pattern never repeats within an image (much faster
     than drawing one normal number per pixel)."""
     H, W = shape
-    out = np.zeros(shape, np.float32)
-    for T in (509, 521):
-        tile = rng.standard_normal((T, T), dtype=np.float32)
-        oy, ox = int(rng.integers(T)), int(rng.integers(T))
-        reps = (math.ceil((H + oy) / T), math.ceil((W + ox) / T))
-        out += np.tile(tile, reps)[oy:oy + H, ox:ox + W]
-    out *= np.float32(1 / math.sqrt(2))
+    out = np.empty(shape, np.float32)
+    for j, T in enumerate((509, 521)):
+        tile = rng.standard_normal((T, T), dtype=np.float32) * np.float32(1 / math.sqrt(2))
+        tile = np.roll(tile, (-int(rng.integers(T)), -int(rng.integers(T))), axis=(0, 1))
+        for y in range(0, H, T):
+            for x in range(0, W, T):
+                blk = tile[: min(T, H - y), : min(T, W - x)]
+                if j == 0:
+                    out[y:y + T, x:x + T] = blk
+                else:
+                    out[y:y + T, x:x + T] += blk
     return out
 
 
-def expose(a: np.ndarray, rng, scale: float) -> np.ndarray:
-    """Attenuation -> 8-bit image: quantum-like noise (std :math:`\\sigma\\sqrt{A + 0.2}`),
-    :math:`I = 1 - e^{-\\kappa A}`, a random window (brightness/contrast) and gamma, a slight blur.
+def _lowpass(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Large-scale Gaussian low-pass of a float32 image, computed at 1/8 resolution."""
+    H, W = a.shape
+    f = 8
+    small = np.asarray(Image.fromarray(a).resize((max(1, W // f), max(1, H // f)), Image.Resampling.BOX))
+    small = ndi.gaussian_filter(small, sigma / f, mode="nearest").astype(np.float32)
+    return np.array(Image.fromarray(small).resize((W, H), Image.Resampling.BILINEAR))
 
-    .. math:: g = 255\\,\\mathrm{clip}\\left(\\frac{I - lo}{hi - lo}, 0, 1\\right)^{\\gamma}
+
+def expose(a: np.ndarray, rng, scale: float) -> np.ndarray:
+    """Attenuation -> 8-bit image, as a digital radiograph is processed:
+
+    1. dynamic-range compression and detail gain around a large-scale low-pass ``L``
+       (:math:`A' = c L + g (A - L)`, :math:`c \approx 0.6`, :math:`g \approx 1.8`);
+    2. quantum-like noise of std :math:`\sigma \sqrt{A' + 0.2}`;
+    3. exposure :math:`I = 1 - e^{-\kappa A'}`, a random window and gamma,
+       :math:`g = 255\,\mathrm{clip}((I - lo) / (hi - lo), 0, 1)^{\gamma}`;
+    4. a slight blur (box filter of radius 0.5-1 px at scale 1).
     """
-    kappa = rng.uniform(0.95, 1.3)
-    gamma = rng.uniform(0.8, 1.25)
-    lo = rng.uniform(0.0, 0.08)
-    hi = rng.uniform(0.88, 1.0)
-    sigma = rng.uniform(0.025, 0.05)
-    blur = rng.uniform(0.6, 1.1) * scale
+    H, W = a.shape
+    c = rng.uniform(0.55, 0.75)
+    gain = rng.uniform(1.4, 1.9)
+    kappa = rng.uniform(0.85, 1.1)
+    gamma = rng.uniform(0.85, 1.2)
+    lo = rng.uniform(0.0, 0.06)
+    hi = rng.uniform(0.9, 1.0)
+    sigma = rng.uniform(0.02, 0.04)
+    blur = rng.uniform(0.5, 1.0) * scale
+    low = _lowpass(a, 0.03 * max(H, W))
+    a -= low
+    a *= np.float32(gain)
+    low *= np.float32(c)
+    a += low
+    np.clip(a, 0, None, out=a)
     nb, amax = 4096, 4.0
     k = (nb - 1) / amax
     grid = np.linspace(0, amax, nb)
@@ -555,8 +595,10 @@ def expose(a: np.ndarray, rng, scale: float) -> np.ndarray:
     noise *= noise_std[a.astype(np.uint16)]
     a += noise
     np.clip(a, 0, nb - 1, out=a)
-    img = lut[a.astype(np.uint16)]
-    return _blur_u8(img, blur)
+    img = Image.fromarray(lut[a.astype(np.uint16)])
+    if blur >= 0.3:
+        img = img.filter(ImageFilter.BoxBlur(float(blur)))
+    return np.asarray(img)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,12 +703,14 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
     t = LEVELS.index(g.levels[i]) / (len(LEVELS) - 1)
     lumbar = g.levels[i].startswith("L")
     # body: trabecular fill, bright cortex (endplates and lateral walls)
-    p.bone(g.outlines[i], 0.14 + 0.08 * t, 0.3, 0.035 * w, texture=0.035, mask=masks["Ap_Vertebra"])
+    p.bone(g.outlines[i], 0.08 + 0.05 * t, 0.13, 0.02 * w, texture=0.025, mask=masks["Ap_Vertebra"])
+    for edge in (g.sup_edges[i], g.inf_edges[i]):  # endplates seen slightly obliquely: bright bands
+        p.bone(_band(edge[1:-1], 0.05 * h), 0.05, 0.0)
     shift = -rot * 0.22 * w  # axial rotation moves the posterior elements towards the concavity
     # laminae and the arch, seen through the body
     lam = np.array([c - 0.3 * w * e - 0.05 * h * n, c + 0.3 * w * e - 0.05 * h * n,
                     c + 0.1 * w * e + 0.55 * h * n, c - 0.1 * w * e + 0.55 * h * n]) + shift * e
-    p.bone(lam, 0.05, 0.04, 0.05 * w)
+    p.bone(lam, 0.04, 0.03, 0.05 * w)
     for side in (-1, 1):
         # transverse processes: long and level in the lumbar spine, short and raised in the thorax
         reach = 0.9 if lumbar else 0.7
@@ -675,16 +719,16 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
         tip = c + side * reach * w * e + lift * n + shift * 0.5 * e
         thick = (0.13 if lumbar else 0.16) * h
         tp = np.array([base - thick * n, tip - 0.5 * thick * n, tip + 0.5 * thick * n, base + thick * n])
-        p.bone(tp, 0.05, 0.12, 0.05 * w)
+        p.bone(tp, 0.035, 0.09, 0.05 * w)
         # pedicles: oval rings in the upper lateral part; the convex-side one thins with rotation
         narrow = 1.0 - 0.45 * max(0.0, side * rot)
         pc = c + (side * 0.3 * w + shift * 0.55) * e - 0.13 * h * n
         ped = _ellipse(pc, e, n, 0.075 * w * narrow * rng.uniform(0.92, 1.08), 0.2 * h * rng.uniform(0.92, 1.08))
-        p.bone(ped, 0.05, 0.3, 0.02 * w, mask=masks["Ap_Pedicle"])
+        p.bone(ped, 0.04, 0.22, 0.02 * w, mask=masks["Ap_Pedicle"])
     # spinous process: a teardrop at the midline over the lower half of the body
     sp_len = (0.3 if lumbar else 0.36 - 0.1 * t) * h
     sp = _teardrop(c + 0.22 * h * n + shift * e, e, n, 0.085 * w, sp_len)
-    p.bone(sp, 0.06, 0.26, 0.02 * w, mask=masks["Ap_Spinous_Process"])
+    p.bone(sp, 0.04, 0.18, 0.02 * w, mask=masks["Ap_Spinous_Process"])
 
 
 def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
@@ -731,7 +775,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     hila = sum(np.exp(-(((bg.X - (xc + s * 1.5 * w_mid)) / (1.6 * w_mid)) ** 2 + ((bg.Y - y_t7) / (2.5 * sp)) ** 2))
                for s in (-1, 1))
     vessels = bg.fine_noise(rng, 0.07 * sp)
-    bg.a += lung_soft * (-rng.uniform(0.4, 0.5) + 0.12 * hila + 0.02 * vessels * (0.4 + hila))
+    bg.a += lung_soft * (-rng.uniform(0.4, 0.5) + 0.12 * hila + 0.012 * vessels * (0.4 + hila))
     # gastric bubble under the left dome
     bubble = _ellipse(np.array([xc + 1.8 * w_mid, y_t10 + 1.6 * sp]), _EX, _EY, 0.9 * w_mid, 0.5 * sp, 20)
     bg.soft(bg.mask(bubble), -rng.uniform(0.05, 0.25), 0.2 * sp)
@@ -742,15 +786,15 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
         reach = half * (0.5 + 0.42 * math.sin(math.pi / 2 * min(1.0, k / 6))) * (1 - 0.18 * max(0, k - 10))
         for side in (-1, 1):
             p0 = cv + [side * 0.6 * wv, 0.1 * sp]
-            p1 = cv + [side * reach * rng.uniform(0.5, 0.6), -rng.uniform(0.5, 0.9) * sp]
-            p2 = cv + [side * reach, (0.9 + 0.1 * k) * sp]
+            p1 = cv + [side * reach * rng.uniform(0.5, 0.6), (-rng.uniform(0.5, 0.9) + 0.08 * k) * sp]
+            p2 = cv + [side * reach, (0.8 + 0.22 * k) * sp]
             post.append(_band(_bezier(p0, p1, p2, 30), 0.36 * sp * rng.uniform(0.9, 1.1)))
             if k <= 10:
                 q2 = cv + [side * reach * 0.4, (3.3 + 0.1 * k) * sp]
                 q1 = cv + [side * reach * 1.02, (2.6 + 0.1 * k) * sp]
                 ant.append(_band(_bezier(p2, q1, q2, 30)[:24], 0.42 * sp))
-    bg.bone(bg.mask(*post), 0.03, 0.13, 0.05 * sp)
-    bg.bone(bg.mask(*ant), 0.02, 0.06, 0.08 * sp)
+    bg.bone(bg.mask(*post), 0.015, 0.07, 0.06 * sp)
+    bg.bone(bg.mask(*ant), 0.006, 0.025, 0.08 * sp)
     clav = []
     for side in (-1, 1):
         y3 = y("T3")
@@ -758,7 +802,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
         a2 = np.array([xc + side * 1.05 * half, y_t1 - 1.8 * sp])
         a1 = np.array([xc + side * 0.5 * half, y3 - 0.1 * sp])
         clav.append(_band(_bezier(a0, a1, a2, 30), 0.5 * sp))
-    bg.bone(bg.mask(*clav), 0.08, 0.16, 0.1 * sp)
+    bg.bone(bg.mask(*clav), 0.05, 0.1, 0.1 * sp, 0.3, rng)
     # bowel gas along the colon frame, a few small-bowel loops
     colon = np.array([[xc - 0.6 * half, y_l5 + 0.5 * sp], [xc - 0.62 * half, y_l2], [xc - 0.5 * half, y_t12 + 0.5 * sp],
                       [xc - 0.1 * half, y_l2 + 0.6 * sp], [xc + 0.3 * half, y_l2], [xc + 0.62 * half, y_t12],
@@ -773,10 +817,10 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     blobs += [(np.array([xc + rng.uniform(-0.35, 0.35) * half, rng.uniform(y_l2, y_l5 + sp)]), rng.uniform(0.3, 0.5) * sp)
               for _ in range(int(rng.integers(0, 5)))]
     for pt, r in blobs:
-        poly = _ellipse(pt, _EX, _EY, r * rng.uniform(0.8, 1.5), r, 16) * sc
+        poly = _blob(pt, r, rng) * sc
         draw.polygon(poly.ravel().tolist(), fill=int(rng.integers(60, 200)))
-    gas_map = bg.blur(np.asarray(gas), 0.2 * sp)
-    bg.a -= gas_map * (0.28 + 0.06 * np.tanh(bg.fine_noise(rng, 0.06 * sp)))
+    gas_map = bg.blur(np.asarray(gas), 0.12 * sp)
+    bg.a -= gas_map * (0.18 + 0.015 * bg.fine_noise(rng, 0.06 * sp))
     _ap_pelvis(bg, g, rng)
     bg.a += (rng.uniform(-0.08, 0.08) * (bg.Y / H - 0.5)).astype(np.float32)  # heel effect
 
@@ -793,7 +837,7 @@ def _ap_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     sacrum = _smooth_closed([s1 - 0.5 * w * e, s1 - 1.0 * w * e + 0.3 * h * n, s1 - 0.6 * w * e + 1.5 * h * n,
                              s1 - 0.15 * w * e + 2.8 * h * n, s1 + 0.15 * w * e + 2.8 * h * n,
                              s1 + 0.6 * w * e + 1.5 * h * n, s1 + 1.0 * w * e + 0.3 * h * n, s1 + 0.5 * w * e])
-    bg.bone(bg.mask(sacrum), 0.1, 0.14, 0.1 * w)
+    bg.bone(bg.mask(sacrum), 0.07, 0.1, 0.1 * w, 0.3, rng)
     foramina = [_ellipse(s1 + side * (0.32 - 0.05 * k) * w * e + (0.55 + 0.5 * k) * h * n, e, n, 0.07 * w, 0.08 * w, 12)
                 for k in range(4) for side in (-1, 1)]
     bg.soft(bg.mask(*foramina), -0.06, 0.03 * w)
@@ -813,12 +857,12 @@ def _ap_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
         femora.append(_ellipse(head, _EX, _EY, 0.62 * w, 0.62 * w, 32))
         femora.append(_band(np.array([head, head + [s * 0.5 * w, 0.55 * h], head + [s * 0.85 * w, 1.1 * h]]), 0.5 * w))
         femora.append(_ellipse(head + [s * 0.95 * w, 1.1 * h], _EX, _EY, 0.42 * w, 0.6 * h, 24))
-        femora.append(_band(np.array([head + [s * 0.7 * w, 1.2 * h], head + [s * 0.55 * w, 7 * h]]), 0.75 * w))
+        femora.append(_band(np.array([head + [s * 0.7 * w, 1.2 * h], head + [s * 0.6 * w, 4.5 * h]]), 0.65 * w))
     brim = _ellipse(np.array([cx, cy + 2.0 * h]), _EX, _EY, 1.5 * w, 1.8 * h, 48)
     rings.append(_band(brim[3:22], 0.1 * w))
-    bg.bone(bg.mask(*wings), 0.05, 0.28, 0.16 * w)
-    bg.bone(bg.mask(*rings), 0.07, 0.14, 0.1 * w)
-    bg.bone(bg.mask(*femora), 0.16, 0.22, 0.12 * w)
+    bg.bone(bg.mask(*wings), 0.02, 0.18, 0.2 * w, 0.4, rng)
+    bg.bone(bg.mask(*rings), 0.05, 0.1, 0.1 * w, 0.3, rng)
+    bg.bone(bg.mask(*femora), 0.1, 0.15, 0.12 * w, 0.3, rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -853,15 +897,17 @@ def _lat_vertebra(p: Painter, g: ViewGeometry, i: int, masks) -> None:
     D, h = g.width(i), g.height(i)
     t = LEVELS.index(g.levels[i]) / (len(LEVELS) - 1)
     lumbar = g.levels[i].startswith("L")
-    p.bone(g.outlines[i], 0.15 + 0.08 * t, 0.32, 0.04 * D, texture=0.04, mask=masks["Lat_Vertebra"])
+    p.bone(g.outlines[i], 0.08 + 0.05 * t, 0.16, 0.025 * D, texture=0.03, mask=masks["Lat_Vertebra"])
+    for edge in (g.sup_edges[i], g.inf_edges[i]):
+        p.bone(_band(edge[1:-1], 0.04 * h), 0.04, 0.0)
     sb = b[1]
     down = _unit(b[2] - b[1])  # down the posterior wall
     # pedicle, then the articular pillar (superior and inferior facets)
     ped = np.array([sb + 0.08 * h * down, sb + 0.1 * h * down + 0.42 * D * e,
                     sb + 0.5 * h * down + 0.42 * D * e, sb + 0.55 * h * down])
-    p.bone(ped, 0.06, 0.12, 0.04 * D)
+    p.bone(ped, 0.03, 0.07, 0.04 * D)
     for dv in (-0.1, 0.8):
-        p.bone(_ellipse(sb + 0.46 * D * e + dv * h * n, e, n, 0.12 * D, 0.22 * h, 20), 0.04, 0.15, 0.03 * D)
+        p.bone(_ellipse(sb + 0.46 * D * e + dv * h * n, e, n, 0.12 * D, 0.22 * h, 20), 0.02, 0.07, 0.03 * D)
     # spinous process: from the lamina, pointing backwards and down (steep in the thorax)
     ang = math.radians(float(np.interp(t, [0, 0.35, 0.6, 0.7, 1.0], [35, 50, 35, 14, 6])))
     d = math.cos(ang) * e + math.sin(ang) * n
@@ -872,7 +918,7 @@ def _lat_vertebra(p: Painter, g: ViewGeometry, i: int, masks) -> None:
     tipc = base + L * d
     arc = [tipc + ht * (math.cos(a) * -m + math.sin(a) * d) for a in np.linspace(0, np.pi, 9)]
     sp_poly = np.array([base - hb * m, *arc, base + hb * m])
-    p.bone(sp_poly, 0.05 + 0.04 * t, 0.12 + 0.14 * t, 0.05 * D, mask=masks["Lat_Spinous_Process"])
+    p.bone(sp_poly, 0.02 + 0.03 * t, 0.04 + 0.1 * t, 0.05 * D, mask=masks["Lat_Spinous_Process"])
 
 
 def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
@@ -888,7 +934,12 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     x_spine = np.interp(bg.Y, c[:, 1], c[:, 0])
     front = rng.uniform(4.5, 5.5) * D
     back = rng.uniform(1.8, 2.3) * D
-    x_front = x_spine - front * np.interp(bg.Y, [y_t1, y_t10, y_l3, y_l5 + 2 * sp], [0.95, 1.0, rng.uniform(1.0, 1.3), 1.0])
+    front_keys = ([y_t1, y_t10, y_l3, y_l5 + 2 * sp], [0.95, 1.0, rng.uniform(1.0, 1.3), 1.0])
+
+    def skin_front(yy):
+        return np.interp(yy, c[:, 1], c[:, 0]) - front * np.interp(yy, *front_keys)
+
+    x_front = skin_front(bg.Y)
     x_back = x_spine + back * np.interp(bg.Y, [y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.85, rng.uniform(1.4, 1.8)])
     mid, half = (x_front + x_back) / 2, (x_back - x_front) / 2
     thick = np.sqrt(np.clip(1 - ((bg.X - mid) / half) ** 2, 0, None))
@@ -902,17 +953,23 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     y_top = y_t1 - 1.0 * sp
     y_df = y_t9 + rng.uniform(-0.5, 0.5) * sp
     y_db = y_t12 + rng.uniform(0.0, 1.0) * sp
-    pts = [[x_ant + 0.8 * D, y_top], [x_post - 1.0 * D, y_top - 0.5 * sp], [x_post, y_top + 2.5 * sp], [x_post, y_db]]
-    for k in np.linspace(0, 1, 16):
-        pts.append([x_post + (x_ant - x_post) * k, y_db + (y_df - y_db) * k - 1.4 * sp * np.sin(np.pi * k)])
-    pts.append([x_ant, y_top + 2.5 * sp])
-    lungs = bg.mask(np.array(pts))
+    def spine_x(yy):
+        return float(np.interp(yy, c[:, 1], c[:, 0]))
+
+    pts = [[spine_x(y_top) - 1.0 * D, y_top - 0.6 * sp]]
+    pts += [[spine_x(yy) + 1.1 * D, yy] for yy in np.linspace(y_top + 0.8 * sp, y_db, 8)]  # posterior recess
+    x_df = float(skin_front(y_df)) + 0.12 * front
+    for k in np.linspace(0, 1, 10)[1:]:  # diaphragm dome, posterior (low) -> anterior (high)
+        pts.append([spine_x(y_db) + 1.1 * D + (x_df - spine_x(y_db) - 1.1 * D) * k,
+                    y_db + (y_df - y_db) * k - 1.4 * sp * np.sin(np.pi * k)])
+    pts += [[float(skin_front(yy)) + 0.12 * front, yy] for yy in np.linspace(y_df, y_top + 0.8 * sp, 8)[1:]]
+    lungs = bg.mask(_smooth_closed(pts, 2))
     lung_soft = bg.blur(lungs, 0.4 * sp)
     heart = bg.blur(bg.mask(_ellipse(np.array([x_ant + 0.42 * (xs - x_ant), y_df - 1.8 * sp]), _EX, _EY,
                                      0.3 * front, 2.6 * sp)), 0.8 * sp)
     hilum = np.exp(-(((bg.X - (xs - 1.5 * D)) / (1.5 * D)) ** 2 + ((bg.Y - y_t6) / (2.5 * sp)) ** 2))
     vessels = bg.fine_noise(rng, 0.07 * sp)
-    bg.a += lung_soft * (-rng.uniform(0.45, 0.55) + 0.25 * heart + 0.12 * hilum + 0.02 * vessels * (0.4 + hilum))
+    bg.a += lung_soft * (-rng.uniform(0.45, 0.55) + 0.25 * heart + 0.12 * hilum + 0.012 * vessels * (0.4 + hilum))
     # ribs: faint paired arcs from the costovertebral joints, forwards and down; the sternum
     ribs = []
     for k in range(1, 13):
@@ -922,16 +979,17 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
             p1 = cv + [-0.3 * front, (2.2 + off) * sp]
             p2 = cv + [-0.75 * front, (3.4 + off) * sp]
             ribs.append(_band(_bezier(p0, p1, p2, 30), 0.28 * sp))
-    bg.bone(bg.mask(*ribs), 0.012, 0.045, 0.08 * sp)
-    sternum = _band(np.array([[xs - 0.86 * front, y_t1 + 1.0 * sp], [xs - 0.93 * front, y_t6], [xs - 0.9 * front, y_t9]]), 0.4 * D)
-    bg.bone(bg.mask(sternum), 0.05, 0.12, 0.08 * D)
+    bg.bone(bg.mask(*ribs), 0.006, 0.025, 0.08 * sp)
+    sternum = _band(_bezier(np.array([xs - 0.8 * front, y_t1 + 1.2 * sp]), np.array([xs - 0.95 * front, y_t6]),
+                            np.array([xs - 0.88 * front, y_t9]), 20), 0.35 * D)
+    bg.bone(bg.mask(sternum), 0.012, 0.04, 0.1 * D)
     # bowel gas anterior to the lumbar spine
     blobs = []
     for _ in range(int(rng.integers(3, 10))):
         gc = np.array([float(c[-1][0]) - rng.uniform(1.3 * D, 0.8 * front), rng.uniform(y_t12, y_l5 + 2 * sp)])
-        blobs.append(_ellipse(gc, _EX, _EY, rng.uniform(0.35, 0.9) * sp, rng.uniform(0.3, 0.6) * sp, 16))
-    gas = bg.blur(bg.mask(*blobs), 0.2 * sp)
-    bg.a -= gas * (0.22 + 0.06 * np.tanh(bg.fine_noise(rng, 0.06 * sp)))
+        blobs.append(_blob(gc, rng.uniform(0.35, 0.8) * sp, rng))
+    gas = bg.blur(bg.mask(*blobs), 0.12 * sp)
+    bg.a -= gas * (0.16 + 0.015 * bg.fine_noise(rng, 0.06 * sp))
     _lat_pelvis(bg, g, rng)
     bg.a += (rng.uniform(-0.08, 0.08) * (bg.Y / H - 0.5)).astype(np.float32)
 
@@ -952,16 +1010,16 @@ def _lat_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
         axis.append(top + 3.4 * h * k * d)
         widths.append(D * (0.95 - 0.7 * k))
     sac = _band(np.array(axis), np.array(widths))
-    bg.bone(bg.mask(sac), 0.1, 0.14, 0.1 * D)
+    bg.bone(bg.mask(sac), 0.07, 0.1, 0.1 * D, 0.3, rng)
     # iliac wings (two, slightly offset by magnification), femoral heads and shafts
     wing_c = b.mean(axis=0) + 0.3 * D * e + 1.7 * h * n
     wings = [_smooth_closed(_ellipse(wing_c + off, e, n, 2.0 * D, 1.7 * h, 10) + rng.normal(0, 0.12 * h, (10, 2)))
              for off in (np.zeros(2), rng.uniform(0.05, 0.15) * D * e)]
-    bg.bone(bg.mask(*wings), 0.035, 0.12, 0.18 * D)
+    bg.bone(bg.mask(*wings), 0.02, 0.08, 0.18 * D, 0.4, rng)
     head_c = b[3] - 0.4 * D * e + 4.0 * h * n
     femora = []
     for off in (np.zeros(2), 0.12 * D * (e + n)):
         hc = head_c + off
         femora.append(_ellipse(hc, e, n, 0.62 * D, 0.62 * D, 28))
         femora.append(_band(np.array([hc, hc + 1.2 * h * n - 0.2 * D * e, hc + 6 * h * n - 0.1 * D * e]), 0.8 * D))
-    bg.bone(bg.mask(*femora), 0.1, 0.16, 0.12 * D)
+    bg.bone(bg.mask(*femora), 0.07, 0.1, 0.12 * D, 0.3, rng)

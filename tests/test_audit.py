@@ -61,8 +61,12 @@ def test_audit_records_unreadable_and_mismatched_masks(tmp_path):
     (tmp_path / "Normal" / "P1" / "LAT" / "Lat_Vertebra.png").write_bytes(b"")
     a = audit_clinical(scan_clinical(tmp_path, progress=False), progress=False)
     problems = dict(zip([p.name for p in a.problems["path"]], a.problems["problem"]))
-    assert "mask is 40 x 24" in problems["Ap_Pedicle.png"]
+    assert "mask is 40 x 24" in problems["Ap_Pedicle.png"] and "AP.jpg is 48 x 24" in problems["Ap_Pedicle.png"]
     assert "empty file" in problems["Lat_Vertebra.png"]
+    kinds = dict(zip([p.name for p in a.problems["path"]], a.problems["kind"]))
+    assert kinds == {"Ap_Pedicle.png": "size mismatch", "Lat_Vertebra.png": "unreadable"}
+    assert list(a.problems.columns) == ["patient_id", "path", "kind", "problem"]
+    assert "file problems: 2 (" in a.summary() and "size mismatch 1" in a.summary()
     cov = a.mask_coverage.set_index("structure")
     assert cov.loc["Ap_Pedicle", "n_masks"] == 0 and np.isnan(cov.loc["Ap_Pedicle", "mean"])
 
@@ -101,3 +105,38 @@ def test_audit_real_aasce():
     assert a.severity.loc[SEVERITY_LABELS[0], "images"] == 18
     assert a.size_range.loc["height"].tolist() == [973, 3755] and a.size_range.loc["width"].tolist() == [355, 1427]
     assert "481 images of 237 patients" in a.summary()
+
+
+def test_audit_flags_files_that_load_but_deserve_a_look(tmp_path):
+    from PIL import Image
+
+    from spinelib.audit import PROBLEM_KINDS
+
+    write_patient(tmp_path / "Normal" / "P1")
+    ap = tmp_path / "Normal" / "P1" / "AP"
+    Image.fromarray(np.zeros((48, 24), np.uint8)).save(ap / "Ap_Pedicle.png")  # empty
+    Image.fromarray(np.full((48, 24), 255, np.uint8)).save(ap / "Ap_Vertebra.png")  # all foreground
+    grey = np.zeros((48, 24), np.uint8)
+    grey[10:20, 5:15], grey[10, 5:15] = 255, 128
+    Image.fromarray(grey).save(ap / "Ap_Spinous_Process.png")  # three levels
+    a = audit_clinical(scan_clinical(tmp_path, progress=False), coverage_size=None, progress=False)
+    kinds = dict(zip([p.name for p in a.problems["path"]], a.problems["kind"]))
+    assert kinds == {"Ap_Pedicle.png": "empty mask", "Ap_Vertebra.png": "mostly foreground",
+                     "Ap_Spinous_Process.png": "non-binary mask"}
+    assert set(a.problems["kind"]) <= set(PROBLEM_KINDS)
+    assert a.patients_per_class.loc["Normal", "usable"] == 1  # flagged, not excluded
+    cov = a.mask_coverage.set_index("structure")
+    assert cov.loc["Ap_Pedicle", "n_empty"] == 1 and cov.loc["Ap_Vertebra", "mean"] == 1.0
+
+
+def test_audit_records_provenance(tmp_path):
+    from spinelib.provenance import data_fingerprint
+
+    write_patient(tmp_path / "Normal" / "P1")
+    ds = scan_clinical(tmp_path, progress=False)
+    a = audit_clinical(ds, progress=False)
+    info = a.provenance
+    assert info["datasets"]["clinical"]["fingerprint"] == data_fingerprint(tmp_path)
+    assert info["datasets"]["clinical"]["n_files"] == 10
+    assert info["packages"]["numpy"] == np.__version__ and info["timestamp_utc"]
+    assert audit_clinical(ds, progress=False, provenance=False).provenance == {}

@@ -242,3 +242,31 @@ def test_real_examples_arrays():
     ap, lat, labels, ids = load_classification_pairs(ds, (64, 32), progress=False)
     assert dict(zip(ids, labels.tolist())) == {"Normal": 0, "Damaged": 1}
     assert len(STRUCTURES) == 8
+
+
+def test_ignored_files_have_reasons(messy):
+    _, ds = messy
+    f = ds.ignored_frame()
+    assert list(f.columns) == ["path", "reason"] and len(f) == len(ds.ignored)
+    reasons = {p.name: r for p, r in zip(f["path"], f["reason"])}
+    assert reasons["metadata.csv"].startswith("outside the class folders")
+    assert reasons[".DS_Store"] == reasons["__MACOSX"] == "hidden or system file/folder"
+    assert reasons["meta.json"].startswith("name is neither a view image")
+    assert all(reasons.values()) and ds.problems.empty
+
+
+def test_classification_pairs_skip_unreadable(tmp_path):
+    write_patient(tmp_path / "Normal" / "P1")
+    write_patient(tmp_path / "Damaged" / "P2", seed=2)
+    bad = tmp_path / "Normal" / "P1" / "LAT" / "LAT.jpg"
+    bad.write_bytes(b"")
+    ds = scan_clinical(tmp_path, progress=False)
+    with pytest.raises(ImageReadError, match="empty file"):
+        load_classification_pairs(ds, (16, 8), progress=False)
+    with pytest.warns(UserWarning, match=r"1 patient\(s\) skipped for classification.*P1: cannot read .*LAT.jpg"):
+        ap, lat, labels, ids = load_classification_pairs(ds, (16, 8), progress=False, on_error="skip")
+    assert ids == ["P2"] and labels.tolist() == [1] and ap.shape == lat.shape == (1, 16, 8, 1)
+    bad2 = tmp_path / "Damaged" / "P2" / "AP" / "AP.jpg"
+    bad2.write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="no AP\\+LAT pair .* could be read"), pytest.warns(UserWarning):
+        load_classification_pairs(scan_clinical(tmp_path, progress=False), (16, 8), progress=False, on_error="skip")

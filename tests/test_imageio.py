@@ -152,6 +152,20 @@ def test_missing_file_and_bad_path_type(tmp_path):
         read_xray(tmp_path)
 
 
+def test_broken_link_and_permission_denied(tmp_path, monkeypatch):
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "AP.jpg")
+    with pytest.raises(FileNotFoundError, match=r"AP.jpg: broken symbolic link \(to .*nowhere.jpg\)"):
+        read_xray(tmp_path / "AP.jpg")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+
+    def denied(*args, **kwargs):  # root can read any file: simulate a locked one
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageReadError, match=r"x.png: permission denied"):
+        read_mask(tmp_path / "x.png")
+
+
 def test_max_pixels_guard_small(tmp_path):
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "x.png")
     with pytest.raises(ImageReadError, match=r"30 x 40 = 1,200 pixels.*max_pixels"):

@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""The long AASCE run: a U-Net on the real AP X-rays' vertebra bodies, validated by patient.
+
+    .venv/bin/python scripts/train_aasce.py --size 384 192 --filters 16 --epochs 40 \
+        --out results/aasce_unet
+
+Training files (models, about 10-30 MB) go to ``--work`` (default ``outputs/aasce_unet``, not
+committed; an interrupted run resumes from there). The small, committed record goes to ``--out``:
+``metrics.json`` (settings, Dice per validation patient summarised, timings, machine, git
+commit), ``cases.csv`` (one row per validation image), ``history.csv``, ``history.png``,
+``cases.png`` (best and worst validation patients) and ``README.md`` (the exact command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, nargs=2, default=(384, 192), metavar=("H", "W"),
+                    help="input height and width, multiples of 16 (default 384 192)")
+    ap.add_argument("--filters", type=int, default=16, help="U-Net filters at the first level (paper: 32)")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--loss", default="paper", help="a spinelib.losses name (default: the paper's)")
+    ap.add_argument("--augment", action="store_true", help="random affine + intensity augmentation (with flips)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument("--max-images", type=int, default=None, help="first N images only (default: all 481)")
+    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aasce-dir", default=None, help="AASCE folder (default: ../shared/data/aasce)")
+    ap.add_argument("--work", default=str(REPO / "outputs" / "aasce_unet"), help="training files (not committed)")
+    ap.add_argument("--out", default=str(REPO / "results" / "aasce_unet"), help="committed metrics and figures")
+    ap.add_argument("--verbose", type=int, default=2)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    from spinelib import seg_experiments as sx
+    from spinelib.config import dataset_missing_message, find_dataset
+    from spinelib.segmentation import plot_history
+
+    root = find_dataset("aasce", args.aasce_dir)
+    if root is None:
+        print(dataset_missing_message("aasce"), file=sys.stderr)
+        return 2
+    data = sx.prepare_aasce_data(root, tuple(args.size), max_images=args.max_images,
+                                 val_fraction=args.val_fraction, seed=args.seed, progress=False)
+    print(f"{len(data.train_ids)} training images ({len(set(data.train_ids))} patients), "
+          f"{len(data.val_ids)} validation images ({len(set(data.val_ids))} patients)", flush=True)
+    augment = {"flip": True} if args.augment else False
+    result = sx.run_experiment(
+        data, args.work, "aasce_vertebra", loss=args.loss, filters=args.filters, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, augment=augment, patience=args.patience, seed=args.seed,
+        verbose=args.verbose,
+    )
+    wall = time.perf_counter() - t_start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    dice = result.summary.query("metric == 'dice'").iloc[0]
+    metrics = {
+        "command": command,
+        "git_commit": git_commit(),
+        "dataset": "AASCE 2019 training split (real AP X-rays), vertebra bodies T1-L5 from the corner landmarks",
+        "validation": "patients (not images), spinelib.splits.patient_split",
+        "settings": vars(args) | {"size": list(args.size)},
+        "n_train_images": len(data.train_ids), "n_train_patients": len(set(data.train_ids)),
+        "n_val_images": len(data.val_ids), "n_val_patients": len(set(data.val_ids)),
+        "dice_mean_over_val_patients": float(dice["mean"]),
+        "dice_ci95": [float(dice["ci_low"]), float(dice["ci_high"])],
+        "dice_sd": float(dice["sd"]),
+        "summary": json.loads(result.summary.to_json(orient="records")),
+        "params": result.params,
+        "epochs_run": result.epochs_run,
+        "train_seconds": round(result.train_seconds, 1),
+        "seconds_per_epoch": round(result.seconds_per_epoch, 1),
+        "wall_seconds_this_call": round(wall, 1),
+        "load_average_1min_at_start": round(load_start, 2),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
+    import tensorflow as tf
+
+    metrics["tensorflow"] = tf.__version__
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    result.cases.to_csv(out / "cases.csv", index=False)
+    result.history.to_csv(out / "history.csv", index=False)
+    fig = plot_history(result.history, title="AASCE vertebra U-Net (real X-rays)")
+    fig.savefig(out / "history.png", dpi=70)
+    fig = sx.cases_figure(data, result, n=3)
+    fig.savefig(out / "cases.png", dpi=70)
+    (out / "README.md").write_text(
+        "# AASCE vertebra U-Net: the long run\n\n"
+        "Real AASCE AP X-rays, validation split by patient. Produced by\n\n"
+        f"    {command}\n\n"
+        f"at git commit `{metrics['git_commit']}`, on {metrics['cpu_count']} CPU cores "
+        f"(1-min load average {metrics['load_average_1min_at_start']} at the start, shared with other jobs).\n\n"
+        f"Mean validation Dice over {metrics['n_val_patients']} patients: {metrics['dice_mean_over_val_patients']:.4f} "
+        f"(95 % bootstrap CI {metrics['dice_ci95'][0]:.4f}-{metrics['dice_ci95'][1]:.4f}); "
+        f"{metrics['epochs_run']} epochs, {metrics['train_seconds'] / 60:.1f} min of training, "
+        f"{metrics['wall_seconds_this_call'] / 60:.1f} min wall time for this call.\n\n"
+        "Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
+        "`history.png`, `cases.png` (best and worst validation patients).\n"
+    )
+    print(json.dumps({k: metrics[k] for k in ("dice_mean_over_val_patients", "dice_ci95", "epochs_run",
+                                              "train_seconds", "wall_seconds_this_call")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,792 @@
+"""Segmentation experiments of the book: the paper's Table 2 and Table 3, and what goes beyond.
+
+Every page-level experiment is one call, read top to bottom in the order data flows:
+
+1. data - :func:`prepare_view_data` (synthetic or clinical layout, one view) and
+   :func:`prepare_aasce_data` (real AASCE AP X-rays, vertebra bodies) return a
+   :class:`SegmentationData`: train/validation arrays split **by patient**.
+2. one experiment - :func:`run_experiment` builds a U-Net, trains it
+   (:func:`spinelib.segmentation.train_segmentation`), predicts the validation patients and
+   evaluates them per case (:func:`spinelib.seg_metrics.evaluate_masks`): Dice, IoU, HD95 and the
+   predicted against the true white fraction. A finished run is cached in ``out_dir/<name>`` and
+   re-running the page reuses it.
+3. tables - :func:`table2` (the paper's failed experiments beside its claims), :func:`table3`
+   (Dice per structure beside :data:`spinelib.structures.PAPER_DICE`), :func:`compare_results`.
+4. thin lines - :func:`spine_boxes` (a crop box from a **predicted** vertebra mask),
+   :func:`crop_resize`, :func:`uncrop`, :func:`full_resolution_dice` and :func:`line_width_table`.
+5. figures - :func:`cases_figure` (best and worst validation cases), :func:`white_fraction_figure`.
+
+Numbers are always computed on the validation patients, never on training patients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from spinelib.seg_metrics import evaluate_masks, summarise
+from spinelib.splits import patient_split
+from spinelib.structures import PAPER_DICE, STRUCTURES
+
+AASCE_STRUCTURE = "AASCE_Vertebra"
+"""Name of the single AASCE structure: the 17 vertebral bodies T1-L5, drawn from the corners."""
+
+RESULT_FILE, CASES_FILE, PROB_FILE, KEY_FILE = "result.json", "cases.csv", "val_prob.npz", "experiment_key.txt"
+
+# --------------------------------------------------------------------------------------------
+# 1. data
+
+
+@dataclass
+class SegmentationData:
+    """Train/validation arrays of one segmentation problem, split by patient.
+
+    Images ``float32 (N, H, W, 1)`` in [0, 1]; masks ``float32 (N, H, W, C)``, channel ``c`` is
+    ``structures[c]``. ``val_sources`` lets :func:`full_resolution_dice` and the spine crop go back
+    to the original files (one entry per validation image; ``train_sources`` likewise).
+    """
+
+    name: str
+    source: str  # "synthetic", "clinical" or "real AASCE"
+    view: str  # "AP" or "LAT"
+    structures: tuple[str, ...]
+    train_images: np.ndarray
+    train_masks: np.ndarray
+    val_images: np.ndarray
+    val_masks: np.ndarray
+    train_ids: list[str]
+    val_ids: list[str]
+    train_sources: list = field(default_factory=list, repr=False)
+    val_sources: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        self.structures = tuple(self.structures)
+        for split in ("train", "val"):
+            x, y = getattr(self, f"{split}_images"), getattr(self, f"{split}_masks")
+            ids = getattr(self, f"{split}_ids")
+            if x.ndim != 4 or x.shape[-1] != 1 or y.ndim != 4 or x.shape[:3] != y.shape[:3]:
+                raise ValueError(f"{self.name}: {split} images {x.shape} / masks {y.shape} must be (N, H, W, 1) / (N, H, W, C)")
+            if len(ids) != len(x):
+                raise ValueError(f"{self.name}: {len(ids)} {split} patient ids for {len(x)} images")
+            if y.shape[-1] != len(self.structures):
+                raise ValueError(f"{self.name}: {y.shape[-1]} mask channels for structures {self.structures}")
+        overlap = set(self.train_ids) & set(self.val_ids)
+        if overlap:
+            raise ValueError(f"{self.name}: patients on both sides of the split: {sorted(overlap)[:5]}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.train_images.shape[1:3])
+
+    def select(self, structures: Sequence[str] | str) -> SegmentationData:
+        """The same split with only the given structures' mask channels."""
+        names = [structures] if isinstance(structures, str) else list(structures)
+        unknown = [s for s in names if s not in self.structures]
+        if unknown or not names:
+            raise ValueError(f"{self.name}: structures {unknown or names} not among {self.structures}")
+        idx = [self.structures.index(s) for s in names]
+        return replace(self, structures=tuple(names), train_masks=self.train_masks[..., idx],
+                       val_masks=self.val_masks[..., idx])
+
+    def describe(self) -> pd.DataFrame:
+        """Patients and images per split, and the mean white fraction of each structure."""
+        rows = []
+        for split, ids, m in (("train", self.train_ids, self.train_masks), ("validation", self.val_ids, self.val_masks)):
+            row = {"split": split, "patients": len(set(ids)), "images": len(ids)}
+            row.update({f"white % {s}": 100 * float(m[..., c].mean()) for c, s in enumerate(self.structures)})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("split")
+
+    def fingerprint(self) -> str:
+        """A short hash of the arrays and the split (part of every cache key)."""
+        h = hashlib.sha1()
+        for a in (self.train_images, self.train_masks, self.val_images, self.val_masks):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a[:, ::4, ::4]).tobytes())
+        h.update(json.dumps([self.train_ids, self.val_ids, list(self.structures)]).encode())
+        return h.hexdigest()[:16]
+
+
+def _split(patient_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    return patient_split(patient_ids, val_fraction=val_fraction, seed=seed)
+
+
+def prepare_view_data(
+    root: str | os.PathLike,
+    view: str,
+    size: tuple[int, int],
+    structures: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    source: str = "synthetic",
+    progress: bool = True,
+) -> SegmentationData:
+    """Load one view of a dataset in the paper's layout and split it by patient.
+
+    ``root``: a synthetic or clinical dataset folder (:func:`spinelib.clinical.scan_clinical`);
+    ``size=(h, w)``: the network's input size (images anti-aliased, masks nearest-neighbour, as
+    :func:`spinelib.clinical.load_segmentation_arrays`). About ``val_fraction`` of the patients
+    (:func:`spinelib.splits.patient_split` with ``seed``) are validation patients.
+    """
+    from spinelib.clinical import load_segmentation_arrays, scan_clinical
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist")
+    dataset = scan_clinical(root, progress=False)
+    images, masks, ids = load_segmentation_arrays(dataset, view, size, structures=structures, progress=progress)
+    from spinelib.clinical import _structures_for
+
+    names = _structures_for(view, structures)
+    records = {p.patient_id: p for p in dataset.patients}
+    train, val = _split(ids, val_fraction, seed)
+    return SegmentationData(
+        name=f"{source} {view}", source=source, view=view, structures=tuple(names),
+        train_images=images[train], train_masks=masks[train], val_images=images[val], val_masks=masks[val],
+        train_ids=[ids[i] for i in train], val_ids=[ids[i] for i in val],
+        train_sources=[records[ids[i]] for i in train], val_sources=[records[ids[i]] for i in val],
+    )
+
+
+def prepare_aasce_data(
+    root: str | os.PathLike,
+    size: tuple[int, int],
+    max_images: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    progress: bool = True,
+) -> SegmentationData:
+    """The real AASCE AP X-rays with their vertebra-body masks, split by patient.
+
+    Masks are the 17 quadrilaterals T1-L5 drawn from the corner landmarks at ``size``
+    (:func:`spinelib.aasce.load_aasce_arrays`); several images of one patient stay together.
+    """
+    from spinelib.aasce import load_aasce, load_aasce_arrays
+
+    frame = load_aasce(root, max_images=max_images)
+    if frame["patient_id"].nunique() < 2:
+        raise ValueError(f"AASCE at {root}: need images of at least 2 patients to split, got {len(frame)} image(s)")
+    images, masks = load_aasce_arrays(frame, size, progress=progress)
+    ids = frame["patient_id"].astype(str).tolist()
+    train, val = _split(ids, val_fraction, seed)
+    rows = [r for _, r in frame.iterrows()]
+    return SegmentationData(
+        name="real AASCE AP", source="real AASCE", view="AP", structures=(AASCE_STRUCTURE,),
+        train_images=images[train], train_masks=masks[train], val_images=images[val], val_masks=masks[val],
+        train_ids=[ids[i] for i in train], val_ids=[ids[i] for i in val],
+        train_sources=[rows[i] for i in train], val_sources=[rows[i] for i in val],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 2. one experiment
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one experiment (its cache key, with the data fingerprint)."""
+
+    loss: str = "paper"
+    filters: int = 16
+    depth: int = 5
+    batch_norm: bool = False
+    up: str = "transpose"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    augment: bool | dict = False
+    patience: int = 15
+    checkpoint: str = "last"  # evaluate the "last" epoch's model or the "best" (val Dice) one
+    tta: bool = False
+    postprocess: dict | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass
+class ExperimentResult:
+    """A finished experiment: configuration, per-case metrics, summary and timings."""
+
+    name: str
+    data_name: str
+    source: str
+    structures: tuple[str, ...]
+    config: dict
+    cases: pd.DataFrame  # evaluate_masks rows + patient column
+    summary: pd.DataFrame  # summarise() over validation patients
+    history: pd.DataFrame
+    params: int
+    train_seconds: float  # wall time of all training epochs (sum of epoch times)
+    seconds_per_epoch: float
+    epochs_run: int
+    predict_seconds: float
+    out_dir: Path
+    key: str = ""
+
+    def dice(self) -> pd.Series:
+        """Mean validation Dice per structure (over patients)."""
+        s = self.summary[self.summary["metric"] == "dice"].set_index("structure")["mean"]
+        return s.reindex(self.structures)
+
+    def white_fraction(self) -> pd.DataFrame:
+        """Per structure: mean true and predicted white fraction (%), and the share of validation
+        cases whose prediction is entirely black."""
+        g = self.cases.groupby("structure", sort=False)
+        out = pd.DataFrame({
+            "true white %": 100 * g["true_fraction"].mean(),
+            "predicted white %": 100 * g["pred_fraction"].mean(),
+            "all-black cases %": 100 * g["pred_fraction"].apply(lambda v: float((v == 0).mean())),
+        })
+        return out.reindex(list(self.structures))
+
+    def val_prob(self) -> np.ndarray:
+        """Validation probabilities ``(N, H, W, C)`` as stored (float16 -> float32)."""
+        with np.load(self.out_dir / PROB_FILE) as z:
+            return z["prob"].astype(np.float32)
+
+    def load_model(self, which: str | None = None):
+        """The trained Keras model (``which``: "last" or "best"; default the evaluated one)."""
+        import keras
+
+        which = which or self.config.get("checkpoint", "last")
+        path = self.out_dir / ("best.keras" if which == "best" else "last.keras")
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist (was the experiment {self.name!r} trained here?)")
+        return keras.models.load_model(path, compile=False)
+
+
+def _patient_summary(cases: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """Average several images of one patient first, then summarise over patients."""
+    metrics = ["dice", "iou", "hd95"]
+    per_patient = cases.groupby(["patient", "structure"], sort=False)[metrics].mean().reset_index()
+    return summarise(per_patient, n_boot=n_boot, seed=seed, metrics=metrics)
+
+
+def evaluate_probabilities(
+    prob: np.ndarray,
+    masks: np.ndarray,
+    structures: Sequence[str],
+    patient_ids: Sequence[str],
+    postprocess_kwargs: dict | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-case metrics and their per-patient summary for probabilities against true masks.
+
+    Probabilities are thresholded at 0.5, or cleaned by :func:`spinelib.segmentation.postprocess`
+    when ``postprocess_kwargs`` is given. Returns ``(cases, summary)``.
+    """
+    from spinelib.segmentation import postprocess
+
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.shape != masks.shape:
+        raise ValueError(f"probabilities {prob.shape} and masks {masks.shape} differ in shape")
+    pred = postprocess(prob, **postprocess_kwargs) if postprocess_kwargs is not None else prob > 0.5
+    cases = evaluate_masks(masks, pred.astype(np.float32), list(structures), case_ids=list(range(len(prob))))
+    cases.insert(1, "patient", [str(patient_ids[i]) for i in cases["case"]])
+    return cases, _patient_summary(cases, n_boot, seed)
+
+
+def _key(data: SegmentationData, cfg: ExperimentConfig) -> str:
+    blob = json.dumps({"data": data.fingerprint(), "config": cfg.to_dict()}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+_TRAIN_FILES = ("best.keras", "last.keras", "train_state.json", "history.csv", ".last.tmp.keras",
+                RESULT_FILE, CASES_FILE, PROB_FILE)
+
+
+def _clear_run(run_dir: Path) -> None:
+    for name in _TRAIN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def load_result(run_dir: str | os.PathLike) -> ExperimentResult:
+    """Read a finished experiment from its folder (``result.json``, ``cases.csv``, ``history.csv``)."""
+    run_dir = Path(run_dir)
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: no finished experiment in {run_dir}")
+    meta = json.loads(path.read_text())
+    cases = pd.read_csv(run_dir / CASES_FILE, dtype={"patient": str})
+    hist = run_dir / "history.csv"
+    history = pd.read_csv(hist) if hist.exists() and hist.stat().st_size else pd.DataFrame()
+    summary = pd.DataFrame(meta.pop("summary"))
+    meta["structures"] = tuple(meta["structures"])
+    meta["out_dir"] = run_dir
+    return ExperimentResult(cases=cases, summary=summary, history=history, **meta)
+
+
+def run_experiment(
+    data: SegmentationData,
+    out_dir: str | os.PathLike,
+    name: str,
+    structures: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    verbose: int = 0,
+    rerun: bool = False,
+    **config,
+) -> ExperimentResult:
+    """Train and evaluate one U-Net on ``data`` (optionally only ``structures``); cached.
+
+    ``config``: fields of :class:`ExperimentConfig` - ``loss`` (a :mod:`spinelib.losses` name),
+    ``filters``, ``depth``, ``batch_norm``, ``up``, ``epochs``, ``batch_size``, ``lr``,
+    ``augment``, ``patience``, ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
+    test-time augmentation), ``postprocess`` (kwargs of
+    :func:`spinelib.segmentation.postprocess`, ``None`` = threshold 0.5), ``seed``.
+
+    The run lives in ``out_dir/name``. If it finished before with the same data and config,
+    the stored result is returned without training; an interrupted run resumes from its last
+    epoch; a run with another config is deleted and redone (``rerun=True`` forces that).
+    The network has one sigmoid output per structure (a multi-output network when several).
+    """
+    from spinelib.config import set_seed
+    from spinelib.segmentation import train_segmentation
+    from spinelib.unet import unet
+
+    if structures is not None:
+        data = data.select(structures)
+    unknown = set(config) - set(ExperimentConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown experiment setting(s) {sorted(unknown)}; known: {list(ExperimentConfig.__dataclass_fields__)}")
+    cfg = ExperimentConfig(**config)
+    if cfg.checkpoint not in ("last", "best"):
+        raise ValueError(f"checkpoint must be 'last' or 'best', got {cfg.checkpoint!r}")
+    if not name or any(c in name for c in "/\\"):
+        raise ValueError(f"experiment name must be a non-empty folder name, got {name!r}")
+    run_dir = Path(out_dir) / name
+    key = _key(data, cfg)
+    if (run_dir / RESULT_FILE).is_file() and not rerun:
+        try:
+            done = load_result(run_dir)
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError):  # an older format: redo it
+            done = None
+        if done is not None and done.key == key:
+            return done
+    stamp = run_dir / KEY_FILE
+    if rerun or (run_dir / RESULT_FILE).is_file() or not stamp.is_file() or stamp.read_text().strip() != key:
+        _clear_run(run_dir)  # another config (or a finished run to redo): start again
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+
+    set_seed(cfg.seed)
+    model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
+                 n_classes=len(data.structures), up=cfg.up, batch_norm=cfg.batch_norm,
+                 name=f"unet_{name}"[:60])
+    train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
+                       loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
+                       lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
+                       verbose=verbose)
+    return _finish(data, run_dir, name, cfg, key, n_boot)
+
+
+def _finish(data: SegmentationData, run_dir: Path, name: str, cfg: ExperimentConfig, key: str,
+            n_boot: int) -> ExperimentResult:
+    import keras
+
+    from spinelib.segmentation import predict
+
+    model = keras.models.load_model(run_dir / ("best.keras" if cfg.checkpoint == "best" else "last.keras"),
+                                    compile=False)
+    t0 = time.perf_counter()
+    prob = predict(model, data.val_images, batch_size=cfg.batch_size, tta_flip=cfg.tta)
+    predict_seconds = time.perf_counter() - t0
+    cases, summary = evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids,
+                                            cfg.postprocess, n_boot=n_boot, seed=cfg.seed)
+    history = pd.read_csv(run_dir / "history.csv")
+    secs = history["epoch_seconds"].to_numpy(float) if "epoch_seconds" in history else np.array([np.nan])
+    result = ExperimentResult(
+        name=name, data_name=data.name, source=data.source, structures=data.structures,
+        config=cfg.to_dict(), cases=cases, summary=summary, history=history,
+        params=int(model.count_params()), train_seconds=float(np.nansum(secs)),
+        seconds_per_epoch=float(np.nanmean(secs)), epochs_run=int(len(history)),
+        predict_seconds=float(predict_seconds), out_dir=run_dir, key=key,
+    )
+    np.savez_compressed(run_dir / PROB_FILE, prob=prob.astype(np.float16))
+    cases.to_csv(run_dir / CASES_FILE, index=False)
+    meta = {k: getattr(result, k) for k in ("name", "data_name", "source", "config", "params", "train_seconds",
+                                             "seconds_per_epoch", "epochs_run", "predict_seconds", "key")}
+    meta["structures"] = list(result.structures)
+    meta["summary"] = json.loads(summary.to_json(orient="records"))
+    from spinelib.segmentation import _write_json
+
+    _write_json(run_dir / RESULT_FILE, meta)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# 3. tables
+
+TABLE2_CLAIMS: dict[str, str] = {
+    "bce": "black mask",
+    "jaccard": "black mask",
+    "jaccard_batchnorm": "mostly black",
+    "paper": f"Dice {PAPER_DICE['Ap_Pedicle']:.4f} (Table 3)",
+}
+"""What the paper reports for each row of its Table 2 on the AP pedicle (and its final loss)."""
+
+
+def table2(results: Mapping[str, ExperimentResult], claims: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per experiment: loss, batch norm, the paper's result, the measured Dice (mean and
+    95 % CI over validation patients), predicted against true white fraction and the share of
+    all-black predictions. ``claims`` maps an experiment name to the paper's result
+    (default :data:`TABLE2_CLAIMS`)."""
+    claims = TABLE2_CLAIMS if claims is None else claims
+    rows = []
+    for name, r in results.items():
+        if len(r.structures) != 1:
+            raise ValueError(f"table2 compares single-structure experiments; {name!r} has {r.structures}")
+        d = r.summary.query("metric == 'dice'").iloc[0]
+        w = r.white_fraction().iloc[0]
+        rows.append({
+            "experiment": name, "structure": r.structures[0], "loss": r.config["loss"],
+            "batch_norm": r.config["batch_norm"], "paper's result": claims.get(name, ""),
+            "dice": d["mean"], "dice_ci_low": d["ci_low"], "dice_ci_high": d["ci_high"],
+            "true white %": w["true white %"], "predicted white %": w["predicted white %"],
+            "all-black cases %": w["all-black cases %"], "epochs": r.epochs_run,
+            "minutes": r.train_seconds / 60,
+        })
+    return pd.DataFrame(rows).set_index("experiment")
+
+
+def table3(results: Sequence[ExperimentResult] | ExperimentResult, paper: Mapping[str, float] = PAPER_DICE) -> pd.DataFrame:
+    """Dice per structure beside the paper's Table 3: ``paper_dice, dice, ci_low, ci_high,
+    n_patients, difference, at_or_above_paper`` (structures in the paper's order)."""
+    if isinstance(results, ExperimentResult):
+        results = [results]
+    rows = {}
+    for r in results:
+        s = r.summary.query("metric == 'dice'").set_index("structure")
+        for structure in r.structures:
+            d = s.loc[structure]
+            rows[structure] = {
+                "paper_dice": paper.get(structure, np.nan), "dice": d["mean"], "ci_low": d["ci_low"],
+                "ci_high": d["ci_high"], "n_patients": int(d["n"]), "experiment": r.name,
+            }
+    order = [s for s in STRUCTURES if s in rows] + [s for s in rows if s not in STRUCTURES]
+    df = pd.DataFrame.from_dict(rows, orient="index").reindex(order)
+    df["difference"] = df["dice"] - df["paper_dice"]
+    df["at_or_above_paper"] = df["dice"] >= df["paper_dice"]
+    df.index.name = "structure"
+    return df
+
+
+def compare_results(results: Mapping[str, ExperimentResult | pd.DataFrame], metric: str = "dice") -> pd.DataFrame:
+    """Mean ``metric`` per structure (rows) for several experiments or summaries (columns)."""
+    cols = {}
+    for label, r in results.items():
+        summary = r.summary if isinstance(r, ExperimentResult) else r
+        cols[label] = summary.query("metric == @metric").set_index("structure")["mean"]
+    df = pd.DataFrame(cols)
+    order = [s for s in STRUCTURES if s in df.index] + [s for s in df.index if s not in STRUCTURES]
+    return df.reindex(order)
+
+
+def timing_table(groups: Mapping[str, Sequence[ExperimentResult]]) -> pd.DataFrame:
+    """Per group of experiments (e.g. one multi-output network per view, or eight single ones):
+    networks, parameters, epochs, training minutes, seconds per epoch and prediction seconds."""
+    rows = []
+    for label, rs in groups.items():
+        rs = list(rs)
+        rows.append({
+            "setup": label, "networks": len(rs), "parameters": sum(r.params for r in rs),
+            "epochs (total)": sum(r.epochs_run for r in rs),
+            "training minutes": sum(r.train_seconds for r in rs) / 60,
+            "seconds per epoch (all networks)": sum(r.seconds_per_epoch for r in rs),
+            "prediction seconds (validation set)": sum(r.predict_seconds for r in rs),
+        })
+    return pd.DataFrame(rows).set_index("setup")
+
+
+def inference_variants(
+    result: ExperimentResult,
+    data: SegmentationData,
+    variants: Mapping[str, dict] | None = None,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """Dice per structure for one trained network under several inference settings.
+
+    ``variants`` maps a label to ``{"tta": bool, "postprocess": dict | None}``; the default
+    compares plain thresholding, :func:`spinelib.segmentation.postprocess` (small components
+    removed, holes filled), flip test-time augmentation, and both. Also reports the prediction
+    time of each. Returns a table with one column per variant (plus ``seconds`` rows).
+    """
+    from spinelib.segmentation import predict
+
+    if variants is None:
+        pp = {"threshold": 0.5, "min_size_fraction": 0.0005, "fill_holes": True}
+        variants = {"threshold 0.5": {}, "post-processing": {"postprocess": pp},
+                    "flip TTA": {"tta": True}, "flip TTA + post-processing": {"tta": True, "postprocess": pp}}
+    if data.structures != result.structures:
+        data = data.select(result.structures)
+    model = result.load_model()
+    probs, seconds, cols = {}, {}, {}
+    for label, v in variants.items():
+        unknown = set(v) - {"tta", "postprocess"}
+        if unknown:
+            raise ValueError(f"variant {label!r}: unknown setting(s) {sorted(unknown)}; use tta and postprocess")
+        tta = bool(v.get("tta", False))
+        t0 = time.perf_counter()
+        if tta not in probs:
+            probs[tta] = predict(model, data.val_images, batch_size=8, tta_flip=tta)
+        prob = probs[tta]
+        _, summary = evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids,
+                                            v.get("postprocess"), n_boot=n_boot)
+        seconds[label] = time.perf_counter() - t0
+        cols[label] = summary.query("metric == 'dice'").set_index("structure")["mean"]
+    df = pd.DataFrame(cols).reindex(list(data.structures))
+    df.loc["seconds (predict + evaluate)"] = pd.Series(seconds)
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# 4. thin lines: resolution, spine crop, full-resolution Dice
+
+
+def line_width_table(data: SegmentationData, structures: Sequence[str] | None = None,
+                     sizes: Sequence[tuple[int, int]] = ((256, 128), (512, 256)), n: int = 6) -> pd.DataFrame:
+    """How wide a structure is, in pixels, at the original resolution and at input ``sizes``.
+
+    Width is measured per row: white pixels / rows with any white pixel (for the near-vertical
+    lines, their horizontal thickness). ``rows hit %`` is the share of the structure's rows
+    (top to bottom of the structure) that still hold a white pixel after nearest-neighbour
+    resizing: below 100 % the line is dotted, which is what the network is asked to learn.
+    Uses the first ``n`` validation patients' original masks.
+    """
+    from spinelib.clinical import load_view
+    from spinelib.imageio import resize_mask
+
+    if not data.val_sources or not hasattr(data.val_sources[0], "views"):
+        raise ValueError(f"{data.name}: line_width_table needs the dataset's patient records (prepare_view_data)")
+    names = list(structures or data.structures)
+    rows = []
+    for record in data.val_sources[:n]:
+        _, masks = load_view(record, data.view, structures=names)
+        for c, s in enumerate(names):
+            m = masks[..., c]
+            frames = [("original", m)] + [(f"{h}x{w}", resize_mask(m, (h, w))) for h, w in sizes]
+            for label, mm in frames:
+                r = np.flatnonzero(mm.any(axis=1))
+                span = (r.max() - r.min() + 1) if r.size else 0
+                rows.append({"structure": s, "frame": label, "height": mm.shape[0],
+                             "width px": mm.sum() / max(r.size, 1), "rows hit %": 100 * r.size / max(span, 1)})
+    df = pd.DataFrame(rows)
+    return df.groupby(["structure", "frame"], sort=False)[["height", "width px", "rows hit %"]].mean()
+
+
+def spine_boxes(masks: np.ndarray, margin: float = 0.1, min_fraction: float = 0.0005) -> np.ndarray:
+    """Crop boxes around the white pixels of (predicted) masks, in relative coordinates.
+
+    ``masks``: ``(N, H, W)`` or ``(N, H, W, C)`` (channels merged) probabilities or binary masks;
+    pixels ``> 0.5`` count, after dropping components smaller than ``min_fraction`` of the
+    image. Returns ``(N, 4)`` rows ``(y0, x0, y1, x1)`` in [0, 1] (the format of
+    ``tf.image.crop_and_resize``): the bounding box widened by ``margin`` times its height and
+    width on every side, clipped to the image. An image with no white pixel gets the whole image.
+
+    At validation time pass the **predicted** vertebra mask: the ground truth would leak the
+    answer into the input.
+    """
+    from spinelib.segmentation import postprocess
+
+    m = np.asarray(masks, dtype=np.float32)
+    if m.ndim == 4:
+        m = m.max(axis=-1)
+    if m.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W) or (N, H, W, C), got shape {np.shape(masks)}")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    n, h, w = m.shape
+    boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0]), (n, 1))
+    for i in range(n):
+        keep = postprocess(m[i], min_size_fraction=min_fraction, fill_holes=False)
+        ys, xs = np.nonzero(keep)
+        if ys.size == 0:
+            continue
+        y0, y1 = ys.min() / h, (ys.max() + 1) / h
+        x0, x1 = xs.min() / w, (xs.max() + 1) / w
+        dy, dx = margin * (y1 - y0), margin * (x1 - x0)
+        boxes[i] = [max(0.0, y0 - dy), max(0.0, x0 - dx), min(1.0, y1 + dy), min(1.0, x1 + dx)]
+    return boxes
+
+
+def crop_resize(arrays: np.ndarray, boxes: np.ndarray, size: tuple[int, int], masks: bool = False) -> np.ndarray:
+    """Crop each image to its box (relative ``(y0, x0, y1, x1)``) and resize it to ``size``.
+
+    ``arrays``: ``(N, H, W, C)``; bilinear for images, nearest-neighbour for ``masks=True``
+    (``tf.image.crop_and_resize``). Returns ``float32 (N, h, w, C)``.
+    """
+    import tensorflow as tf
+
+    a = np.asarray(arrays, dtype=np.float32)
+    if a.ndim != 4 or len(boxes) != len(a):
+        raise ValueError(f"crop_resize needs (N, H, W, C) arrays and N boxes, got {a.shape} and {np.shape(boxes)}")
+    out = tf.image.crop_and_resize(a, np.asarray(boxes, np.float32), np.arange(len(a), dtype=np.int32),
+                                   tuple(int(s) for s in size), method="nearest" if masks else "bilinear")
+    return out.numpy()
+
+
+def uncrop(prob: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Put cropped predictions ``(N, h, w, C)`` back into frames of ``size`` (zeros outside the
+    box): the inverse of :func:`crop_resize` (bilinear)."""
+    from skimage.transform import resize
+
+    prob = np.asarray(prob, dtype=np.float32)
+    H, W = (int(s) for s in size)
+    out = np.zeros((len(prob), H, W, prob.shape[-1]), np.float32)
+    for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes, dtype=float)):
+        r0, r1 = int(round(y0 * H)), max(int(round(y1 * H)), int(round(y0 * H)) + 1)
+        c0, c1 = int(round(x0 * W)), max(int(round(x1 * W)), int(round(x0 * W)) + 1)
+        out[i, r0:r1, c0:c1] = resize(prob[i], (r1 - r0, c1 - c0, prob.shape[-1]), order=1,
+                                      preserve_range=True, anti_aliasing=False)
+    return out
+
+
+def full_resolution_dice(
+    data: SegmentationData,
+    prob: np.ndarray,
+    structures: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Dice, IoU, HD95 at each validation X-ray's **original** size: the probabilities are
+    resized (bilinear) to the X-ray's size, thresholded at 0.5 and compared with the original
+    masks. Frame-independent, so networks of different input sizes (or crops, after
+    :func:`uncrop`) compare fairly. Returns the per-patient summary (:func:`summarise`)."""
+    from skimage.transform import resize
+
+    from spinelib.clinical import load_view
+
+    names = list(structures or data.structures)
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.shape[0] != len(data.val_sources) or prob.shape[-1] != len(names):
+        raise ValueError(f"prob {prob.shape} does not match {len(data.val_sources)} validation images x {len(names)} structures")
+    frames = []
+    for i, record in enumerate(tqdm(data.val_sources, desc="full-resolution Dice", disable=not progress)):
+        _, masks = load_view(record, data.view, structures=names)
+        full = resize(prob[i], masks.shape, order=1, preserve_range=True, anti_aliasing=False) > 0.5
+        cases = evaluate_masks(masks[None], full[None].astype(np.float32), names, case_ids=[i])
+        cases.insert(1, "patient", data.val_ids[i])
+        frames.append(cases)
+    return _patient_summary(pd.concat(frames, ignore_index=True), n_boot, seed)
+
+
+def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.ndarray, size: tuple[int, int],
+              structures: Sequence[str] | None = None, progress: bool = True) -> SegmentationData:
+    """A new problem of spine crops, cut from the **original-resolution** X-rays and masks.
+
+    ``boxes_train`` may come from the true masks (training targets), ``boxes_val`` must come from
+    a prediction. Crops are resized to ``size`` (image anti-aliased, masks nearest-neighbour).
+    """
+    from spinelib.clinical import load_view
+    from spinelib.imageio import resize_image, resize_mask
+
+    names = list(structures or data.structures)
+
+    def cut(records, boxes, label):
+        x = np.zeros((len(records), *size, 1), np.float32)
+        y = np.zeros((len(records), *size, len(names)), np.float32)
+        for i, (record, box) in enumerate(tqdm(list(zip(records, boxes)), desc=f"crop {label}", disable=not progress)):
+            image, masks = load_view(record, data.view, structures=names)
+            H, W = image.shape
+            r0, c0 = int(box[0] * H), int(box[1] * W)
+            r1, c1 = max(int(np.ceil(box[2] * H)), r0 + 2), max(int(np.ceil(box[3] * W)), c0 + 2)
+            x[i, ..., 0] = resize_image(image[r0:r1, c0:c1], size) / np.float32(255.0)
+            for c in range(len(names)):
+                y[i, ..., c] = resize_mask(masks[r0:r1, c0:c1, c], size)
+        return x, y
+
+    if len(boxes_train) != len(data.train_sources) or len(boxes_val) != len(data.val_sources):
+        raise ValueError("one box per training and per validation image is needed")
+    tx, ty = cut(data.train_sources, boxes_train, "train")
+    vx, vy = cut(data.val_sources, boxes_val, "validation")
+    return replace(data, name=f"{data.name} spine crop", structures=tuple(names), train_images=tx,
+                   train_masks=ty, val_images=vx, val_masks=vy)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. figures
+
+
+def _case_layers(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    return {"found": t & p, "missed": t & ~p, "false alarm": p & ~t}
+
+
+def cases_figure(data: SegmentationData, result: ExperimentResult, structure: str | None = None,
+                 n: int = 3, title: str | None = None):
+    """The ``n`` best and ``n`` worst validation cases of one structure (by Dice), with the
+    found (true and predicted), missed and false-alarm pixels in three colours."""
+    import matplotlib.pyplot as plt
+
+    from spinelib.figures import overlay
+
+    structure = structure or result.structures[0]
+    if structure not in result.structures:
+        raise ValueError(f"{structure!r} is not one of {result.name}'s structures {result.structures}")
+    c_res = result.structures.index(structure)
+    c_dat = data.structures.index(structure)
+    prob = result.val_prob()[..., c_res]
+    cases = result.cases[result.cases["structure"] == structure].sort_values("dice")
+    picks = [("BEST", r) for r in cases.iloc[::-1][:n].itertuples()] + [("WORST", r) for r in cases.iloc[:n].itertuples()]
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 4.4), squeeze=False)
+    for ax, (label, row) in zip(axes[0], picks):
+        i = int(row.case)
+        t, p = data.val_masks[i, ..., c_dat] > 0.5, prob[i] > 0.5
+        overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0],
+                title=f"{label}: patient {row.patient}\nDice {row.dice:.2f}")
+    fig.suptitle(title or f"{data.source.upper()} - {structure.replace('_', ' ')} ({result.name})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def white_fraction_figure(results: Mapping[str, ExperimentResult], true_fraction: float | None = None):
+    """Predicted white fraction of the validation images per epoch, one line per experiment,
+    against the true fraction (dashed): a collapse to an all-black mask runs along zero."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for label, r in results.items():
+        h = r.history
+        if "val_white" in h:
+            ax.plot(h["epoch"] + 1, 100 * h["val_white"], marker="o", ms=3, label=label)
+        if true_fraction is None:
+            true_fraction = float(r.cases["true_fraction"].mean())
+    if true_fraction is not None:
+        ax.axhline(100 * true_fraction, color="k", ls="--", lw=1, label="true white fraction")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("predicted white pixels (% of image)")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Validation: how much does the network paint white?")
+    fig.tight_layout()
+    return fig
+
+
+def dice_history_figure(results: Mapping[str, ExperimentResult]):
+    """Validation Dice per epoch, one line per experiment."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for label, r in results.items():
+        if "val_dice" in r.history:
+            ax.plot(r.history["epoch"] + 1, r.history["val_dice"], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

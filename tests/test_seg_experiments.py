@@ -1,0 +1,211 @@
+"""Segmentation experiments: data split by patient, cached runs, tables, crops, and a training run
+that gives the same weights whether or not it was interrupted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from spinelib import seg_experiments as sx  # noqa: E402
+from spinelib.config import set_seed  # noqa: E402
+from spinelib.segmentation import epoch_dataset, epoch_plan, train_segmentation  # noqa: E402
+from spinelib.structures import AP_STRUCTURES, LAT_STRUCTURES, PAPER_DICE  # noqa: E402
+from spinelib.unet import unet  # noqa: E402
+
+SIZE = (64, 32)
+FAST = dict(filters=4, depth=3, epochs=2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def ap_data(tiny_synthetic):
+    return sx.prepare_view_data(tiny_synthetic, "AP", SIZE, progress=False)
+
+
+@pytest.fixture(scope="module")
+def lat_data(tiny_synthetic):
+    return sx.prepare_view_data(tiny_synthetic, "LAT", SIZE, progress=False)
+
+
+# ---------------------------------------------------------------- resume is bit-identical
+
+
+def discs(n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :32]
+    images = rng.normal(0.2, 0.05, (n, 64, 32)).astype(np.float32)
+    masks = np.zeros((n, 64, 32, 1), np.float32)
+    for i in range(n):
+        disc = (yy - rng.integers(16, 48)) ** 2 + (xx - rng.integers(10, 22)) ** 2 <= rng.integers(5, 9) ** 2
+        images[i][disc] += 0.6
+        masks[i, ..., 0] = disc
+    return np.clip(images, 0, 1)[..., None], masks
+
+
+def test_epoch_plan_depends_only_on_seed_and_epoch():
+    o1, s1 = epoch_plan(10, seed=3, epoch=4)
+    o2, s2 = epoch_plan(10, seed=3, epoch=4)
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(s1, s2)
+    assert sorted(o1) == list(range(10))
+    o3, _ = epoch_plan(10, seed=3, epoch=5)
+    o4, _ = epoch_plan(10, seed=4, epoch=4)
+    assert not np.array_equal(o1, o3) and not np.array_equal(o1, o4)
+
+
+def test_epoch_dataset_resumed_epochs_match_and_batches_stay_in_their_epoch():
+    x, y = discs(7)
+    full, steps = epoch_dataset(x, y, batch_size=3, epochs=3, augment=True, seed=1)
+    assert steps == 3  # 3 + 3 + 1 images
+    full = [b[0].numpy() for b in full]
+    assert [len(b) for b in full] == [3, 3, 1] * 3
+    later, _ = epoch_dataset(x, y, batch_size=3, epochs=3, initial_epoch=2, augment=True, seed=1)
+    for a, b in zip(full[6:], [b[0].numpy() for b in later]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(full[0], full[3])  # a new order/augmentation every epoch
+    with pytest.raises(ValueError, match="initial_epoch"):
+        epoch_dataset(x, y, epochs=2, initial_epoch=2)
+
+
+def test_interrupted_then_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    x, y = discs(8)
+    kw = dict(loss="dice", batch_size=3, augment=True, seed=1, verbose=0)
+
+    def fresh():
+        set_seed(0)
+        return unet((64, 32, 1), filters=4, depth=3)
+
+    straight = train_segmentation(fresh(), x, y, x[:4], y[:4], epochs=3, out_dir=tmp_path / "a", **kw)
+    train_segmentation(fresh(), x, y, x[:4], y[:4], epochs=1, out_dir=tmp_path / "b", **kw)  # "crash" after epoch 1
+    resumed = train_segmentation(fresh(), x, y, x[:4], y[:4], epochs=3, out_dir=tmp_path / "b", **kw)
+    assert resumed.initial_epoch == 1
+    for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    pd.testing.assert_series_equal(straight.history["val_dice"], resumed.history["val_dice"])
+    assert {"white", "val_white"} <= set(straight.history.columns)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_view_data_is_split_by_patient(ap_data, lat_data):
+    for data, names in ((ap_data, AP_STRUCTURES), (lat_data, LAT_STRUCTURES)):
+        assert data.structures == names and data.size == SIZE
+        assert not set(data.train_ids) & set(data.val_ids)
+        assert len(data.train_ids) + len(data.val_ids) == 6
+        assert data.val_masks.shape == (len(data.val_ids), *SIZE, len(names))
+        assert 0.0 <= data.train_images.min() and data.train_images.max() <= 1.0
+    one = ap_data.select("Ap_Pedicle")
+    assert one.structures == ("Ap_Pedicle",) and one.train_masks.shape[-1] == 1
+    np.testing.assert_array_equal(one.val_masks[..., 0], ap_data.val_masks[..., 1])
+    assert list(ap_data.describe().index) == ["train", "validation"]
+    with pytest.raises(ValueError, match="not among"):
+        ap_data.select("Lat_Vertebra")
+    with pytest.raises(FileNotFoundError):
+        sx.prepare_view_data("/nonexistent/dataset", "AP", SIZE)
+
+
+def test_aasce_data_keeps_patients_together(aasce_dir):
+    data = sx.prepare_aasce_data(aasce_dir, SIZE, max_images=12, progress=False)
+    assert data.structures == (sx.AASCE_STRUCTURE,) and data.source == "real AASCE"
+    assert not set(data.train_ids) & set(data.val_ids)
+    assert 0.02 < data.train_masks.mean() < 0.4  # vertebra bodies cover part of the image
+
+
+# ---------------------------------------------------------------- one experiment, cached
+
+
+def test_run_experiment_evaluates_validation_patients_and_is_cached(ap_data, tmp_path):
+    res = sx.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
+    assert res.structures == AP_STRUCTURES and res.epochs_run == 2 and res.params > 0
+    assert set(res.cases["patient"]) == set(ap_data.val_ids)
+    assert len(res.cases) == len(ap_data.val_ids) * 3
+    dice = res.dice()
+    assert list(dice.index) == list(AP_STRUCTURES) and dice.between(0, 1).all()
+    wf = res.white_fraction()
+    np.testing.assert_allclose(wf["true white %"].to_numpy(),
+                               100 * ap_data.val_masks.mean(axis=(0, 1, 2)), rtol=1e-5)
+    assert res.val_prob().shape == ap_data.val_masks.shape
+    # cached: a second call trains nothing and returns the same numbers
+    mtime = (tmp_path / "multi" / "history.csv").stat().st_mtime_ns
+    again = sx.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
+    assert (tmp_path / "multi" / "history.csv").stat().st_mtime_ns == mtime
+    pd.testing.assert_frame_equal(again.summary, res.summary)
+    # another config in the same folder: trained again
+    other = sx.run_experiment(ap_data, tmp_path, "multi", loss="dice", n_boot=20, **FAST)
+    assert other.config["loss"] == "dice" and other.key != res.key
+    with pytest.raises(ValueError, match="unknown experiment setting"):
+        sx.run_experiment(ap_data, tmp_path, "x", optimiser="sgd")
+
+
+def test_tables_compare_against_the_paper(ap_data, tmp_path):
+    ped = ap_data.select("Ap_Pedicle")
+    runs = {"bce": sx.run_experiment(ped, tmp_path, "bce", loss="bce", n_boot=20, **FAST),
+            "paper": sx.run_experiment(ped, tmp_path, "paper", loss="paper", n_boot=20, **FAST)}
+    t2 = sx.table2(runs)
+    assert list(t2.index) == ["bce", "paper"] and t2.loc["bce", "paper's result"] == "black mask"
+    assert (t2["true white %"] > 0).all()
+    t3 = sx.table3(runs["paper"])
+    assert t3.loc["Ap_Pedicle", "paper_dice"] == PAPER_DICE["Ap_Pedicle"]
+    assert t3.loc["Ap_Pedicle", "at_or_above_paper"] == (t3.loc["Ap_Pedicle", "dice"] >= PAPER_DICE["Ap_Pedicle"])
+    comp = sx.compare_results(runs)
+    assert list(comp.columns) == ["bce", "paper"] and list(comp.index) == ["Ap_Pedicle"]
+    timing = sx.timing_table({"two": list(runs.values())})
+    assert timing.loc["two", "networks"] == 2 and timing.loc["two", "training minutes"] > 0
+    variants = sx.inference_variants(runs["paper"], ap_data, n_boot=20)
+    assert {"threshold 0.5", "flip TTA"} <= set(variants.columns)
+    assert variants.loc["Ap_Pedicle"].between(0, 1).all()
+    fig = sx.cases_figure(ped, runs["paper"], n=1)
+    assert len(fig.axes) == 2
+    fig = sx.white_fraction_figure(runs)
+    assert len(fig.axes[0].lines) == 3  # two experiments + the true fraction
+
+
+def test_all_black_prediction_is_reported_as_such():
+    masks = np.zeros((3, 16, 8, 1), np.float32)
+    masks[:, 4:8, 2:5] = 1
+    cases, summary = sx.evaluate_probabilities(np.zeros_like(masks), masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
+    assert (cases["pred_fraction"] == 0).all() and (cases["dice"] == 0).all()
+    assert summary.query("metric == 'dice'")["n"].item() == 2  # two patients, not three images
+    cases, _ = sx.evaluate_probabilities(masks, masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
+    assert (cases["dice"] == 1).all()
+
+
+# ---------------------------------------------------------------- thin lines: crops
+
+
+def test_spine_boxes_surround_the_mask_and_crops_invert():
+    m = np.zeros((2, 40, 20), np.float32)
+    m[0, 10:30, 5:15] = 1  # box rows 10-30 of 40, columns 5-15 of 20
+    boxes = sx.spine_boxes(m, margin=0.1)
+    np.testing.assert_allclose(boxes[0], [10 / 40 - 0.05, 5 / 20 - 0.05, 30 / 40 + 0.05, 15 / 20 + 0.05])
+    np.testing.assert_array_equal(boxes[1], [0, 0, 1, 1])  # nothing predicted: the whole image
+    x = np.linspace(0, 1, 40 * 20, dtype=np.float32).reshape(1, 40, 20, 1).repeat(2, 0)
+    crops = sx.crop_resize(x, boxes, (32, 16))
+    assert crops.shape == (2, 32, 16, 1)
+    np.testing.assert_allclose(crops[1], sx.crop_resize(x[1:], boxes[1:], (32, 16))[0])
+    back = sx.uncrop(crops, boxes, (40, 20))
+    assert back.shape == x.shape
+    assert back[0, :8].max() == 0 and back[0, 34:].max() == 0  # outside the box: zeros
+    np.testing.assert_allclose(back[0, 14:26, 6:14], x[0, 14:26, 6:14], atol=0.03)  # inside: the image again
+    with pytest.raises(ValueError):
+        sx.spine_boxes(np.zeros((4, 4)))
+
+
+def test_crop_data_and_full_resolution_dice(lat_data):
+    boxes_train = sx.spine_boxes(lat_data.train_masks[..., :1])
+    boxes_val = sx.spine_boxes(lat_data.val_masks[..., :1])
+    lines = ["Lat_Anterior_Vertebral_Line", "Lat_Posterior_Vertebral_Line"]
+    crop = sx.crop_data(lat_data, boxes_train, boxes_val, SIZE, structures=lines, progress=False)
+    assert crop.structures == tuple(lines) and crop.val_images.shape == (len(lat_data.val_ids), *SIZE, 1)
+    # a crop around the vertebrae keeps (almost) all of each line and makes it a larger share of the image
+    assert crop.train_masks.mean() > lat_data.select(lines).train_masks.mean()
+    sub = lat_data.select("Lat_Vertebra")
+    perfect = sx.full_resolution_dice(sub, sub.val_masks, n_boot=10, progress=False)
+    assert perfect.query("metric == 'dice'")["mean"].item() > 0.8
+    empty = sx.full_resolution_dice(sub, np.zeros_like(sub.val_masks), n_boot=10, progress=False)
+    assert empty.query("metric == 'dice'")["mean"].item() == 0.0
+    widths = sx.line_width_table(lat_data, structures=lines, sizes=[SIZE], n=2)
+    assert widths.loc[(lines[0], "original"), "rows hit %"] > widths.loc[(lines[0], f"{SIZE[0]}x{SIZE[1]}"), "rows hit %"] - 1e-9
