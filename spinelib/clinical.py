@@ -13,10 +13,14 @@ The raw release was messier (the paper, section 1.2), and :func:`scan_clinical` 
 - a class folder holding view folders directly (the public examples): one patient named after
   the class folder.
 
-Nothing is dropped silently: a patient missing a view image (the paper's ID 169), with two
-candidate files for one role, or whose ID appears twice is *excluded* with a reason; every file
-whose path differs from the canonical one is listed in ``renamed``; unknown files (``metadata.csv``,
-``.DS_Store`` ...) are listed in ``ignored``. Scanning reads names only, never pixels.
+Nothing is dropped silently: a patient missing a view image (the paper's ID 169), with an empty
+folder, two candidate files for one role, a view image that is a broken symbolic link, or whose ID
+appears twice (compared after Unicode NFC normalisation and case folding) is *excluded* with a
+reason; every file whose path differs from the canonical one is listed in ``renamed``; unknown
+files and folders (``metadata.csv``, ``.DS_Store``, an ``Abnormal/`` class folder, a symbolic link
+loop ...) are listed in ``ignored`` with a reason each (:meth:`ClinicalDataset.ignored_frame`);
+files with a role that cannot be used (broken links) are rows of ``problems``. Scanning reads
+names only, never pixels.
 """
 
 from __future__ import annotations

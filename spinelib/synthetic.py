@@ -258,9 +258,8 @@ def _patient_metadata(index, class_name, pseed, scale, an: SpineAnatomy, ap: Vie
     vertebrae = []
     for i, level in enumerate(an.levels):
         a, b = ap.bodies[i], lat.bodies[i]
-        e, n = lat.frame(i)
-        ant_h = float(np.dot(b[3] - b[0], n))
-        post_h = float(np.dot(b[2] - b[1], n))
+        ant_h = float(np.hypot(*(b[3] - b[0])))  # anterior wall: superior to inferior anterior corner
+        post_h = float(np.hypot(*(b[2] - b[1])))
         vertebrae.append({
             "level": level,
             "ap": {
@@ -356,6 +355,7 @@ def _patient_metadata(index, class_name, pseed, scale, an: SpineAnatomy, ap: Vie
         "coordinates": "pixels (x, y) = (column, row) from the top-left corner of each view's image; "
                        "LAT: the patient faces left (anterior = smaller x); AP: image left = patient's right; "
                        "endplate angles in degrees, positive when the right/posterior end is lower; "
+                       "body heights: corner-to-corner wall lengths; "
                        "disk heights measured along the normal of the upper body's inferior endplate; "
                        "listhesis offset: slip of the upper body anteriorly relative to the lower one",
         "generator_version": GENERATOR_VERSION,

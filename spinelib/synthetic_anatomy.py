@@ -512,6 +512,13 @@ class Background:
         coarse = rng.standard_normal((cells, max(2, round(cells * self.shape[1] / self.shape[0]))))
         return resize(coarse, self.shape, order=3, mode="edge").astype(np.float32)
 
+    def profile(self, keys_y, keys_v, sigma_px: float) -> np.ndarray:
+        """A smooth function of the row: ``keys`` interpolated, then Gaussian-smoothed along y;
+        returned as a column ``(h, 1)`` that broadcasts over the map."""
+        rows = self.Y[:, 0]
+        v = np.interp(rows, keys_y, keys_v)
+        return ndi.gaussian_filter1d(v, max(0.5, sigma_px * self.sy), mode="nearest")[:, None].astype(np.float32)
+
     def fine_noise(self, rng, sigma_px: float) -> np.ndarray:
         n = ndi.gaussian_filter(rng.standard_normal(self.shape).astype(np.float32), max(0.5, sigma_px * self.sy))
         return n / (n.std() + 1e-9)
@@ -723,7 +730,7 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
         # pedicles: oval rings in the upper lateral part; the convex-side one thins with rotation
         narrow = 1.0 - 0.45 * max(0.0, side * rot)
         pc = c + (side * 0.3 * w + shift * 0.55) * e - 0.13 * h * n
-        ped = _ellipse(pc, e, n, 0.075 * w * narrow * rng.uniform(0.92, 1.08), 0.2 * h * rng.uniform(0.92, 1.08))
+        ped = _ellipse(pc, e, n, 0.085 * w * narrow * rng.uniform(0.92, 1.08), 0.22 * h * rng.uniform(0.92, 1.08))
         p.bone(ped, 0.04, 0.22, 0.02 * w, mask=masks["Ap_Pedicle"])
     # spinous process: a teardrop at the midline over the lower half of the body
     sp_len = (0.3 if lumbar else 0.36 - 0.1 * t) * h
@@ -745,8 +752,8 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     xc = xs + rng.uniform(-0.1, 0.1) * w_mid
     # soft-tissue envelope: an elliptic cross-section, chest -> waist -> hips
     keys_y = [y_t1 - 3 * sp, y_t10, y_l3, y_l5 + 2 * sp]
-    keys_w = [half * rng.uniform(1.0, 1.1), half, half * rng.uniform(0.82, 0.92), half * rng.uniform(1.0, 1.15)]
-    hw = np.interp(bg.Y, keys_y, keys_w)
+    keys_w = [half * rng.uniform(1.1, 1.25), half, half * rng.uniform(0.82, 0.92), half * rng.uniform(1.0, 1.15)]
+    hw = bg.profile(keys_y, keys_w, 1.5 * sp)
     thick = np.sqrt(np.clip(1 - ((bg.X - xc) / hw) ** 2, 0, None))
     field = bg.smooth_field(rng)
     abdomen = np.clip((bg.Y - y_t10) / (3 * sp), 0, 1)
@@ -775,7 +782,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     hila = sum(np.exp(-(((bg.X - (xc + s * 1.5 * w_mid)) / (1.6 * w_mid)) ** 2 + ((bg.Y - y_t7) / (2.5 * sp)) ** 2))
                for s in (-1, 1))
     vessels = bg.fine_noise(rng, 0.07 * sp)
-    bg.a += lung_soft * (-rng.uniform(0.4, 0.5) + 0.12 * hila + 0.012 * vessels * (0.4 + hila))
+    bg.a += lung_soft * (-rng.uniform(0.3, 0.42) + 0.12 * hila + 0.012 * vessels * (0.4 + hila))
     # gastric bubble under the left dome
     bubble = _ellipse(np.array([xc + 1.8 * w_mid, y_t10 + 1.6 * sp]), _EX, _EY, 0.9 * w_mid, 0.5 * sp, 20)
     bg.soft(bg.mask(bubble), -rng.uniform(0.05, 0.25), 0.2 * sp)
@@ -939,8 +946,8 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     def skin_front(yy):
         return np.interp(yy, c[:, 1], c[:, 0]) - front * np.interp(yy, *front_keys)
 
-    x_front = skin_front(bg.Y)
-    x_back = x_spine + back * np.interp(bg.Y, [y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.85, rng.uniform(1.4, 1.8)])
+    x_front = x_spine - front * bg.profile(*front_keys, 1.5 * sp)
+    x_back = x_spine + back * bg.profile([y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.85, rng.uniform(1.4, 1.8)], 1.5 * sp)
     mid, half = (x_front + x_back) / 2, (x_back - x_front) / 2
     thick = np.sqrt(np.clip(1 - ((bg.X - mid) / half) ** 2, 0, None))
     field = bg.smooth_field(rng)
@@ -969,7 +976,7 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
                                      0.3 * front, 2.6 * sp)), 0.8 * sp)
     hilum = np.exp(-(((bg.X - (xs - 1.5 * D)) / (1.5 * D)) ** 2 + ((bg.Y - y_t6) / (2.5 * sp)) ** 2))
     vessels = bg.fine_noise(rng, 0.07 * sp)
-    bg.a += lung_soft * (-rng.uniform(0.45, 0.55) + 0.25 * heart + 0.12 * hilum + 0.012 * vessels * (0.4 + hilum))
+    bg.a += lung_soft * (-rng.uniform(0.35, 0.47) + 0.25 * heart + 0.12 * hilum + 0.012 * vessels * (0.4 + hilum))
     # ribs: faint paired arcs from the costovertebral joints, forwards and down; the sternum
     ribs = []
     for k in range(1, 13):
@@ -1021,5 +1028,5 @@ def _lat_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     for off in (np.zeros(2), 0.12 * D * (e + n)):
         hc = head_c + off
         femora.append(_ellipse(hc, e, n, 0.62 * D, 0.62 * D, 28))
-        femora.append(_band(np.array([hc, hc + 1.2 * h * n - 0.2 * D * e, hc + 6 * h * n - 0.1 * D * e]), 0.8 * D))
-    bg.bone(bg.mask(*femora), 0.07, 0.1, 0.12 * D, 0.3, rng)
+        femora.append(_band(np.array([hc, hc + 1.0 * h * n + 0.1 * D * e, hc + 2.5 * h * n + 0.1 * D * e]), 0.75 * D))
+    bg.bone(bg.mask(*femora), 0.05, 0.08, 0.12 * D, 0.3, rng)

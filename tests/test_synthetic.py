@@ -197,7 +197,9 @@ def test_labels_and_pathology_counts():
 def _vertebra_heights_from_mask(mask: np.ndarray, v: dict, at: float = 0.1) -> tuple[float, float]:
     """Heights of one LAT body measured on the Lat_Vertebra mask along two chords parallel to
     the posterior wall, at ``at`` of the depth from the anterior and from the posterior side."""
-    e, n = frame(v["corners"], "superior_anterior", "superior_posterior", "inferior_posterior", "inferior_anterior")
+    sa, sp = np.array(v["corners"]["superior_anterior"]), np.array(v["corners"]["superior_posterior"])
+    e = (sp - sa) / np.hypot(*(sp - sa))  # the walls are normal to the superior endplate
+    n = np.array([-e[1], e[0]])
     c = np.array(v["center"])
     lab = label(mask)
     region = lab == lab[int(round(c[1])), int(round(c[0]))]

@@ -1,0 +1,466 @@
+"""Spine measurements from segmentation masks or landmarks: the features a radiologist reads.
+
+Every measurement works on binary masks (one connected component per vertebral body or disk,
+found with ``skimage.measure.label`` / ``regionprops``) or on the AASCE corner landmarks, in
+image pixels (``x`` = column, ``y`` = row, pointing down). Masks should keep the X-ray's aspect
+ratio: a non-uniform resize changes angles and height ratios.
+
+Local frame of a vertebra
+    The spine axis at body ``i`` is :math:`t_i = (c_{i+1} - c_{i-1}) / \\lVert\\cdot\\rVert`
+    (one-sided at the ends) from the component centroids :math:`c_i`, sorted top to bottom;
+    :math:`e_i` is :math:`t_i` turned by 90 degrees so that it points to the image's right
+    (in the lateral view, with the patient facing left, from anterior to posterior).
+
+Wedge ratio (lateral view)
+    The body's height is measured in slices across its depth: in bins of the across-coordinate
+    :math:`a = (p - c)\\cdot e`, height(bin) = pixels in bin / bin width. A line fitted to
+    height against :math:`a` is evaluated at the anterior and posterior edges (1st and 99th
+    percentile of :math:`a`), so a trapezoid gives its edge heights exactly:
+
+    .. math:: \\text{wedge ratio} = h_\\text{anterior} / h_\\text{posterior}
+
+    (1 for a rectangle; a compression fracture with 40 % anterior loss gives about 0.6).
+
+Disk height (lateral view)
+    For each ``Lat_Disk_Height`` component: area / depth (mean height), and the ratio to the
+    patient's median disk height (a loss of height shows as a small ratio).
+
+Listhesis offset (lateral view)
+    For adjacent bodies ``i`` (upper) and ``i+1`` (lower), in the common frame of the disk
+    between them, the anterior edge of the upper body's lowest quarter and of the lower body's
+    top quarter (2nd percentile of :math:`a`):
+
+    .. math:: \\text{offset} = a^\\text{lower}_\\text{anterior} - a^\\text{upper}_\\text{anterior}
+
+    positive when the upper body slipped anteriorly (the synthetic ``listhesis_offset_px``
+    convention); the fraction divides by the lower body's depth.
+
+Cobb angle (AP view)
+    Endplate angles :math:`\\theta = \\operatorname{atan2}(\\Delta y, \\Delta x)` in degrees
+    (positive when the right end is lower). From landmarks: superior endplate TL->TR, inferior
+    BL->BR; from a mask: lines fitted to the top-most and bottom-most pixel of each column of the
+    body. The Cobb angle is the largest angle between two endplates,
+    :math:`\\max_{i,j} |\\theta_i - \\theta_j| = \\max\\theta - \\min\\theta`. The AASCE reference
+    uses each vertebra's *mid-line* instead (the line through the midpoints of its left and right
+    sides), :math:`\\max_{i,j} |\\phi_i - \\phi_j|` (``method="midline"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from skimage.measure import label, regionprops
+from skimage.transform import downscale_local_mean
+
+MIN_AREA_FRACTION = 0.2
+"""Components smaller than this fraction of the median component area are noise, not bodies."""
+
+
+# --------------------------------------------------------------------------------------------
+# components and local frames
+
+
+def _check_mask(mask, name: str = "mask") -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim == 3 and m.shape[-1] == 1:
+        m = m[..., 0]
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) mask, got shape {np.asarray(mask).shape}")
+    return m > 0.5 if m.dtype != bool else m
+
+
+def components(mask, min_area_fraction: float = MIN_AREA_FRACTION, min_area: int = 4) -> list:
+    """``regionprops`` of the 4-connected components of ``mask``, sorted top to bottom by
+    centroid row; components smaller than ``min_area`` pixels or ``min_area_fraction`` of the
+    median area are dropped."""
+    m = _check_mask(mask)
+    props = [p for p in regionprops(label(m, connectivity=1)) if p.area >= min_area]
+    if not props:
+        return []
+    median = float(np.median([p.area for p in props]))
+    props = [p for p in props if p.area >= min_area_fraction * median]
+    return sorted(props, key=lambda p: p.centroid[0])
+
+
+def _xy(p) -> np.ndarray:
+    """Pixel coordinates of a component as (x, y) = (column, row)."""
+    return p.coords[:, ::-1].astype(float)
+
+
+def _centroids(props) -> np.ndarray:
+    return np.array([[p.centroid[1], p.centroid[0]] for p in props], dtype=float)
+
+
+def spine_frames(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per body, the unit spine axis ``t`` (pointing down the image) and the unit across
+    direction ``e`` (pointing to the image's right), from centroids sorted top to bottom."""
+    c = np.asarray(centroids, dtype=float)
+    n = len(c)
+    if n == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    if n == 1:
+        t = np.array([[0.0, 1.0]])
+    else:
+        t = np.empty_like(c)
+        t[0] = c[1] - c[0]
+        t[-1] = c[-1] - c[-2]
+        t[1:-1] = c[2:] - c[:-2]
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+    t[t[:, 1] < 0] *= -1  # point down the image
+    e = np.stack([t[:, 1], -t[:, 0]], axis=1)  # t turned by -90 deg: (0, 1) -> (1, 0), to the right
+    return t, e
+
+
+# --------------------------------------------------------------------------------------------
+# lateral view
+
+
+def _edge_heights(xy: np.ndarray, center: np.ndarray, t: np.ndarray, e: np.ndarray, n_bins: int = 8):
+    """Heights at both edges of a body (line fitted to slice heights), its depth, and the
+    across-coordinates of its pixels."""
+    rel = xy - center
+    a = rel @ e
+    lo, hi = np.percentile(a, [1, 99])
+    depth = float(hi - lo + 1.0)
+    inner = (a >= lo + 0.1 * (hi - lo)) & (a <= hi - 0.1 * (hi - lo))
+    edges = np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), n_bins + 1)
+    width = np.diff(edges)
+    counts, _ = np.histogram(a[inner], bins=edges)
+    mids = (edges[:-1] + edges[1:]) / 2
+    ok = width > 0
+    if ok.sum() >= 2 and np.ptp(mids[ok]) > 0:
+        slope, intercept = np.polyfit(mids[ok], counts[ok] / width[ok], 1)
+        h_lo, h_hi = slope * lo + intercept, slope * hi + intercept
+    else:  # a body a few pixels across: one height
+        h = len(xy) / depth
+        h_lo = h_hi = h
+    return float(h_lo), float(h_hi), depth, a
+
+
+def vertebra_heights(lat_vertebra_mask, anterior: str = "left", n_bins: int = 8,
+                     min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
+    """One row per vertebral body of a lateral ``Lat_Vertebra`` mask, top to bottom:
+    ``x, y`` (centroid), ``anterior_height, posterior_height, wedge_ratio, depth, area``.
+
+    ``anterior``: the image side the patient faces (``"left"`` in the synthetic data and
+    usually in clinical lateral films).
+    """
+    if anterior not in ("left", "right"):
+        raise ValueError(f"anterior must be 'left' or 'right', got {anterior!r}")
+    props = components(lat_vertebra_mask, min_area_fraction)
+    cols = ["x", "y", "anterior_height", "posterior_height", "wedge_ratio", "depth", "area"]
+    if not props:
+        return pd.DataFrame(columns=cols)
+    cents = _centroids(props)
+    t, e = spine_frames(cents)
+    rows = []
+    for p, c, ti, ei in zip(props, cents, t, e):
+        h_left, h_right, depth, _ = _edge_heights(_xy(p), c, ti, ei, n_bins)
+        ant, post = (h_left, h_right) if anterior == "left" else (h_right, h_left)
+        rows.append({"x": c[0], "y": c[1], "anterior_height": ant, "posterior_height": post,
+                     "wedge_ratio": ant / post if post > 0 else np.nan, "depth": depth, "area": int(p.area)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def disk_heights(lat_disk_mask, min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
+    """One row per disk of a ``Lat_Disk_Height`` mask, top to bottom: ``x, y, height``
+    (area / depth, the mean height), ``depth``, ``height_ratio`` (to the median disk height)."""
+    props = components(lat_disk_mask, min_area_fraction)
+    cols = ["x", "y", "height", "depth", "height_ratio"]
+    if not props:
+        return pd.DataFrame(columns=cols)
+    cents = _centroids(props)
+    _, e = spine_frames(cents)
+    rows = []
+    for p, c, ei in zip(props, cents, e):
+        a = (_xy(p) - c) @ ei
+        depth = float(np.ptp(a) + 1.0)
+        rows.append({"x": c[0], "y": c[1], "height": p.area / depth, "depth": depth})
+    df = pd.DataFrame(rows)
+    df["height_ratio"] = df["height"] / df["height"].median()
+    return df[cols]
+
+
+def listhesis_offsets(lat_vertebra_mask, anterior: str = "left",
+                      min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
+    """One row per pair of adjacent bodies (upper ``i``, lower ``i+1``): ``upper, lower,
+    offset`` (pixels; positive = the upper body slipped anteriorly) and ``fraction`` (offset /
+    the lower body's depth). Anterior edges are measured in the common frame of the pair."""
+    if anterior not in ("left", "right"):
+        raise ValueError(f"anterior must be 'left' or 'right', got {anterior!r}")
+    props = components(lat_vertebra_mask, min_area_fraction)
+    cols = ["upper", "lower", "offset", "fraction"]
+    if len(props) < 2:
+        return pd.DataFrame(columns=cols)
+    cents = _centroids(props)
+    t_all, _ = spine_frames(cents)
+    sign = 1.0 if anterior == "left" else -1.0
+    rows = []
+    for i in range(len(props) - 1):
+        t = t_all[i] + t_all[i + 1]
+        t /= max(np.linalg.norm(t), 1e-9)
+        e = np.array([t[1], -t[0]]) * sign  # points from anterior to posterior
+        mid = (cents[i] + cents[i + 1]) / 2
+        up, lo = _xy(props[i]) - mid, _xy(props[i + 1]) - mid
+        up_along, lo_along = up @ t, lo @ t
+        up_band = up[up_along >= np.percentile(up_along, 75)]
+        lo_band = lo[lo_along <= np.percentile(lo_along, 25)]
+        ant_up = np.percentile(up_band @ e, 2)
+        ant_lo = np.percentile(lo_band @ e, 2)
+        depth_lo = float(np.ptp(lo @ e) + 1.0)
+        offset = float(ant_lo - ant_up)
+        rows.append({"upper": i, "lower": i + 1, "offset": offset, "fraction": offset / depth_lo})
+    return pd.DataFrame(rows, columns=cols)
+
+
+# --------------------------------------------------------------------------------------------
+# AP view: endplates and Cobb angle
+
+
+def _angle_deg(dx, dy) -> np.ndarray:
+    """Angle of a direction against the x axis, degrees in (-90, 90] (a line, not a vector)."""
+    ang = np.degrees(np.arctan2(dy, dx))
+    ang = np.where(ang > 90, ang - 180, ang)
+    return np.where(ang <= -90, ang + 180, ang)
+
+
+def landmark_endplate_angles(landmarks) -> pd.DataFrame:
+    """Per vertebra of the AASCE landmarks (17 x 4 x 2, corners TL, TR, BL, BR, pixels):
+    ``superior_deg`` (TL->TR), ``inferior_deg`` (BL->BR), ``midline_deg`` (midpoint of the left
+    side -> midpoint of the right side), ``x, y`` (centre). Positive = right end lower."""
+    from spinelib.aasce import _check_landmarks
+
+    lm = _check_landmarks(landmarks)
+    tl, tr, bl, br = lm[:, 0], lm[:, 1], lm[:, 2], lm[:, 3]
+    left, right = (tl + bl) / 2, (tr + br) / 2
+    return pd.DataFrame({
+        "x": lm[:, :, 0].mean(1), "y": lm[:, :, 1].mean(1),
+        "superior_deg": _angle_deg(*(tr - tl).T), "inferior_deg": _angle_deg(*(br - bl).T),
+        "midline_deg": _angle_deg(*(right - left).T),
+    })
+
+
+def cobb_angle_from_landmarks(landmarks, method: str = "midline") -> float:
+    """Largest angle (degrees) between two vertebrae of the AASCE landmarks.
+
+    ``method="midline"``: between vertebra mid-lines (the AASCE reference's construction);
+    ``"endplates"``: between any two endplates (superior or inferior).
+    """
+    ang = landmark_endplate_angles(landmarks)
+    if method == "midline":
+        a = ang["midline_deg"].to_numpy()
+    elif method == "endplates":
+        a = ang[["superior_deg", "inferior_deg"]].to_numpy().ravel()
+    else:
+        raise ValueError(f"method must be 'midline' or 'endplates', got {method!r}")
+    return float(a.max() - a.min())
+
+
+def _fit_angle(x: np.ndarray, y: np.ndarray) -> float:
+    if len(x) < 2 or np.ptp(x) == 0:
+        return float("nan")
+    slope = np.polyfit(x, y, 1)[0]
+    return float(np.degrees(np.arctan(slope)))
+
+
+def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
+    """Per vertebral body of an AP vertebra mask, top to bottom: ``x, y, superior_deg,
+    inferior_deg, tilt_deg`` (mean of both), ``width, height``.
+
+    In each body's local frame (see the module docstring) the top-most and bottom-most pixel of
+    every slice across its inner 80 % are fitted with straight lines; their angles are turned
+    back into image angles (positive = right end lower).
+    """
+    props = components(ap_vertebra_mask, min_area_fraction)
+    cols = ["x", "y", "superior_deg", "inferior_deg", "tilt_deg", "width", "height"]
+    if not props:
+        return pd.DataFrame(columns=cols)
+    cents = _centroids(props)
+    t, e = spine_frames(cents)
+    rows = []
+    for p, c, ti, ei in zip(props, cents, t, e):
+        rel = _xy(p) - c
+        a = np.round(rel @ ei).astype(int)
+        s = rel @ ti
+        lo, hi = np.percentile(a, [10, 90])
+        keep = (a >= lo) & (a <= hi)
+        frame = pd.DataFrame({"a": a[keep], "s": s[keep]}).groupby("a")["s"].agg(["min", "max"])
+        axis = float(np.degrees(np.arctan2(ei[1], ei[0])))
+        sup = _fit_angle(frame.index.to_numpy(float), frame["min"].to_numpy()) + axis
+        inf = _fit_angle(frame.index.to_numpy(float), frame["max"].to_numpy()) + axis
+        rows.append({"x": c[0], "y": c[1], "superior_deg": sup, "inferior_deg": inf,
+                     "tilt_deg": (sup + inf) / 2, "width": float(np.ptp(a) + 1),
+                     "height": float(np.ptp(s) + 1)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cobb_angle_from_mask(ap_vertebra_mask, method: str = "endplates",
+                         min_area_fraction: float = MIN_AREA_FRACTION) -> float:
+    """Cobb angle (degrees) from an AP vertebra mask.
+
+    ``"endplates"``: :math:`\\max\\theta - \\min\\theta` over all fitted endplates;
+    ``"tilt"``: over each body's mean endplate angle (closest to the AASCE mid-line reference);
+    ``"centerline"``: over the angle of the spine axis between neighbouring bodies, turned by
+    90 degrees (robust when bodies merge; ignores wedging). NaN with fewer than 2 bodies.
+    """
+    if method == "centerline":
+        cents = _centroids(components(ap_vertebra_mask, min_area_fraction))
+        if len(cents) < 3:
+            return float("nan")
+        d = np.diff(cents, axis=0)
+        ang = _angle_deg(d[:, 1], -d[:, 0])  # the normal of each segment
+        return float(ang.max() - ang.min())
+    ang = mask_endplate_angles(ap_vertebra_mask, min_area_fraction)
+    if len(ang) < 2:
+        return float("nan")
+    if method == "endplates":
+        a = ang[["superior_deg", "inferior_deg"]].to_numpy().ravel()
+    elif method == "tilt":
+        a = ang["tilt_deg"].to_numpy()
+    else:
+        raise ValueError(f"method must be 'endplates', 'tilt' or 'centerline', got {method!r}")
+    a = a[np.isfinite(a)]
+    return float(a.max() - a.min()) if len(a) >= 2 else float("nan")
+
+
+def lateral_deviation(centroids) -> float:
+    """Largest distance of a body centre from the straight line through the first and last
+    centres, divided by that line's length (a scale-free measure of the curve's size)."""
+    c = np.asarray(centroids, dtype=float)
+    if len(c) < 3:
+        return float("nan")
+    d = c[-1] - c[0]
+    length = float(np.linalg.norm(d))
+    if length == 0:
+        return float("nan")
+    dist = np.abs(d[0] * (c[:, 1] - c[0, 1]) - d[1] * (c[:, 0] - c[0, 0])) / length
+    return float(dist.max() / length)
+
+
+# --------------------------------------------------------------------------------------------
+# patient-level feature vectors
+
+
+SYNTHETIC_FEATURES: tuple[str, ...] = (
+    "min_wedge_ratio", "min_relative_wedge_ratio", "min_disk_height_ratio",
+    "max_listhesis_fraction", "cobb_angle_deg", "lateral_deviation",
+)
+"""Morphometric features of a patient with AP + LAT masks (see :func:`patient_features`)."""
+
+AASCE_FEATURES: tuple[str, ...] = ("cobb_angle_deg", "max_abs_tilt_deg", "lateral_deviation", "n_vertebrae")
+"""Morphometric features of an AP X-ray (see :func:`ap_features`)."""
+
+
+def patient_features(ap_vertebra, lat_vertebra, lat_disk, anterior: str = "left") -> dict[str, float]:
+    """The features of :data:`SYNTHETIC_FEATURES` from one patient's masks:
+
+    - ``min_wedge_ratio``: :math:`\\min_i h^a_i / h^p_i` (LAT);
+    - ``min_relative_wedge_ratio``: the same divided by the patient's median ratio (removes the
+      natural wedging of a kyphotic segment);
+    - ``min_disk_height_ratio``: smallest disk height / median disk height (LAT);
+    - ``max_listhesis_fraction``: largest ``|offset| / depth`` between adjacent bodies (LAT);
+    - ``cobb_angle_deg``: endplate Cobb angle (AP); ``lateral_deviation``: :func:`lateral_deviation` (AP).
+    """
+    v = vertebra_heights(lat_vertebra, anterior=anterior)
+    d = disk_heights(lat_disk)
+    s = listhesis_offsets(lat_vertebra, anterior=anterior)
+    ratios = v["wedge_ratio"].to_numpy(float) if len(v) else np.array([np.nan])
+    ap_c = _centroids(components(ap_vertebra))
+    return {
+        "min_wedge_ratio": float(np.nanmin(ratios)) if np.isfinite(ratios).any() else np.nan,
+        "min_relative_wedge_ratio": float(np.nanmin(ratios) / np.nanmedian(ratios)) if np.isfinite(ratios).any() else np.nan,
+        "min_disk_height_ratio": float(d["height_ratio"].min()) if len(d) else np.nan,
+        "max_listhesis_fraction": float(s["fraction"].abs().max()) if len(s) else 0.0,
+        "cobb_angle_deg": cobb_angle_from_mask(ap_vertebra, method="endplates"),
+        "lateral_deviation": lateral_deviation(ap_c),
+    }
+
+
+def ap_features(ap_vertebra=None, landmarks=None, method: str = "tilt") -> dict[str, float]:
+    """The features of :data:`AASCE_FEATURES` from an AP vertebra mask or from landmarks:
+    Cobb angle (``method`` of :func:`cobb_angle_from_mask`; landmarks always use the mid-line),
+    largest absolute vertebra tilt, :func:`lateral_deviation` of the body centres, and the number
+    of bodies found."""
+    if (ap_vertebra is None) == (landmarks is None):
+        raise ValueError("give exactly one of ap_vertebra or landmarks")
+    if landmarks is not None:
+        ang = landmark_endplate_angles(landmarks)
+        tilt, cents = ang["midline_deg"].to_numpy(), ang[["x", "y"]].to_numpy()
+        cobb = float(tilt.max() - tilt.min())
+    else:
+        ang = mask_endplate_angles(ap_vertebra)
+        tilt, cents = ang["tilt_deg"].to_numpy(float), ang[["x", "y"]].to_numpy(float)
+        cobb = cobb_angle_from_mask(ap_vertebra, method=method)
+    tilt = tilt[np.isfinite(tilt)]
+    return {"cobb_angle_deg": cobb,
+            "max_abs_tilt_deg": float(np.abs(tilt).max()) if len(tilt) else np.nan,
+            "lateral_deviation": lateral_deviation(cents), "n_vertebrae": float(len(cents))}
+
+
+def downscale_mask(mask, max_side: int = 1024) -> tuple[np.ndarray, int]:
+    """Shrink a mask by an integer factor (same on both axes: angles and ratios are kept) until
+    its longer side is at most ``max_side``; return ``(mask, factor)``."""
+    m = _check_mask(mask)
+    f = max(1, int(np.ceil(max(m.shape) / max_side)))
+    if f == 1:
+        return m, 1
+    return downscale_local_mean(m.astype(np.float32), (f, f)) >= 0.5, f
+
+
+def synthetic_truth(patient_folder: str | os.PathLike) -> dict:
+    """The generator's truth from ``<patient>/meta.json``: per-vertebra wedge ratios, per-disk
+    heights and listhesis offsets (pixels), the Cobb angle and the pathologies."""
+    path = Path(patient_folder) / "meta.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no synthetic truth at {path} (only spinelib.synthetic writes meta.json)")
+    meta = json.loads(path.read_text())
+    return {
+        "levels": [v["level"] for v in meta["vertebrae"]],
+        "wedge_ratio": np.array([v["lat"]["wedge_ratio"] for v in meta["vertebrae"]]),
+        "ap_endplates_deg": np.array([[v["ap"]["superior_endplate_deg"], v["ap"]["inferior_endplate_deg"]]
+                                      for v in meta["vertebrae"]]),
+        "disk_height_px": np.array([d["lat"]["height_px"] for d in meta["disks"]]),
+        "listhesis_offset_px": np.array([d["lat"]["listhesis_offset_px"] for d in meta["disks"]]),
+        "cobb_angle_deg": float(meta["cobb_angle_deg"]),
+        "pathologies": meta["pathologies"],
+    }
+
+
+def aasce_cobb_agreement(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cobb angles recomputed from each AASCE image's landmarks next to the published maximum:
+    ``image_name, patient_id, cobb_max, cobb_midline, cobb_endplates, error_midline,
+    error_endplates`` (computed minus published, degrees)."""
+    need = {"landmarks", "cobb_max", "image_name"}
+    if not need <= set(frame.columns):
+        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.aasce.load_aasce()")
+    rows = []
+    for r in frame.itertuples(index=False):
+        mid = cobb_angle_from_landmarks(r.landmarks, "midline")
+        end = cobb_angle_from_landmarks(r.landmarks, "endplates")
+        rows.append({"image_name": r.image_name, "patient_id": getattr(r, "patient_id", ""),
+                     "cobb_max": float(r.cobb_max), "cobb_midline": mid, "cobb_endplates": end,
+                     "error_midline": mid - float(r.cobb_max), "error_endplates": end - float(r.cobb_max)})
+    return pd.DataFrame(rows)
+
+
+def agreement_summary(measured: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
+    """``n, mae, median_abs_error, bias`` (mean of measured - truth), ``pearson_r`` and
+    ``smape`` (the AASCE challenge's symmetric mean absolute percentage error,
+    :math:`100 \\cdot \\sum|m - t| / \\sum(m + t)`)."""
+    m = np.asarray(measured, dtype=float)
+    t = np.asarray(truth, dtype=float)
+    if m.shape != t.shape:
+        raise ValueError(f"measured {m.shape} and truth {t.shape} differ in shape")
+    ok = np.isfinite(m) & np.isfinite(t)
+    m, t = m[ok], t[ok]
+    if len(m) == 0:
+        return {"n": 0, "mae": np.nan, "median_abs_error": np.nan, "bias": np.nan, "pearson_r": np.nan, "smape": np.nan}
+    err = m - t
+    r = float(np.corrcoef(m, t)[0, 1]) if len(m) > 1 and np.std(m) > 0 and np.std(t) > 0 else np.nan
+    return {"n": int(len(m)), "mae": float(np.abs(err).mean()), "median_abs_error": float(np.median(np.abs(err))),
+            "bias": float(err.mean()), "pearson_r": r, "smape": float(100 * np.abs(err).sum() / max((m + t).sum(), 1e-9))}
