@@ -18,18 +18,33 @@ from .structures import PAPER_TABLE1
 MASK_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
 
 
+def _display_factor(shape, max_side: int) -> int:
+    return max(1, int(np.ceil(max(shape[:2]) / max_side)))
+
+
 def overlay(image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None, ax=None,
-            title: str | None = None, alpha: float = 0.45, legend: bool = True):
-    """Draw a grayscale X-ray with its binary masks as coloured, semi-transparent layers."""
+            title: str | None = None, alpha: float = 0.45, legend: bool = True, max_side: int = 1000):
+    """Draw a grayscale X-ray with its binary masks as coloured, semi-transparent layers.
+
+    Images larger than ``max_side`` pixels are shown block-averaged (masks block-maximised, so
+    thin lines survive); axes keep the original pixel coordinates, so landmarks can be drawn on top.
+    """
+    from skimage.measure import block_reduce
+
     if ax is None:
         _, ax = plt.subplots(figsize=(3, 5))
-    ax.imshow(image, cmap="gray", interpolation="antialiased")
+    h, w = image.shape[:2]
+    f = _display_factor(image.shape, max_side)
+    extent = (0, w, h, 0)
+    shown = block_reduce(image, (f, f), np.mean) if f > 1 else image
+    ax.imshow(shown, cmap="gray", interpolation="antialiased", extent=extent)
     handles = []
     for i, (name, mask) in enumerate((masks or {}).items()):
         colour = MASK_COLOURS[i % len(MASK_COLOURS)]
-        rgba = np.zeros(mask.shape + (4,), dtype=float)
-        rgba[mask.astype(bool)] = plt.matplotlib.colors.to_rgba(colour, alpha)
-        ax.imshow(rgba, interpolation="nearest")
+        m = block_reduce(mask.astype(bool), (f, f), np.max) if f > 1 else mask.astype(bool)
+        rgba = np.zeros(m.shape + (4,), dtype=float)
+        rgba[m] = plt.matplotlib.colors.to_rgba(colour, alpha)
+        ax.imshow(rgba, interpolation="nearest", extent=extent)
         handles.append(plt.matplotlib.patches.Patch(color=colour, label=name.replace("_", " ")))
     if legend and handles:
         ax.legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8, handlelength=1.0,

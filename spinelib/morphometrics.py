@@ -299,22 +299,67 @@ def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_F
     return pd.DataFrame(rows, columns=cols)
 
 
+def to_square_pixels(mask, pixel_aspect: float = 1.0) -> np.ndarray:
+    """Resample a mask whose pixels are ``pixel_aspect`` times wider than tall (e.g. an X-ray of
+    ``H x W`` resized to ``h x w``: ``pixel_aspect = (W / w) / (H / h)``) to square pixels, by
+    stretching its width (nearest neighbour), so that angles and ratios are measured right."""
+    from skimage.transform import resize
+
+    m = _check_mask(mask)
+    if not pixel_aspect > 0:
+        raise ValueError(f"pixel_aspect must be > 0, got {pixel_aspect!r}")
+    if abs(pixel_aspect - 1.0) < 1e-6:
+        return m
+    width = max(1, int(round(m.shape[1] * pixel_aspect)))
+    return resize(m, (m.shape[0], width), order=0, preserve_range=True, anti_aliasing=False).astype(bool)
+
+
+def spine_centerline(ap_vertebra_mask, smooth: float = 0.04) -> pd.DataFrame:
+    """The spine's centre line in an AP mask: for every row with mask pixels, ``y`` and the mean
+    column ``x``, smoothed with a Gaussian of ``smooth`` x the column's height (rows), and the
+    tangent angle ``angle_deg`` :math:`= \\arctan(dx/dy)` (0 = vertical, positive = leaning to
+    the image's right going down)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    m = _check_mask(ap_vertebra_mask)
+    rows = np.flatnonzero(m.any(axis=1))
+    if len(rows) < 3:
+        return pd.DataFrame(columns=["y", "x", "angle_deg"])
+    y = np.arange(rows[0], rows[-1] + 1)
+    counts = m[y].sum(axis=1)
+    xs = np.where(counts > 0, (m[y] * np.arange(m.shape[1])).sum(axis=1) / np.maximum(counts, 1), np.nan)
+    good = np.isfinite(xs)
+    xs = np.interp(y, y[good], xs[good])  # rows without pixels (gaps between bodies)
+    sigma = max(1.0, smooth * len(y))
+    x_s = gaussian_filter1d(xs, sigma, mode="nearest")
+    angle = np.degrees(np.arctan(np.gradient(x_s)))
+    return pd.DataFrame({"y": y, "x": x_s, "angle_deg": angle})
+
+
+def centerline_cobb(ap_vertebra_mask, smooth: float = 0.04, trim: float = 0.05) -> float:
+    """Cobb angle from the centre line: :math:`\\max\\alpha - \\min\\alpha` over its tangent
+    angles, ignoring ``trim`` of its length at each end (where the smoothing is one-sided).
+    Endplates are about perpendicular to the column, so this approximates the Cobb angle
+    without separating the bodies."""
+    line = spine_centerline(ap_vertebra_mask, smooth)
+    if len(line) < 5:
+        return float("nan")
+    k = int(trim * len(line))
+    a = line["angle_deg"].to_numpy()[k: len(line) - k]
+    return float(a.max() - a.min()) if len(a) >= 2 else float("nan")
+
+
 def cobb_angle_from_mask(ap_vertebra_mask, method: str = "endplates",
                          min_area_fraction: float = MIN_AREA_FRACTION) -> float:
     """Cobb angle (degrees) from an AP vertebra mask.
 
     ``"endplates"``: :math:`\\max\\theta - \\min\\theta` over all fitted endplates;
     ``"tilt"``: over each body's mean endplate angle (closest to the AASCE mid-line reference);
-    ``"centerline"``: over the angle of the spine axis between neighbouring bodies, turned by
-    90 degrees (robust when bodies merge; ignores wedging). NaN with fewer than 2 bodies.
+    ``"centerline"``: :func:`centerline_cobb` (robust when predicted bodies merge into one
+    column; ignores wedging). NaN with fewer than 2 bodies (``"endplates"``, ``"tilt"``).
     """
     if method == "centerline":
-        cents = _centroids(components(ap_vertebra_mask, min_area_fraction))
-        if len(cents) < 3:
-            return float("nan")
-        d = np.diff(cents, axis=0)
-        ang = _angle_deg(d[:, 1], -d[:, 0])  # the normal of each segment
-        return float(ang.max() - ang.min())
+        return centerline_cobb(ap_vertebra_mask)
     ang = mask_endplate_angles(ap_vertebra_mask, min_area_fraction)
     if len(ang) < 2:
         return float("nan")
@@ -381,11 +426,12 @@ def patient_features(ap_vertebra, lat_vertebra, lat_disk, anterior: str = "left"
     }
 
 
-def ap_features(ap_vertebra=None, landmarks=None, method: str = "tilt") -> dict[str, float]:
+def ap_features(ap_vertebra=None, landmarks=None, method: str = "centerline",
+                pixel_aspect: float = 1.0) -> dict[str, float]:
     """The features of :data:`AASCE_FEATURES` from an AP vertebra mask or from landmarks:
     Cobb angle (``method`` of :func:`cobb_angle_from_mask`; landmarks always use the mid-line),
     largest absolute vertebra tilt, :func:`lateral_deviation` of the body centres, and the number
-    of bodies found."""
+    of bodies found. ``pixel_aspect``: see :func:`to_square_pixels` (masks only)."""
     if (ap_vertebra is None) == (landmarks is None):
         raise ValueError("give exactly one of ap_vertebra or landmarks")
     if landmarks is not None:
@@ -393,6 +439,7 @@ def ap_features(ap_vertebra=None, landmarks=None, method: str = "tilt") -> dict[
         tilt, cents = ang["midline_deg"].to_numpy(), ang[["x", "y"]].to_numpy()
         cobb = float(tilt.max() - tilt.min())
     else:
+        ap_vertebra = to_square_pixels(ap_vertebra, pixel_aspect)
         ang = mask_endplate_angles(ap_vertebra)
         tilt, cents = ang["tilt_deg"].to_numpy(float), ang[["x", "y"]].to_numpy(float)
         cobb = cobb_angle_from_mask(ap_vertebra, method=method)

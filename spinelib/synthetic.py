@@ -65,6 +65,12 @@ from spinelib.synthetic_anatomy import (
     sample_anatomy,
 )
 
+__all__ = [
+    "GENERATOR_VERSION", "IRREGULARITIES", "LEVELS", "METADATA_COLUMNS", "PATHOLOGY_KINDS", "SyntheticConfig",
+    "SyntheticPatient", "draw_image_size", "generate_dataset", "generate_patient", "irregularity_plan", "main",
+    "patient_id", "patient_label", "patient_seed", "read_metadata", "write_patient",
+]
+
 GENERATOR_VERSION: int = 1
 """Bumped whenever the drawing changes, so a cached dataset from an older generator is not reused."""
 

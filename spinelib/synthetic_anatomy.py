@@ -14,8 +14,11 @@ patient's anterior side in the lateral view (the patient faces left, as in the r
 and the patient's right side in the AP view.
 
 Pixel coordinates are ``(x, y) = (column, row)`` with the origin at the top-left corner.
-Intensities are built as an X-ray attenuation map ``A`` (air 0, soft tissue about 0.4-0.9,
-bone adds about 0.6-1.1) and exposed as :math:`I = 1 - e^{-\\kappa A}` (bone is bright).
+Intensities are built as an X-ray attenuation map ``A`` (air 0, soft tissue about 0.6-1.0,
+lungs about 0.3-0.5 lower, bone adds 0.1-0.4), processed as a digital radiograph (dynamic-range
+compression and detail gain) and exposed as :math:`I = 1 - e^{-\\kappa A}` (bone is bright),
+see :func:`expose`. The background (soft tissue, lungs, ribs, bowel gas, pelvis) is drawn at a
+quarter of the resolution and upsampled; the vertebrae and all masks at full resolution.
 """
 
 from __future__ import annotations
@@ -151,10 +154,6 @@ class SpineAnatomy:
 
     def disk_names(self) -> list[str]:
         return [f"{a}-{b}" for a, b in zip(self.levels[:-1], self.levels[1:])]
-
-    def level_t(self) -> np.ndarray:
-        """Position of each level in the full T1..L5 column, 0 (T1) to 1 (L5)."""
-        return np.array([LEVELS.index(lv) for lv in self.levels]) / (len(LEVELS) - 1)
 
 
 def build_column(widths, front, back, disk_front, disk_back, shift) -> np.ndarray:
@@ -739,7 +738,7 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
 
 
 def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
-    H, W = bg.full
+    H = bg.full[0]
     sp = float(np.median(np.diff(g.centers[:, 1])))  # level spacing
     xs = float(np.mean(g.centers[:, 0]))
     w_mid = g.width(len(g.levels) // 2)
@@ -929,7 +928,7 @@ def _lat_vertebra(p: Painter, g: ViewGeometry, i: int, masks) -> None:
 
 
 def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
-    H, W = bg.full
+    H = bg.full[0]
     c = g.centers
     sp = float(np.median(np.diff(c[:, 1])))
     D = float(np.mean([g.width(i) for i in range(len(g.levels))]))
@@ -940,14 +939,14 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     y_t1, y_t6, y_t9, y_t10, y_t12, y_l3, y_l5 = (float(at(lv)[1]) for lv in ("T1", "T6", "T9", "T10", "T12", "L3", "L5"))
     x_spine = np.interp(bg.Y, c[:, 1], c[:, 0])
     front = rng.uniform(4.5, 5.5) * D
-    back = rng.uniform(1.8, 2.3) * D
+    back = rng.uniform(2.3, 2.8) * D
     front_keys = ([y_t1, y_t10, y_l3, y_l5 + 2 * sp], [0.95, 1.0, rng.uniform(1.0, 1.3), 1.0])
 
     def skin_front(yy):
         return np.interp(yy, c[:, 1], c[:, 0]) - front * np.interp(yy, *front_keys)
 
     x_front = x_spine - front * bg.profile(*front_keys, 1.5 * sp)
-    x_back = x_spine + back * bg.profile([y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.85, rng.uniform(1.4, 1.8)], 1.5 * sp)
+    x_back = x_spine + back * bg.profile([y_t1, y_t10, y_l3, y_l5 + 2 * sp], [1.0, 0.95, 0.9, rng.uniform(1.3, 1.6)], 1.5 * sp)
     mid, half = (x_front + x_back) / 2, (x_back - x_front) / 2
     thick = np.sqrt(np.clip(1 - ((bg.X - mid) / half) ** 2, 0, None))
     field = bg.smooth_field(rng)
@@ -956,7 +955,6 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
     # lungs: anterior to and behind the thoracic bodies, down to the sloping diaphragm
     xs = float(at("T7")[0])
     x_ant = xs - 0.85 * front
-    x_post = xs + 1.2 * D
     y_top = y_t1 - 1.0 * sp
     y_df = y_t9 + rng.uniform(-0.5, 0.5) * sp
     y_db = y_t12 + rng.uniform(0.0, 1.0) * sp

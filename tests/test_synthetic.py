@@ -290,7 +290,7 @@ def test_scoliosis_cobb_angle_in_metadata_and_in_the_ap_mask():
         if r.area < 50:
             continue
         yx = r.coords - r.coords.mean(axis=0)
-        vals, vecs = np.linalg.eigh(np.cov(yx.T))
+        _, vecs = np.linalg.eigh(np.cov(yx.T))
         dy, dx = vecs[:, -1]
         tilts.append(np.degrees(np.arctan2(dy, dx)) % 180)
     tilts = np.array(tilts)
