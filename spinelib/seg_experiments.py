@@ -790,3 +790,243 @@ def dice_history_figure(results: Mapping[str, ExperimentResult]):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# 6. the pages' plans and multi-step experiments
+
+LINES: tuple[str, str] = ("Lat_Anterior_Vertebral_Line", "Lat_Posterior_Vertebral_Line")
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """Sizes and epochs of every experiment on the U-Net page, for one profile.
+
+    The ``ci`` plan is sized so the page runs in about 15 minutes on 2 CPU cores; ``tiny`` is a
+    smoke run; ``paper`` follows the paper (512x256, filters 32, 100 epochs, batch 1).
+    """
+
+    profile: str
+    size: tuple[int, int]  # Table 3 input size (the profile's seg_size)
+    filters: int
+    batch_size: int
+    epochs: int  # Table 3 networks
+    single_epochs: int  # the multi-vs-single comparison (all of its networks)
+    line_epochs: int  # thin-line remedies
+    large_size: tuple[int, int]  # the "larger input" remedy
+    large_filters: int
+    aasce_size: tuple[int, int]
+    aasce_images: int | None
+    aasce_epochs: int
+    aasce_loss: str
+    seed: int = 0
+
+    def recipe(self, which: str) -> dict:
+        """Keyword arguments of :func:`run_experiment` for ``table3``, ``single``, ``lines``,
+        ``large`` or ``aasce``."""
+        base = dict(filters=self.filters, batch_size=self.batch_size, seed=self.seed)
+        recipes = {
+            "table3": dict(base, epochs=self.epochs, patience=max(self.epochs, 1)),
+            "single": dict(base, epochs=self.single_epochs, patience=max(self.single_epochs, 1)),
+            "lines": dict(base, epochs=self.line_epochs, patience=max(self.line_epochs, 1)),
+            "large": dict(base, filters=self.large_filters, epochs=self.line_epochs, patience=max(self.line_epochs, 1)),
+            "aasce": dict(base, loss=self.aasce_loss, epochs=self.aasce_epochs, augment={"flip": True},
+                          patience=max(self.aasce_epochs, 1)),
+        }
+        if which not in recipes:
+            raise ValueError(f"unknown recipe {which!r}; choose one of {list(recipes)}")
+        return recipes[which]
+
+
+def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
+    """The :class:`PagePlan` of a profile (a name or :class:`spinelib.config.Profile`);
+    ``epochs`` overrides the Table 3 epochs (the others scale with it)."""
+    from spinelib.config import get_profile
+
+    P = get_profile(profile)
+    h, w = P.seg_size
+    if P.name == "tiny":
+        plan = dict(epochs=1, single_epochs=1, line_epochs=1, large_size=(2 * h, 2 * w), large_filters=P.seg_filters,
+                    aasce_size=P.seg_size, aasce_images=P.aasce_max_images, aasce_epochs=1, aasce_loss="paper")
+    elif P.name == "ci":
+        plan = dict(epochs=P.seg_epochs * 2, single_epochs=P.seg_epochs, line_epochs=P.seg_epochs * 2,
+                    large_size=(2 * h, 2 * w), large_filters=P.seg_filters // 2, aasce_size=P.seg_size,
+                    aasce_images=160, aasce_epochs=P.seg_epochs, aasce_loss="paper")
+    else:
+        plan = dict(epochs=P.seg_epochs, single_epochs=P.seg_epochs, line_epochs=P.seg_epochs,
+                    large_size=(2 * h, 2 * w), large_filters=P.seg_filters, aasce_size=P.seg_size,
+                    aasce_images=P.aasce_max_images, aasce_epochs=P.seg_epochs, aasce_loss="paper")
+    if epochs is not None:
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        scale = epochs / plan["epochs"]
+        for k in ("single_epochs", "line_epochs", "aasce_epochs"):
+            plan[k] = max(1, round(plan[k] * scale))
+        plan["epochs"] = epochs
+    return PagePlan(profile=P.name, size=P.seg_size, filters=P.seg_filters, batch_size=P.seg_batch_size,
+                    seed=seed, **plan)
+
+
+def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike,
+                     profile: str = "") -> pd.DataFrame:
+    """The AASCE vertebra Dice of this page's profile run beside the committed long run
+    (``long_dir/metrics.json`` written by ``scripts/train_aasce.py``); either may be missing."""
+    rows = {}
+    if profile_run is not None:
+        d = profile_run.summary.query("metric == 'dice'").iloc[0]
+        c = profile_run.config
+        rows[f"this page (profile {profile})"] = {
+            "dice": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "validation patients": int(d["n"]),
+            "input": "x".join(str(s) for s in _input_size(profile_run)),
+            "filters": c["filters"], "loss": c["loss"], "epochs": profile_run.epochs_run,
+            "training minutes": profile_run.train_seconds / 60, "source": "computed now",
+        }
+    path = Path(long_dir) / "metrics.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        s = m["settings"]
+        rows["long run (committed)"] = {
+            "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
+            "validation patients": m["n_val_patients"], "input": "x".join(str(v) for v in s["size"]),
+            "filters": s["filters"], "loss": s["loss"], "epochs": m["epochs_run"],
+            "training minutes": m["train_seconds"] / 60,
+            "source": f"{path} (commit {m['git_commit'][:12]})",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@dataclass
+class LineResults:
+    """The thin-line remedies: one row per remedy with the full-resolution Dice of both lines."""
+
+    table: pd.DataFrame
+    crop_data: SegmentationData
+    crop_result: ExperimentResult
+    boxes_val: np.ndarray
+
+    def figure(self, n: int = 3):
+        """Validation crops (cut around the predicted vertebrae) with the lines found, missed and
+        falsely drawn."""
+        return cases_figure(self.crop_data, self.crop_result, LINES[0], n=n,
+                            title="SYNTHETIC - anterior line in the predicted spine crop")
+
+
+def _full_res_lines(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int) -> pd.Series:
+    summary = full_resolution_dice(data.select(list(LINES)), prob, n_boot=n_boot, seed=seed, progress=False)
+    return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(LINES))
+
+
+def thin_line_experiments(
+    lat: SegmentationData,
+    lat_run: ExperimentResult,
+    out_dir: str | os.PathLike,
+    plan: PagePlan,
+    n_boot: int = 1000,
+    margin: float = 0.1,
+) -> LineResults:
+    """The paper's three suggestions for the vertebral lines, each trained on the two lines only,
+    all measured at the original resolution (:func:`full_resolution_dice`):
+
+    - ``Table 3 network``: the lines of the multi-output LAT network (no new training);
+    - ``lines only``: a network for the two lines, same size and loss (the baseline of the rest);
+    - ``larger input``: the same at ``plan.large_size``;
+    - ``spine crop``: crops around the vertebral bodies **predicted** by ``lat_run`` (training crops
+      around the true ones), cut from the original X-rays at ``plan.size``;
+    - ``Tversky loss``: another loss (alpha 0.3, beta 0.7: a missed white pixel costs more);
+    - ``spine crop + Tversky``: both.
+    """
+    if "Lat_Vertebra" not in lat_run.structures or not set(LINES) <= set(lat_run.structures):
+        raise ValueError(f"{lat_run.name} must segment Lat_Vertebra and both lines; it has {lat_run.structures}")
+    out_dir = Path(out_dir)
+    seed = plan.seed
+    lines_data = lat.select(list(LINES))
+    rows, results = {}, {}
+
+    prob = lat_run.val_prob()[..., [lat_run.structures.index(s) for s in LINES]]
+    rows["Table 3 network"] = (_full_res_lines(lines_data, prob, n_boot, seed), lat_run)
+
+    results["lines only"] = run_experiment(lines_data, out_dir, "lines_only", loss="paper", n_boot=n_boot,
+                                           **plan.recipe("lines"))
+    results["Tversky loss"] = run_experiment(lines_data, out_dir, "lines_tversky", loss="tversky", n_boot=n_boot,
+                                             **plan.recipe("lines"))
+    large = _resized_view_data(lat, plan.large_size, list(LINES))
+    results["larger input"] = run_experiment(large, out_dir, "lines_large", loss="paper", n_boot=n_boot,
+                                             **plan.recipe("large"))
+    for label in ("lines only", "Tversky loss", "larger input"):
+        r = results[label]
+        rows[label] = (_full_res_lines(lines_data, r.val_prob(), n_boot, seed), r)
+
+    vert_c = lat_run.structures.index("Lat_Vertebra")
+    boxes_val = spine_boxes(lat_run.val_prob()[..., vert_c], margin=margin)  # predicted, never the truth
+    boxes_train = spine_boxes(lat.train_masks[..., lat.structures.index("Lat_Vertebra")], margin=margin)
+    crop = crop_data(lat, boxes_train, boxes_val, plan.size, structures=list(LINES), progress=False)
+    for label, loss, name in (("spine crop", "paper", "lines_crop"), ("spine crop + Tversky", "tversky", "lines_crop_tversky")):
+        r = run_experiment(crop, out_dir, name, loss=loss, n_boot=n_boot, **plan.recipe("lines"))
+        results[label] = r
+        full = uncrop(r.val_prob(), boxes_val, lat.size)
+        rows[label] = (_full_res_lines(lines_data, full, n_boot, seed), r)
+
+    table = []
+    for label, (dice, r) in rows.items():
+        table.append({
+            "remedy": label, "input": "x".join(str(v) for v in _input_size(r)), "loss": r.config["loss"],
+            **{f"Dice {s.replace('Lat_', '').replace('_Vertebral_Line', ' line')}": dice[s] for s in LINES},
+            "mean Dice (lines)": float(dice.mean()),
+            "mean Dice in its input frame": float(r.dice().reindex(list(LINES)).mean()),
+            "training minutes": r.train_seconds / 60 if label != "Table 3 network" else np.nan,
+        })
+    return LineResults(table=pd.DataFrame(table).set_index("remedy"), crop_data=crop,
+                       crop_result=results["spine crop"], boxes_val=boxes_val)
+
+
+def _input_size(result: ExperimentResult) -> tuple[int, ...]:
+    with np.load(result.out_dir / PROB_FILE) as z:
+        return tuple(int(s) for s in z["prob"].shape[1:3])
+
+
+def _resized_view_data(data: SegmentationData, size: tuple[int, int], structures: Sequence[str]) -> SegmentationData:
+    """The same patients and split at another input size (read again from the original files)."""
+    from spinelib.clinical import load_view
+
+    def load(records):
+        x = np.zeros((len(records), *size, 1), np.float32)
+        y = np.zeros((len(records), *size, len(structures)), np.float32)
+        for i, record in enumerate(records):
+            image, masks = load_view(record, data.view, size=size, structures=list(structures))
+            x[i, ..., 0] = image / np.float32(255.0)
+            y[i] = masks
+        return x, y
+
+    tx, ty = load(data.train_sources)
+    vx, vy = load(data.val_sources)
+    return replace(data, name=f"{data.name} {size[0]}x{size[1]}", structures=tuple(structures),
+                   train_images=tx, train_masks=ty, val_images=vx, val_masks=vy)
+
+
+@dataclass
+class MultiSingle:
+    """Eight single networks against one multi-output network per view."""
+
+    dice: pd.DataFrame  # structure x {multi-output, single networks}
+    timing: pd.DataFrame
+    multi: dict
+    single: dict
+
+
+def multi_vs_single(views: Mapping[str, SegmentationData], out_dir: str | os.PathLike, plan: PagePlan,
+                    n_boot: int = 1000, loss: str = "paper") -> MultiSingle:
+    """Train, for the same epochs (``plan.single_epochs``), one multi-output network per view and
+    one network per structure (the paper's way); compare Dice per structure and training time."""
+    out_dir = Path(out_dir)
+    multi, single = {}, {}
+    for view, data in views.items():
+        multi[view] = run_experiment(data, out_dir, f"multi_{view}", loss=loss, n_boot=n_boot, **plan.recipe("single"))
+        for s in data.structures:
+            single[s] = run_experiment(data, out_dir, f"single_{s}", structures=[s], loss=loss, n_boot=n_boot,
+                                       **plan.recipe("single"))
+    dice = pd.concat([compare_results({"one network per view": r}) for r in multi.values()])
+    dice["one network per structure"] = pd.concat([r.dice() for r in single.values()]).reindex(dice.index)
+    dice["difference"] = dice["one network per view"] - dice["one network per structure"]
+    timing = timing_table({"one network per view (2)": list(multi.values()),
+                           "one network per structure (8)": list(single.values())})
+    return MultiSingle(dice=dice, timing=timing, multi=multi, single=single)

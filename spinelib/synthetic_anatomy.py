@@ -751,7 +751,9 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     xc = xs + rng.uniform(-0.1, 0.1) * w_mid
     # soft-tissue envelope: an elliptic cross-section, chest -> waist -> hips
     keys_y = [y_t1 - 3 * sp, y_t10, y_l3, y_l5 + 2 * sp]
-    keys_w = [half * rng.uniform(1.1, 1.25), half, half * rng.uniform(0.82, 0.92), half * rng.uniform(1.0, 1.15)]
+    w_l5 = g.width(len(g.levels) - 1)  # the hips must hold the iliac wings (about 2.9 L5 widths)
+    keys_w = [half * rng.uniform(1.1, 1.25), half, max(half * rng.uniform(0.82, 0.92), 2.7 * w_l5),
+              max(half * rng.uniform(1.0, 1.15), 3.5 * w_l5)]
     hw = bg.profile(keys_y, keys_w, 1.5 * sp)
     thick = np.sqrt(np.clip(1 - ((bg.X - xc) / hw) ** 2, 0, None))
     field = bg.smooth_field(rng)

