@@ -180,7 +180,7 @@ def _prob_measures(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def classification_report_table(
     y_true,
     prob,
-    threshold: float = 0.5,
+    threshold: float | np.ndarray = 0.5,
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
@@ -188,16 +188,22 @@ def classification_report_table(
 ) -> pd.DataFrame:
     """The 9 measures at ``prob >= threshold`` plus AUROC, AUPRC and Brier, with bootstrap CIs.
 
+    ``threshold`` is one number, or one per case (e.g. each cross-validation fold's threshold,
+    chosen on the other folds); a case keeps its own threshold when resampled.
+
     Columns: ``measure`` (the paper's name), ``value``, ``ci_low``, ``ci_high`` (percentile
     bootstrap over cases, ``1 - alpha`` level), ``formula``; index: the measure keys.
     Also carries the counts in ``df.attrs['counts']`` and the threshold in ``df.attrs['threshold']``.
     """
     y, p = _check_pair(y_true, prob)
-    if not 0.0 <= float(threshold) <= 1.0:
+    thr = np.asarray(threshold, dtype=float)
+    if thr.ndim > 1 or (thr.ndim == 1 and len(thr) != len(y)):
+        raise ValueError(f"threshold must be a number or one per case ({len(y)}), got shape {thr.shape}")
+    if np.isnan(thr).any() or (thr < 0).any() or (thr > 1).any():
         raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
     if not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    pred = (p >= threshold).astype(int)
+    pred = (p >= thr).astype(int)
     counts = confusion_counts(y, pred)
     point = {**confusion_measures(**counts), **_prob_measures(y, p)}
 
@@ -221,7 +227,7 @@ def classification_report_table(
                      "ci_high": float(hi), "formula": formula})
     df = pd.DataFrame(rows).set_index("key")
     df.attrs["counts"] = counts
-    df.attrs["threshold"] = float(threshold)
+    df.attrs["threshold"] = float(thr) if thr.ndim == 0 else thr.copy()
     df.attrs["n_boot"] = n_boot
     return df
 

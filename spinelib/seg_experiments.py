@@ -324,6 +324,7 @@ def load_result(run_dir: str | os.PathLike) -> ExperimentResult:
     hist = run_dir / "history.csv"
     history = pd.read_csv(hist) if hist.exists() and hist.stat().st_size else pd.DataFrame()
     summary = pd.DataFrame(meta.pop("summary"))
+    summary = summary.astype({c: float for c in ("mean", "sd", "ci_low", "ci_high")} | {"n": int})
     meta["structures"] = tuple(meta["structures"])
     meta["out_dir"] = run_dir
     return ExperimentResult(cases=cases, summary=summary, history=history, **meta)
