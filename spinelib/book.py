@@ -117,7 +117,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
             shutil.copy2(nb, out)
     if render:
         t1 = time.perf_counter()
-        cmd = [sys.executable, "-m", "jupyter_book", "build", str(src), "--path-output",
+        cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",
                str(build_dir.parent if build_dir.name == "_build" else build_dir), "--keep-going"]
         env = dict(os.environ)
         subprocess.run(cmd, check=True, env=env)
