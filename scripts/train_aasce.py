@@ -49,6 +49,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--loss", default="paper", help="a spinelib.losses name (default: the paper's)")
     ap.add_argument("--augment", action="store_true", help="random affine + intensity augmentation (with flips)")
+    ap.add_argument("--batch-norm", action="store_true", help="BatchNorm after every convolution")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (default: all 481)")
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     result = sx.run_experiment(
         data, args.work, "aasce_vertebra", loss=args.loss, filters=args.filters, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, augment=augment, patience=args.patience, seed=args.seed,
+        batch_norm=args.batch_norm,
         verbose=args.verbose,
     )
     wall = time.perf_counter() - t_start

@@ -145,7 +145,8 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     runs = {"bce": sx.run_experiment(ped, tmp_path, "bce", loss="bce", n_boot=20, **FAST),
             "paper": sx.run_experiment(ped, tmp_path, "paper", loss="paper", n_boot=20, **FAST)}
     t2 = sx.table2(runs)
-    assert list(t2.index) == ["bce", "paper"] and t2.loc["bce", "paper's result"] == "black mask"
+    assert list(t2.index) == ["bce", "paper"] and t2.loc["bce", "paper_result"] == "black mask"
+    assert set(t2["verdict"]) <= {"black mask", "mostly black", "mostly white", "a mask"}
     assert (t2["true white %"] > 0).all()
     t3 = sx.table3(runs["paper"])
     assert t3.loc["Ap_Pedicle", "paper_dice"] == PAPER_DICE["Ap_Pedicle"]
@@ -209,3 +210,11 @@ def test_crop_data_and_full_resolution_dice(lat_data):
     assert empty.query("metric == 'dice'")["mean"].item() == 0.0
     widths = sx.line_width_table(lat_data, structures=lines, sizes=[SIZE], n=2)
     assert widths.loc[(lines[0], "original"), "rows hit %"] > widths.loc[(lines[0], f"{SIZE[0]}x{SIZE[1]}"), "rows hit %"] - 1e-9
+
+
+@pytest.mark.parametrize("pred, true, black, verdict", [
+    (0.0, 0.5, 100.0, "black mask"), (0.04, 0.5, 0.0, "black mask"), (0.2, 0.5, 0.0, "mostly black"),
+    (0.5, 0.5, 0.0, "a mask"), (19.0, 0.5, 0.0, "mostly white"), (0.6, 0.5, 60.0, "black mask"),
+])
+def test_mask_verdict(pred, true, black, verdict):
+    assert sx.mask_verdict(pred, true, black) == verdict
