@@ -21,6 +21,7 @@ import pandas as pd
 from .config import REPO_ROOT, default_output_dir, default_synthetic_dir, get_profile
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib")
+BOOK_DIRS = ("docs", "_ext")
 
 
 def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
@@ -95,7 +96,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     for name in BOOK_FILES:
         if (REPO_ROOT / name).exists():
             shutil.copy2(REPO_ROOT / name, src / name)
-    for extra in ("docs",):
+    for extra in BOOK_DIRS:
         if (REPO_ROOT / extra).is_dir():
             shutil.copytree(REPO_ROOT / extra, src / extra)
     params = {"profile": profile, "seed": seed, "synthetic_dir": str(synthetic_dir),

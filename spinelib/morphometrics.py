@@ -169,9 +169,11 @@ def vertebra_heights(lat_vertebra_mask, anterior: str = "left", n_bins: int = 8,
 
 def disk_heights(lat_disk_mask, min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
     """One row per disk of a ``Lat_Disk_Height`` mask, top to bottom: ``x, y, height``
-    (area / depth, the mean height), ``depth``, ``height_ratio`` (to the median disk height)."""
+    (area / depth, the mean height), ``depth``, ``height_ratio`` (to the median disk height) and
+    ``neighbour_ratio``: :math:`h_i / \\tfrac12(h_{i-1} + h_{i+1})` (one neighbour at the ends), a
+    local loss of height that ignores the natural growth of disks down the spine."""
     props = components(lat_disk_mask, min_area_fraction)
-    cols = ["x", "y", "height", "depth", "height_ratio"]
+    cols = ["x", "y", "height", "depth", "height_ratio", "neighbour_ratio"]
     if not props:
         return pd.DataFrame(columns=cols)
     cents = _centroids(props)
@@ -183,6 +185,13 @@ def disk_heights(lat_disk_mask, min_area_fraction: float = MIN_AREA_FRACTION) ->
         rows.append({"x": c[0], "y": c[1], "height": p.area / depth, "depth": depth})
     df = pd.DataFrame(rows)
     df["height_ratio"] = df["height"] / df["height"].median()
+    h = df["height"].to_numpy(float)
+    if len(h) >= 2:
+        padded = np.concatenate([[np.nan], h, [np.nan]])
+        neighbours = np.nanmean(np.stack([padded[:-2], padded[2:]]), axis=0)
+        df["neighbour_ratio"] = h / neighbours
+    else:
+        df["neighbour_ratio"] = 1.0
     return df[cols]
 
 
@@ -407,7 +416,8 @@ def patient_features(ap_vertebra, lat_vertebra, lat_disk, anterior: str = "left"
     - ``min_wedge_ratio``: :math:`\\min_i h^a_i / h^p_i` (LAT);
     - ``min_relative_wedge_ratio``: the same divided by the patient's median ratio (removes the
       natural wedging of a kyphotic segment);
-    - ``min_disk_height_ratio``: smallest disk height / median disk height (LAT);
+    - ``min_disk_height_ratio``: smallest disk height relative to its neighbours
+      (``neighbour_ratio`` of :func:`disk_heights`, LAT);
     - ``max_listhesis_fraction``: largest ``|offset| / depth`` between adjacent bodies (LAT);
     - ``cobb_angle_deg``: endplate Cobb angle (AP); ``lateral_deviation``: :func:`lateral_deviation` (AP).
     """
@@ -419,7 +429,7 @@ def patient_features(ap_vertebra, lat_vertebra, lat_disk, anterior: str = "left"
     return {
         "min_wedge_ratio": float(np.nanmin(ratios)) if np.isfinite(ratios).any() else np.nan,
         "min_relative_wedge_ratio": float(np.nanmin(ratios) / np.nanmedian(ratios)) if np.isfinite(ratios).any() else np.nan,
-        "min_disk_height_ratio": float(d["height_ratio"].min()) if len(d) else np.nan,
+        "min_disk_height_ratio": float(d["neighbour_ratio"].min()) if len(d) else np.nan,
         "max_listhesis_fraction": float(s["fraction"].abs().max()) if len(s) else 0.0,
         "cobb_angle_deg": cobb_angle_from_mask(ap_vertebra, method="endplates"),
         "lateral_deviation": lateral_deviation(ap_c),
