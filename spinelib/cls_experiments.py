@@ -426,8 +426,10 @@ def cross_validate_features(
 def fold_thresholds(oof: pd.DataFrame, criterion: str = "youden") -> pd.DataFrame:
     """Add ``threshold`` and ``y_pred``: fold ``f``'s threshold is chosen
     (:func:`spinelib.classifier.choose_threshold`) on the out-of-fold predictions of the *other*
-    folds only, so no test patient's label or prediction sets its own threshold. A fold whose
-    other folds hold one class only falls back to 0.5."""
+    folds only, so no test patient's label or prediction sets its own threshold. The threshold is
+    then moved midway to the next lower validation probability (the same validation decisions,
+    but not on a data point: with separable validation predictions it falls between the
+    classes). A fold whose other folds hold one class only falls back to 0.5."""
     need = {"fold", "y_true", "prob"}
     if not need <= set(oof.columns):
         raise ValueError(f"oof lacks columns {sorted(need - set(oof.columns))}")
@@ -436,7 +438,11 @@ def fold_thresholds(oof: pd.DataFrame, criterion: str = "youden") -> pd.DataFram
     for f in sorted(out["fold"].unique()):
         other = out[out["fold"] != f]
         if other["y_true"].nunique() == 2:
-            out.loc[out["fold"] == f, "threshold"] = C.choose_threshold(other["y_true"], other["prob"], criterion)
+            t = C.choose_threshold(other["y_true"], other["prob"], criterion)
+            below = other["prob"][other["prob"] < t]
+            if len(below):  # midway into the gap: same validation decisions, no boundary on a data point
+                t = (t + float(below.max())) / 2
+            out.loc[out["fold"] == f, "threshold"] = t
     out["y_pred"] = (out["prob"] >= out["threshold"]).astype(int)
     return out
 

@@ -1,0 +1,84 @@
+"""Headline results: each page records its key numbers; the results page lays them side by side.
+
+A *headline* is one comparable number: what the paper reports and what we measured, on which data
+(``real`` or ``synthetic``), with which profile, and the page that produced it. Pages call
+:func:`record_headlines` at their end; :func:`collect_headlines` reads all of them back and
+:func:`headline_table` renders the book's "paper vs. this book" table with links.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .provenance import run_info, write_results
+
+COLUMNS = ["section", "quantity", "paper", "ours", "ci_low", "ci_high", "data", "dataset", "profile",
+           "page", "note"]
+DATA_KINDS = ("real", "synthetic")
+
+
+def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Mapping], profile: str,
+                     seed: int | None = None) -> Path:
+    """Write ``<output_dir>/headlines/<page>.csv`` (atomically, with a run sidecar).
+
+    Each row needs ``section, quantity, ours, data, dataset``; ``paper``, ``ci_low``, ``ci_high``
+    and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``.
+    """
+    frame = pd.DataFrame(list(rows))
+    missing = {"section", "quantity", "ours", "data", "dataset"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"headline rows of {page} lack column(s): {', '.join(sorted(missing))}")
+    bad = sorted(set(frame["data"]) - set(DATA_KINDS))
+    if bad:
+        raise ValueError(f"headline rows of {page}: data must be 'real' or 'synthetic', got {bad}")
+    frame["page"] = page
+    frame["profile"] = profile
+    for col in COLUMNS:
+        if col not in frame:
+            frame[col] = math.nan if col in ("paper", "ci_low", "ci_high") else ""
+    path = Path(output_dir) / "headlines" / f"{page}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_results(path, frame[COLUMNS], run_info(profile=profile, seed=seed))
+
+
+def collect_headlines(output_dir: str | os.PathLike) -> pd.DataFrame:
+    """All headline rows under ``<output_dir>/headlines``, in page order."""
+    files = sorted((Path(output_dir) / "headlines").glob("*.csv"))
+    if not files:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)[COLUMNS]
+
+
+def _fmt(value, ci_low=math.nan, ci_high=math.nan) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = f"{value:.3f}" if isinstance(value, (int, float)) else html.escape(str(value))
+    if isinstance(ci_low, (int, float)) and not math.isnan(ci_low) and not math.isnan(ci_high):
+        text += f" <small>[{ci_low:.3f}, {ci_high:.3f}]</small>"
+    return text
+
+
+def headline_table(frame: pd.DataFrame, link_prefix: str = "") -> str:
+    """An HTML table: quantity, the paper's number, ours (95% CI), data kind, link to the page."""
+    rows = []
+    for _, r in frame.iterrows():
+        badge = "REAL" if r["data"] == "real" else "SYNTHETIC"
+        colour = "#0072B2" if r["data"] == "real" else "#D55E00"
+        link = f'<a href="{link_prefix}{html.escape(str(r["page"]))}.html">{html.escape(str(r["page"]))}</a>'
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(str(r['section']))}</td><td>{html.escape(str(r['quantity']))}</td>"
+            f"<td>{_fmt(r['paper'])}</td><td>{_fmt(r['ours'], r['ci_low'], r['ci_high'])}</td>"
+            f'<td><b style="color:{colour}">{badge}</b> {html.escape(str(r["dataset"]))}</td>'
+            f"<td>{link}</td><td>{html.escape(str(r['profile']))}</td>"
+            f"<td><small>{html.escape(str(r['note']) if isinstance(r['note'], str) else '')}</small></td></tr>"
+        )
+    head = ("<tr><th>section</th><th>quantity</th><th>paper</th><th>this book [95% CI]</th>"
+            "<th>data</th><th>page</th><th>profile</th><th>note</th></tr>")
+    return f'<table class="table">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
