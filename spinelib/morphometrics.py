@@ -12,8 +12,8 @@ Local frame of a vertebra
     (in the lateral view, with the patient facing left, from anterior to posterior).
 
 Wedge ratio (lateral view)
-    The body's height is measured in slices across its depth: in bins of the across-coordinate
-    :math:`a = (p - c)\\cdot e`, height(bin) = pixels in bin / bin width. A line fitted to
+    The body's height is measured in 1-pixel slices across its depth: for each rounded
+    across-coordinate :math:`a = (p - c)\\cdot e`, height = pixels in the slice. A line fitted to
     height against :math:`a` is evaluated at the anterior and posterior edges (1st and 99th
     percentile of :math:`a`), so a trapezoid gives its edge heights exactly:
 
@@ -120,29 +120,24 @@ def spine_frames(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # lateral view
 
 
-def _edge_heights(xy: np.ndarray, center: np.ndarray, t: np.ndarray, e: np.ndarray, n_bins: int = 8):
-    """Heights at both edges of a body (line fitted to slice heights), its depth, and the
-    across-coordinates of its pixels."""
-    rel = xy - center
-    a = rel @ e
+def _edge_heights(xy: np.ndarray, center: np.ndarray, t: np.ndarray, e: np.ndarray):
+    """Heights at both edges of a body (a line fitted to its 1-pixel slice heights), its depth,
+    and the across-coordinates of its pixels."""
+    a = (xy - center) @ e
     lo, hi = np.percentile(a, [1, 99])
     depth = float(hi - lo + 1.0)
-    inner = (a >= lo + 0.1 * (hi - lo)) & (a <= hi - 0.1 * (hi - lo))
-    edges = np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), n_bins + 1)
-    width = np.diff(edges)
-    counts, _ = np.histogram(a[inner], bins=edges)
-    mids = (edges[:-1] + edges[1:]) / 2
-    ok = width > 0
-    if ok.sum() >= 2 and np.ptp(mids[ok]) > 0:
-        slope, intercept = np.polyfit(mids[ok], counts[ok] / width[ok], 1)
+    slices = np.round(a).astype(int)
+    idx, counts = np.unique(slices, return_counts=True)  # pixels per 1-pixel slice = height there
+    inner = (idx >= lo + 0.1 * (hi - lo)) & (idx <= hi - 0.1 * (hi - lo))
+    if inner.sum() >= 2:
+        slope, intercept = np.polyfit(idx[inner].astype(float), counts[inner].astype(float), 1)
         h_lo, h_hi = slope * lo + intercept, slope * hi + intercept
     else:  # a body a few pixels across: one height
-        h = len(xy) / depth
-        h_lo = h_hi = h
+        h_lo = h_hi = len(xy) / depth
     return float(h_lo), float(h_hi), depth, a
 
 
-def vertebra_heights(lat_vertebra_mask, anterior: str = "left", n_bins: int = 8,
+def vertebra_heights(lat_vertebra_mask, anterior: str = "left",
                      min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
     """One row per vertebral body of a lateral ``Lat_Vertebra`` mask, top to bottom:
     ``x, y`` (centroid), ``anterior_height, posterior_height, wedge_ratio, depth, area``.
@@ -160,7 +155,7 @@ def vertebra_heights(lat_vertebra_mask, anterior: str = "left", n_bins: int = 8,
     t, e = spine_frames(cents)
     rows = []
     for p, c, ti, ei in zip(props, cents, t, e):
-        h_left, h_right, depth, _ = _edge_heights(_xy(p), c, ti, ei, n_bins)
+        h_left, h_right, depth, _ = _edge_heights(_xy(p), c, ti, ei)
         ant, post = (h_left, h_right) if anterior == "left" else (h_right, h_left)
         rows.append({"x": c[0], "y": c[1], "anterior_height": ant, "posterior_height": post,
                      "wedge_ratio": ant / post if post > 0 else np.nan, "depth": depth, "area": int(p.area)})
