@@ -547,7 +547,8 @@ def cnn_classifier(backbone: str, input_shape: tuple[int, int, int], weights: st
     backbone -> global average pooling -> Dense 20 -> Dense 12 -> sigmoid (the paper's dense layers).
 
     ``weights='random'``: the bare network built for ``C`` input channels, inputs scaled to
-    [-1, 1]. ImageNet weights (``'imagenet'``, ``'file'``) need 1 or 3 channels: a 2-channel
+    [-1, 1] (EfficientNet-Lite0, which takes 3 channels only, gets a learned 1x1 convolution
+    from ``C`` to 3 channels first). ImageNet weights (``'imagenet'``, ``'file'``) need 1 or 3 channels: a 2-channel
     input (AP, LAT) becomes (AP, LAT, their mean) and goes through the network's own ImageNet
     preprocessing. ``freeze_first``: the first N weight-holding layers of the backbone keep
     their weights (BatchNorm in them stays in inference mode). ``augment``: random rotation
@@ -562,8 +563,12 @@ def cnn_classifier(backbone: str, input_shape: tuple[int, int, int], weights: st
         x = layers.RandomZoom(0.1, fill_mode="constant", name="aug_zoom")(x)
     if weights == "random":
         set_seed(0)
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="to_pm1")(x)
+        if backbone == "efficientnet_lite0" and c != 3:  # its builder takes RGB only: learn the mix
+            x = layers.Conv2D(3, 1, name="channels_to_3")(x)
+            c = 3
         net = B.BACKBONES[backbone].builder((h, w, c), weights=None)
-        x = net(layers.Rescaling(1 / 127.5, offset=-1.0, name="to_pm1")(x))
+        x = net(x)
     elif weights in ("imagenet", "file"):
         if c == 2:
             mean = layers.Average(name="ap_lat_mean")([x[..., :1], x[..., 1:]])

@@ -194,7 +194,9 @@ def listhesis_offsets(lat_vertebra_mask, anterior: str = "left",
                       min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
     """One row per pair of adjacent bodies (upper ``i``, lower ``i+1``): ``upper, lower,
     offset`` (pixels; positive = the upper body slipped anteriorly) and ``fraction`` (offset /
-    the lower body's depth). Anterior edges are measured in the common frame of the pair."""
+    the lower body's depth). The slip is measured along the disk between them: the mean
+    direction of the upper body's inferior and the lower body's superior endplate (lines fitted
+    to their boundaries), which a slip does not turn."""
     if anterior not in ("left", "right"):
         raise ValueError(f"anterior must be 'left' or 'right', got {anterior!r}")
     props = components(lat_vertebra_mask, min_area_fraction)
@@ -202,15 +204,24 @@ def listhesis_offsets(lat_vertebra_mask, anterior: str = "left",
     if len(props) < 2:
         return pd.DataFrame(columns=cols)
     cents = _centroids(props)
-    t_all, _ = spine_frames(cents)
+    t_all, e_all = spine_frames(cents)
     sign = 1.0 if anterior == "left" else -1.0
     rows = []
     for i in range(len(props) - 1):
-        t = t_all[i] + t_all[i + 1]
-        t /= max(np.linalg.norm(t), 1e-9)
-        e = np.array([t[1], -t[0]]) * sign  # points from anterior to posterior
+        # the frame of the disk between them: the mean direction of the upper body's inferior
+        # and the lower body's superior endplate (a slip moves bodies, not their endplates)
+        up_xy, lo_xy = _xy(props[i]), _xy(props[i + 1])
+        angles = [_endplate_angle(up_xy, cents[i], t_all[i], e_all[i], "inferior"),
+                  _endplate_angle(lo_xy, cents[i + 1], t_all[i + 1], e_all[i + 1], "superior")]
+        angles = [a for a in angles if np.isfinite(a)]
+        if not angles:
+            angles = [float(np.degrees(np.arctan2(e_all[i][1], e_all[i][0])))]
+        e = np.mean([[np.cos(np.radians(a)), np.sin(np.radians(a))] for a in angles], axis=0)
+        e /= max(np.linalg.norm(e), 1e-9)
+        t = np.array([-e[1], e[0]])  # down the image
+        e = e * sign  # from anterior to posterior
         mid = (cents[i] + cents[i + 1]) / 2
-        up, lo = _xy(props[i]) - mid, _xy(props[i + 1]) - mid
+        up, lo = up_xy - mid, lo_xy - mid
         up_along, lo_along = up @ t, lo @ t
         up_band = up[up_along >= np.percentile(up_along, 75)]
         lo_band = lo[lo_along <= np.percentile(lo_along, 25)]
@@ -272,6 +283,21 @@ def _fit_angle(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.degrees(np.arctan(slope)))
 
 
+def _endplate_angle(xy: np.ndarray, center: np.ndarray, t: np.ndarray, e: np.ndarray, which: str) -> float:
+    """Image angle (degrees, positive = right end lower) of a body's superior or inferior
+    endplate: a line fitted to the first/last pixel along ``t`` of every 1-pixel slice across
+    the inner 80 % of the body (slices along ``e``)."""
+    rel = xy - center
+    a = np.round(rel @ e).astype(int)
+    s = rel @ t
+    lo, hi = np.percentile(a, [10, 90])
+    keep = (a >= lo) & (a <= hi)
+    frame = pd.DataFrame({"a": a[keep], "s": s[keep]}).groupby("a")["s"].agg(["min", "max"])
+    axis = float(np.degrees(np.arctan2(e[1], e[0])))
+    edge = frame["min"] if which == "superior" else frame["max"]
+    return _fit_angle(frame.index.to_numpy(float), edge.to_numpy()) + axis
+
+
 def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
     """Per vertebral body of an AP vertebra mask, top to bottom: ``x, y, superior_deg,
     inferior_deg, tilt_deg`` (mean of both), ``width, height``.
@@ -288,15 +314,10 @@ def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_F
     t, e = spine_frames(cents)
     rows = []
     for p, c, ti, ei in zip(props, cents, t, e):
-        rel = _xy(p) - c
-        a = np.round(rel @ ei).astype(int)
-        s = rel @ ti
-        lo, hi = np.percentile(a, [10, 90])
-        keep = (a >= lo) & (a <= hi)
-        frame = pd.DataFrame({"a": a[keep], "s": s[keep]}).groupby("a")["s"].agg(["min", "max"])
-        axis = float(np.degrees(np.arctan2(ei[1], ei[0])))
-        sup = _fit_angle(frame.index.to_numpy(float), frame["min"].to_numpy()) + axis
-        inf = _fit_angle(frame.index.to_numpy(float), frame["max"].to_numpy()) + axis
+        xy = _xy(p)
+        sup = _endplate_angle(xy, c, ti, ei, "superior")
+        inf = _endplate_angle(xy, c, ti, ei, "inferior")
+        a, s = (xy - c) @ ei, (xy - c) @ ti
         rows.append({"x": c[0], "y": c[1], "superior_deg": sup, "inferior_deg": inf,
                      "tilt_deg": (sup + inf) / 2, "width": float(np.ptp(a) + 1),
                      "height": float(np.ptp(s) + 1)})
