@@ -591,6 +591,23 @@ def cnn_classifier(backbone: str, input_shape: tuple[int, int, int], weights: st
     return keras.Model(inputs, out, name=name or f"{backbone}_{weights}_classifier")
 
 
+def _leaf_layers(model: keras.Model) -> list:
+    out = []
+    for layer in model.layers:
+        out.extend(_leaf_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def trainable_summary(model: keras.Model) -> dict:
+    """``frozen`` (names of weight-holding layers that do not train, nested models included),
+    ``trainable_params`` and ``frozen_params``."""
+    leaves = [layer for layer in _leaf_layers(model) if layer.weights]
+    frozen = [layer.name for layer in leaves if not layer.trainable]
+    count = lambda ws: int(sum(np.prod(w.shape) for w in ws))  # noqa: E731
+    return {"frozen": frozen, "trainable_params": count(model.trainable_weights),
+            "frozen_params": count(model.non_trainable_weights)}
+
+
 def row_inputs(row: Table4Row, data: ClassificationInputs, size: tuple[int, int]) -> np.ndarray:
     """The network input of a row at ``size``: ``masks8`` (8 masks x 255), ``ap_lat_channels``
     (AP, LAT) or ``ap``, on the 0-255 scale."""
@@ -798,3 +815,194 @@ def cobb_band_errors(oof: pd.DataFrame, cobb: Sequence[float],
                         "mean prob(severe)": g["prob"].mean()})
     order = [str(b) for b in pd.IntervalIndex.from_breaks(list(bands), closed="left")]
     return out.reindex([o for o in order if o in out.index])
+
+
+# --------------------------------------------------------------------------------------------
+# 7. the final classifier and the morphometric one, on the same folds
+
+
+def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights: str, size: tuple[int, int],
+                   profile: Profile, out_dir: str | os.PathLike | None, seed: int = 0,
+                   weights_path: str | os.PathLike | dict | None = None, head: str = "paper",
+                   pooled: bool = False, keep_models: bool = False, progress: bool = True) -> CVResult:
+    """Frozen features of every view of ``data`` (AP + LAT for synthetic, AP for AASCE) at
+    ``size`` -> patient-grouped CV of ``head``; cached under ``out_dir``.
+
+    ``weights='indomain'`` with ``weights_path`` a ``{fold: U-Net path}`` dict (from
+    :func:`train_aasce_unets` on the same ``data`` and folds) uses each fold's own encoder, so
+    no encoder saw that fold's patients. ``pooled``: global-average-pool the maps first.
+    ``keep_models`` saves the fold models (``.keras``) and returns them in ``result.models``
+    (for Grad-CAM); ``result.features`` is the feature list (or a per-fold callable).
+    """
+    cache = None if out_dir is None else Path(out_dir) / "feature_cache"
+    views = [data.ap] if data.lat is None else [data.ap, data.lat]
+    per_fold = isinstance(weights_path, dict)
+
+    def extract(path):
+        bb = feature_backbone(backbone, (*size, 1), weights, weights_path=path)
+        feats = [features_of(bb, v, cache, progress=progress) for v in views]
+        return [f.mean(axis=(1, 2)) for f in feats] if pooled else feats
+
+    if per_fold:
+        memo: dict[int, list] = {}
+
+        def features(f):
+            if f not in memo:
+                memo.clear()
+                memo[f] = extract(weights_path[f])
+            return tuple(memo[f])
+    else:
+        features = None
+    fit = paper_fit_kwargs(profile) if head == "paper" else {"C": 0.1}
+    config = {"data": data.dataset, "n": len(data), "backbone": backbone, "weights": weights, "size": list(size),
+              "head": head, "pooled": pooled, "fit": fit, "seed": seed, "folds": int(profile.cls_folds),
+              "weights_path": {str(k): str(v) for k, v in weights_path.items()} if per_fold else str(weights_path or ""),
+              "keep_models": keep_models, "label": weights_label(backbone, weights)}
+    model_dir = None if out_dir is None else Path(out_dir) / "cls_models" / f"{name}-{config_key(config)}"
+
+    def run():
+        nonlocal features
+        if features is None:
+            features = tuple(extract(weights_path))
+        oof = cross_validate_features(features, data.labels, data.patient_ids, k=int(profile.cls_folds), head=head,
+                                      fit_kwargs=fit, seed=seed, keep_models=keep_models, progress=progress)
+        if keep_models and model_dir is not None and head == "paper":
+            model_dir.mkdir(parents=True, exist_ok=True)
+            for f, m in enumerate(oof.attrs["models"]):
+                m.save(model_dir / f"fold{f}.keras")
+        run.models = oof.attrs.get("models")
+        return oof
+
+    run.models = None
+    result = cached_run(out_dir, name, config, run)
+    if features is None:
+        features = tuple(extract(weights_path)) if not per_fold else features
+    result.features = features
+    result.models = run.models
+    if keep_models and result.models is None and model_dir is not None and head == "paper":
+        result.models = [keras.models.load_model(model_dir / f"fold{f}.keras", compile=False)
+                         for f in range(int(profile.cls_folds))]
+    return result
+
+
+def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInputs, profile: Profile,
+                    out_dir: str | os.PathLike | None, seed: int = 0, C_: float = 1.0) -> CVResult:
+    """The interpretable classifier: z-scored L2 logistic regression on measured features
+    (one row per sample of ``data``, same order), on the same patient folds as every image run
+    with this ``seed``. Missing values are filled with the training folds' median. The fitted
+    coefficients (per fold) are in ``result.coefficients``."""
+    from sklearn.impute import SimpleImputer
+
+    if len(features) != len(data):
+        raise ValueError(f"{len(features)} feature rows for {len(data)} samples")
+    Xm = features.to_numpy(float)
+    y = data.labels.astype(int)
+    folds = list(patient_kfold(data.patient_ids, y, k=int(profile.cls_folds), seed=seed))
+    coefs = []
+
+    def run():
+        probs = {}
+        for f, (train, val) in enumerate(folds):
+            pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                                 LogisticRegression(C=C_, max_iter=5000))
+            pipe.fit(Xm[train], y[train])
+            probs[f] = pipe.predict_proba(Xm[val])[:, 1]
+            coefs.append(pipe[-1].coef_[0])
+        return C._cv_frame(data.patient_ids, y, folds, probs)
+
+    config = {"data": data.dataset, "n": len(data), "features": list(features.columns), "C": C_, "seed": seed,
+              "folds": int(profile.cls_folds), "values": hashlib.sha256(np.nan_to_num(Xm).tobytes()).hexdigest()[:12]}
+    result = cached_run(out_dir, name, config, run)
+    if not coefs:  # cached: refit for the coefficients (fast)
+        run()
+    result.coefficients = pd.DataFrame(coefs, columns=features.columns).rename_axis("fold")
+    result.info.setdefault("weights", "none (measured features)")
+    return result
+
+
+def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLike | None = None,
+                            max_side: int = 1024, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(features, agreement)`` of every synthetic patient, measured on its *ground-truth* masks
+    at native resolution (shrunk by an integer factor to ``max_side``, so angles and ratios are
+    kept): :data:`spinelib.morphometrics.SYNTHETIC_FEATURES`, and, next to the generator's truth
+    in ``meta.json``, per patient: wedge-ratio MAE, disk-height correlation, listhesis-offset MAE
+    (pixels at full size), measured and true Cobb angle. Cached as CSV under ``out_dir``."""
+    from spinelib import morphometrics as MM
+    from spinelib.clinical import load_view, scan_clinical
+
+    if data.dataset != "synthetic" or data.root is None:
+        raise ValueError("synthetic_morphometrics needs inputs from load_synthetic_inputs()")
+    key = config_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side, "v": 2})
+    folder = None if out_dir is None else Path(out_dir) / "morphometrics"
+    if folder is not None and (folder / f"synthetic-{key}-features.csv").is_file():
+        return (pd.read_csv(folder / f"synthetic-{key}-features.csv"),
+                pd.read_csv(folder / f"synthetic-{key}-agreement.csv", dtype={"patient_id": str}))
+    dataset = scan_clinical(data.root, progress=False)
+    feats, agree = [], []
+    for pid in tqdm(data.patient_ids, desc="morphometrics", disable=not progress):
+        rec = dataset.patient(pid)
+        _, ap = load_view(rec, "AP", structures=["Ap_Vertebra"])
+        _, lat = load_view(rec, "LAT", structures=["Lat_Vertebra", "Lat_Disk_Height"])
+        ap_v, _ = MM.downscale_mask(ap[..., 0], max_side)
+        lat_v, f = MM.downscale_mask(lat[..., 0], max_side)
+        lat_d, _ = MM.downscale_mask(lat[..., 1], max_side)
+        feats.append(MM.patient_features(ap_v, lat_v, lat_d))
+        truth = MM.synthetic_truth(rec.folder)
+        v, d, s = MM.vertebra_heights(lat_v), MM.disk_heights(lat_d), MM.listhesis_offsets(lat_v)
+        row = {"patient_id": pid, "bodies found": len(v), "bodies true": len(truth["wedge_ratio"]),
+               "cobb measured": feats[-1]["cobb_angle_deg"], "cobb true": truth["cobb_angle_deg"],
+               "pathologies": truth["pathologies"]}
+        if len(v) == len(truth["wedge_ratio"]):
+            row["wedge ratio MAE"] = float(np.abs(v["wedge_ratio"] - truth["wedge_ratio"]).mean())
+        if len(d) == len(truth["disk_height_px"]) and len(d) > 2:
+            row["disk height r"] = float(np.corrcoef(d["height"] * f, truth["disk_height_px"])[0, 1])
+        if len(s) == len(truth["listhesis_offset_px"]):
+            row["listhesis offset MAE (px)"] = float(np.abs(s["offset"] * f - truth["listhesis_offset_px"]).mean())
+        agree.append(row)
+    features, agreement = pd.DataFrame(feats), pd.DataFrame(agree)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        features.to_csv(folder / f"synthetic-{key}-features.csv", index=False)
+        agreement.to_csv(folder / f"synthetic-{key}-agreement.csv", index=False)
+    return features, agreement
+
+
+def aasce_mask_morphometrics(data: ClassificationInputs, unet_paths: dict[int, Path], sizes: ExperimentSizes,
+                             k: int, seed: int = 0, out_dir: str | os.PathLike | None = None,
+                             progress: bool = True) -> pd.DataFrame:
+    """Measured on *predicted* vertebra masks, out of fold: every AASCE X-ray is segmented by
+    the U-Net of the fold in which it is a test image (trained without its patient), then
+    :func:`spinelib.morphometrics.ap_features` (centre-line Cobb angle on square pixels, tilt,
+    lateral deviation). One row per image, in ``data`` order; cached under ``out_dir``."""
+    from spinelib import morphometrics as MM
+    from spinelib.segmentation import postprocess, predict
+
+    folds = list(patient_kfold(data.patient_ids, data.labels, k=k, seed=seed))
+    if set(unet_paths) != set(range(k)):
+        raise ValueError(f"need one U-Net per fold 0..{k - 1}, got folds {sorted(unet_paths)}")
+    key = config_key({"paths": {str(f): str(p) for f, p in unet_paths.items()},
+                      "mtimes": [Path(p).stat().st_mtime for p in unet_paths.values()], "n": len(data), "seed": seed})
+    path = None if out_dir is None else Path(out_dir) / "morphometrics" / f"aasce-predicted-{key}.csv"
+    if path is not None and path.is_file():
+        return pd.read_csv(path)
+    x = resize_images(data.ap, sizes.unet_size) / np.float32(255)
+    h, w = sizes.unet_size
+    rows: dict[int, dict] = {}
+    for f, (_, val) in enumerate(tqdm(folds, desc="segment + measure", disable=not progress)):
+        masks = postprocess(predict(load_unet(unet_paths[f]), x[val]))
+        for i, m in zip(val, masks):
+            r = data.table.iloc[i]
+            aspect = (r["width"] / w) / (r["height"] / h)
+            rows[int(i)] = MM.ap_features(m[..., 0], method="centerline", pixel_aspect=aspect)
+    out = pd.DataFrame([rows[i] for i in range(len(data))])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out.to_csv(path, index=False)
+    return out
+
+
+def targets_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """``target, threshold, measured, ci_low, ci_high, met`` for the issue's targets."""
+    df = pd.DataFrame(rows)
+    df["met"] = df["measured"] >= df["threshold"]
+    return df

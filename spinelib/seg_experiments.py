@@ -204,7 +204,6 @@ class ExperimentConfig:
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-3
-    clipnorm: float | None = None
     augment: bool | dict = False
     patience: int = 15
     checkpoint: str = "last"  # evaluate the "last" epoch's model or the "best" (val Dice) one
@@ -345,7 +344,7 @@ def run_experiment(
 
     ``config``: fields of :class:`ExperimentConfig` - ``loss`` (a :mod:`spinelib.losses` name),
     ``filters``, ``depth``, ``batch_norm``, ``up``, ``epochs``, ``batch_size``, ``lr``,
-    ``clipnorm``, ``augment``, ``patience``, ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
+    ``augment``, ``patience``, ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
     test-time augmentation), ``postprocess`` (kwargs of
     :func:`spinelib.segmentation.postprocess`, ``None`` = threshold 0.5), ``seed``.
 
@@ -390,7 +389,7 @@ def run_experiment(
     train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                        loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
                        lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
-                       verbose=verbose, clipnorm=cfg.clipnorm)
+                       verbose=verbose)
     return _finish(data, run_dir, name, cfg, key, n_boot)
 
 

@@ -377,7 +377,6 @@ def train_segmentation(
     patience: int = 15,
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    clipnorm: float | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.losses` name or a callable).
 
@@ -398,11 +397,6 @@ def train_segmentation(
       with the same weights as an uninterrupted one (call :func:`spinelib.config.set_seed`
       before building the model).
 
-    ``clipnorm``: if given, each weight's gradient is rescaled to at most this L2 norm before
-    Adam sees it. It keeps a loss whose scale grows during training (the paper's: roughly minus
-    the number of correctly found white pixels) from making Adam's steps jump when its running
-    second moment lags behind the new gradient size.
-
     ``callbacks``: extra Keras callbacks, run after the epoch timer and before the checkpoint
     and CSV logger, so values they add to ``logs`` in ``on_epoch_end`` land in ``history.csv``.
 
@@ -417,8 +411,6 @@ def train_segmentation(
         raise ValueError(f"patience must be a positive integer, got {patience!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
-    if clipnorm is not None and not clipnorm > 0:
-        raise ValueError(f"clipnorm must be positive or None, got {clipnorm!r}")
     n_out = model.output_shape[-1]
     for name, m in (("train_masks", train_masks), ("val_masks", val_masks)):
         if m.shape[-1] != n_out:
@@ -428,13 +420,13 @@ def train_segmentation(
     loss_fn = get_loss(loss)
     config = {
         "model": model.name, "params": int(model.count_params()), "loss": getattr(loss_fn, "__name__", str(loss)),
-        "lr": float(lr), "clipnorm": clipnorm, "batch_size": int(batch_size), "seed": int(seed), "augment": augment,
+        "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "augment": augment,
         "n_train": len(train_images), "n_val": len(val_images), "input_shape": list(train_images.shape[1:]),
     }
 
     keras.utils.set_random_seed(int(seed))
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=loss_fn,
         metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice"),
                  keras.metrics.MeanMetricWrapper(white_fraction_metric, name="white")],
