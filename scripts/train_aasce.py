@@ -45,11 +45,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, nargs=2, default=(384, 192), metavar=("H", "W"),
                     help="input height and width, multiples of 16 (default 384 192)")
     ap.add_argument("--filters", type=int, default=16, help="U-Net filters at the first level (paper: 32)")
+    ap.add_argument("--depth", type=int, default=5, help="resolution levels (paper: 5); the size must divide by 2**(depth-1)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--loss", default="paper", help="a spinelib.losses name (default: the paper's)")
     ap.add_argument("--augment", action="store_true", help="random affine + intensity augmentation (with flips)")
     ap.add_argument("--batch-norm", action="store_true", help="BatchNorm after every convolution")
+    ap.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNorm moving-average momentum (Keras: 0.99)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (default: all 481)")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     result = sx.run_experiment(
         data, args.work, "aasce_vertebra", loss=args.loss, filters=args.filters, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, augment=augment, patience=args.patience, seed=args.seed,
-        batch_norm=args.batch_norm,
+        batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, depth=args.depth,
         verbose=args.verbose,
     )
     wall = time.perf_counter() - t_start

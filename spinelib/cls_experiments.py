@@ -56,6 +56,8 @@ class ExperimentSizes:
 
     e2e_size: tuple[int, int]  # input of the CNNs trained end to end (Table 4 rows 1-5)
     e2e_epochs: int
+    e2e_folds: int  # folds of the end-to-end rows (each fold traces and trains a whole CNN)
+    e2e_rows: tuple[int, ...]  # which of rows 1-5 this profile trains end to end
     paper_size: tuple[int, int]  # ResNet-50 input of the paper's final network (512x256)
     unet_size: tuple[int, int]  # in-domain U-Net on AASCE vertebra masks
     unet_filters: int
@@ -63,9 +65,9 @@ class ExperimentSizes:
 
 
 EXPERIMENT_SIZES: dict[str, ExperimentSizes] = {
-    "tiny": ExperimentSizes((64, 32), 1, (64, 32), (64, 32), 4, 1),
-    "ci": ExperimentSizes((128, 64), 8, (512, 256), (128, 64), 8, 12),
-    "paper": ExperimentSizes((512, 256), 50, (512, 256), (256, 128), 16, 40),
+    "tiny": ExperimentSizes((64, 32), 1, 2, (4,), (64, 32), (64, 32), 4, 1),
+    "ci": ExperimentSizes((128, 64), 5, 3, (1, 2, 3, 4, 5), (512, 256), (128, 64), 8, 12),
+    "paper": ExperimentSizes((512, 256), 50, 5, (1, 2, 3, 4, 5), (512, 256), (256, 128), 16, 40),
 }
 
 
@@ -631,8 +633,8 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
     """Run (or load from ``out_dir``) one Table 4 row with patient-grouped ``cls_folds``-fold CV.
 
     End-to-end rows train the whole CNN per fold at :attr:`ExperimentSizes.e2e_size` for
-    ``e2e_epochs`` epochs (learning rate 1e-3 from random init, 1e-4 from ImageNet, decaying to
-    a tenth). Frozen-feature rows extract AP and LAT features once (cached) and train the
+    ``e2e_epochs`` epochs with ``e2e_folds`` folds (learning rate 1e-3 from random init, 1e-4
+    from ImageNet, decaying to a tenth). Frozen-feature rows extract AP and LAT features once (cached) and train the
     paper's head per fold (:func:`paper_fit_kwargs`).
     """
     sizes = experiment_sizes(profile)
@@ -641,6 +643,8 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
               "folds": k}
     if row.mode == "end-to-end":
         size = sizes.e2e_size
+        k = int(min(sizes.e2e_folds, profile.cls_folds))
+        config["folds"] = k
         lr = 1e-3 if row.weights == "random" else 1e-4
         fit = {"epochs": sizes.e2e_epochs, "batch_size": int(profile.cls_batch_size), "lr": lr, "lr_decay": True}
         config.update(input_size=list(size), fit=fit)
@@ -903,7 +907,7 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
     def run():
         probs = {}
         for f, (train, val) in enumerate(folds):
-            pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+            pipe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                                  LogisticRegression(C=C_, max_iter=5000))
             pipe.fit(Xm[train], y[train])
             probs[f] = pipe.predict_proba(Xm[val])[:, 1]
@@ -1006,3 +1010,47 @@ def targets_table(rows: Sequence[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["met"] = df["measured"] >= df["threshold"]
     return df
+
+
+def grad_cam_figure(result: CVResult, data: ClassificationInputs, indices: Sequence[int], alpha: float = 0.4):
+    """One row per sample: each view's X-ray with the Grad-CAM (:func:`feature_grad_cam`) of
+    the fold model that never saw that patient; the title gives the truth and the probability.
+    ``result`` must come from :func:`run_feature_cv` with ``keep_models=True`` and the paper head."""
+    import matplotlib.pyplot as plt
+
+    from spinelib.gradcam import overlay_heatmap
+
+    if getattr(result, "models", None) is None:
+        raise ValueError(f"run {result.name} kept no models: use run_feature_cv(..., keep_models=True)")
+    views = [("AP", data.ap)] + ([("LAT", data.lat)] if data.lat is not None else [])
+    names = ("Normal", "Damaged") if data.dataset == "synthetic" else ("Cobb < 40°", "Cobb >= 40°")
+    fig, axes = plt.subplots(len(indices), len(views), figsize=(3.4 * len(views) + 1, 4.6 * len(indices)), squeeze=False)
+    oof = result.oof.set_index("index")
+    for r, i in enumerate(indices):
+        f = int(oof.loc[i, "fold"])
+        feats = result.features(f) if callable(result.features) else result.features
+        cams = feature_grad_cam(result.models[f], [v[i] for v in feats])
+        for c, ((view, images), cam) in enumerate(zip(views, cams)):
+            title = f"{data.dataset.upper()} {data.patient_ids[i]} {view}\ntrue: {names[int(data.labels[i])]}, " \
+                    f"p = {oof.loc[i, 'prob']:.2f} (fold {f + 1})"
+            overlay_heatmap(images[i, ..., 0], upsample_cam(cam, images.shape[1:3]), alpha=alpha, title=title,
+                            ax=axes[r, c])
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(results: dict[str, CVResult], groups: Sequence, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Runs side by side on the same folds: accuracy (validation-chosen thresholds), AUROC with
+    a patient-level bootstrap 95 % CI, Brier score, CPU minutes. ``results`` maps a label
+    (naming the data and the weights) to a run."""
+    from sklearn.metrics import brier_score_loss
+
+    rows = []
+    for label, res in results.items():
+        s = res.summary()
+        t = fold_thresholds(res.oof)
+        auc, lo, hi = patient_bootstrap_auroc(t["y_true"], t["prob"], np.asarray(groups)[t["index"]], n_boot, seed)
+        rows.append({"classifier": label, "accuracy": s["accuracy"], "accuracy@0.5": s["accuracy@0.5"],
+                     "AUROC": auc, "AUROC 95% CI": f"{lo:.3f}-{hi:.3f}", "AUROC low": lo, "AUROC high": hi,
+                     "Brier": brier_score_loss(t["y_true"], t["prob"]), "CPU minutes": res.cpu_minutes})
+    return pd.DataFrame(rows).set_index("classifier")

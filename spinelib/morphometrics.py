@@ -457,7 +457,9 @@ def ap_features(ap_vertebra=None, landmarks=None, method: str = "centerline",
     """The features of :data:`AASCE_FEATURES` from an AP vertebra mask or from landmarks:
     Cobb angle (``method`` of :func:`cobb_angle_from_mask`; landmarks always use the mid-line),
     largest absolute vertebra tilt, :func:`lateral_deviation` of the body centres, and the number
-    of bodies found. ``pixel_aspect``: see :func:`to_square_pixels` (masks only)."""
+    of bodies found. With ``method="centerline"`` (the default, for predicted masks whose bodies
+    may merge), tilt and deviation come from :func:`spine_centerline` (tilt = the centre line's
+    angle to the vertical). ``pixel_aspect``: see :func:`to_square_pixels` (masks only)."""
     if (ap_vertebra is None) == (landmarks is None):
         raise ValueError("give exactly one of ap_vertebra or landmarks")
     if landmarks is not None:
@@ -469,6 +471,10 @@ def ap_features(ap_vertebra=None, landmarks=None, method: str = "centerline",
         ang = mask_endplate_angles(ap_vertebra)
         tilt, cents = ang["tilt_deg"].to_numpy(float), ang[["x", "y"]].to_numpy(float)
         cobb = cobb_angle_from_mask(ap_vertebra, method=method)
+        if method == "centerline":  # bodies may be merged: read tilt and deviation off the centre line
+            line = spine_centerline(ap_vertebra)
+            tilt = line["angle_deg"].to_numpy(float)
+            cents = line[["x", "y"]].to_numpy(float)[:: max(1, len(line) // 17)]
     tilt = tilt[np.isfinite(tilt)]
     return {"cobb_angle_deg": cobb,
             "max_abs_tilt_deg": float(np.abs(tilt).max()) if len(tilt) else np.nan,

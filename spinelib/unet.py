@@ -30,12 +30,12 @@ from keras import layers
 UP_MODES = ("transpose", "bilinear")
 
 
-def conv_block(x, filters: int, batch_norm: bool = False, name: str = "block"):
+def conv_block(x, filters: int, batch_norm: bool = False, name: str = "block", bn_momentum: float = 0.99):
     """Two 3x3 ``same`` convolutions, each followed by ReLU (and BatchNorm before it if asked)."""
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
@@ -48,7 +48,7 @@ def up_block(x, filters: int, up: str = "transpose", name: str = "up"):
     return layers.Conv2D(filters, 2, padding="same", name=f"{name}_conv")(x)
 
 
-def _check(input_shape, filters, depth, n_classes, up, dropout) -> tuple:
+def _check(input_shape, filters, depth, n_classes, up, dropout, bn_momentum=0.99) -> tuple:
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
     for name, value in (("filters", filters), ("depth", depth), ("n_classes", n_classes)):
@@ -58,6 +58,8 @@ def _check(input_shape, filters, depth, n_classes, up, dropout) -> tuple:
         raise ValueError(f"up must be one of {UP_MODES}, got {up!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    if not 0.0 <= float(bn_momentum) < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
     h, w, c = input_shape
     if c is None or int(c) < 1:
         raise ValueError(f"input_shape channels must be a positive integer, got {input_shape!r}")
@@ -81,28 +83,36 @@ def unet(
     up: str = "transpose",
     batch_norm: bool = False,
     dropout: float = 0.0,
+    bn_momentum: float = 0.99,
     name: str = "unet",
 ) -> keras.Model:
     """Build a U-Net; the defaults are the paper's network (7,759,521 parameters).
 
     Output: ``(batch, H, W, n_classes)`` probabilities, one independent sigmoid per structure.
+
+    ``bn_momentum`` (with ``batch_norm=True``): the moving mean and variance used at inference
+    follow :math:`m \\leftarrow \\mu\\, m + (1-\\mu)\\, \\bar x_{batch}`. Keras' default
+    :math:`\\mu = 0.99` needs several hundred steps to forget the initial statistics (0 and 1);
+    a short run on a small dataset (a few hundred steps in all) then predicts with statistics
+    that do not match its weights, and its validation masks are garbage while its training Dice
+    rises. :math:`\\mu = 0.9` forgets within a few dozen steps.
     Raises ``ValueError`` when the height or width is not divisible by ``2**(depth-1)``.
     """
-    input_shape = _check(input_shape, filters, depth, n_classes, up, dropout)
+    input_shape = _check(input_shape, filters, depth, n_classes, up, dropout, bn_momentum)
     inputs = keras.Input(shape=input_shape, name="xray")
     x, skips = inputs, []
     for level in range(depth - 1):
-        x = conv_block(x, filters * 2**level, batch_norm, name=f"down{level + 1}")
+        x = conv_block(x, filters * 2**level, batch_norm, name=f"down{level + 1}", bn_momentum=bn_momentum)
         if dropout:
             x = layers.Dropout(dropout, name=f"down{level + 1}_dropout")(x)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"down{level + 1}_pool")(x)
-    x = conv_block(x, filters * 2 ** (depth - 1), batch_norm, name="bottleneck")
+    x = conv_block(x, filters * 2 ** (depth - 1), batch_norm, name="bottleneck", bn_momentum=bn_momentum)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth - 1)):
         x = up_block(x, filters * 2**level, up, name=f"up{level + 1}")
         x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
-        x = conv_block(x, filters * 2**level, batch_norm, name=f"up{level + 1}")
+        x = conv_block(x, filters * 2**level, batch_norm, name=f"up{level + 1}", bn_momentum=bn_momentum)
     outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -40,7 +41,7 @@ def test_notebook_is_clean_and_parameterised(path):
     assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     src = tagged[0].source
     for name in ("profile", "seed", "output_dir"):
-        assert f"{name} =" in src, f"{path.name}: parameter {name!r} missing"
+        assert re.search(rf"^{name}\s*(:[^=\n]*)?=", src, re.M), f"{path.name}: parameter {name!r} missing"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
         f"{path.name} must start with a '# ' title"
 

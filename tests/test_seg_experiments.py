@@ -162,6 +162,16 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     assert len(fig.axes) == 2
     fig = sx.white_fraction_figure(runs)
     assert len(fig.axes[0].lines) == 3  # two experiments + the true fraction
+    assert len(sx.train_val_figure(runs).axes[0].lines) == 4
+    with_full = sx.table3(runs["paper"], views={"AP": ap_data}, n_boot=10)
+    assert 0.0 <= with_full.loc["Ap_Pedicle", "dice_original_resolution"] <= 1.0
+    lines = pd.DataFrame({"Dice Anterior line": [0.1, 0.9], "Dice Posterior line": [0.2, 0.8],
+                          "mean Dice (lines)": [0.15, 0.85]}, index=["a", "b"])
+    final = sx.final_table3(pd.DataFrame({"paper_dice": [PAPER_DICE["Ap_Pedicle"], PAPER_DICE[sx.LINES[0]]],
+                                          "dice": [0.7, 0.1], "experiment": ["x", "x"]},
+                                         index=["Ap_Pedicle", sx.LINES[0]]), lines)
+    assert final.loc[sx.LINES[0], "final_dice"] == 0.9 and final.loc[sx.LINES[0], "pipeline"].startswith("b")
+    assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
 
 
 def test_all_black_prediction_is_reported_as_such():
@@ -218,3 +228,15 @@ def test_crop_data_and_full_resolution_dice(lat_data):
 ])
 def test_mask_verdict(pred, true, black, verdict):
     assert sx.mask_verdict(pred, true, black) == verdict
+
+
+def test_page_plans_grow_with_the_profile():
+    tiny, ci = sx.page_plan("tiny"), sx.page_plan("ci")
+    assert tiny.epochs < ci.epochs and tiny.size < ci.size and tiny.single_views == ("AP",)
+    assert ci.recipe("table3")["loss"] == "paper" and ci.recipe("table3")["bn_momentum"] == 0.9
+    assert ci.recipe("large")["filters"] == ci.large_filters and "augment" in ci.recipe("aasce")
+    assert sx.page_plan("ci", epochs=60).single_epochs == 2 * ci.single_epochs
+    with pytest.raises(ValueError, match="unknown recipe"):
+        ci.recipe("nope")
+    with pytest.raises(ValueError, match="epochs"):
+        sx.page_plan("ci", epochs=0)
