@@ -354,6 +354,8 @@ def run_experiment(
     epoch; a run with another config is deleted and redone (``rerun=True`` forces that).
     The network has one sigmoid output per structure (a multi-output network when several).
     """
+    import keras
+
     from spinelib.config import set_seed
     from spinelib.segmentation import train_segmentation
     from spinelib.unet import unet
@@ -383,6 +385,7 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)
 
+    keras.backend.clear_session()  # one graph per experiment: no retracing warnings, memory freed
     set_seed(cfg.seed)
     model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
                  n_classes=len(data.structures), up=cfg.up, batch_norm=cfg.batch_norm,
@@ -990,6 +993,20 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "source": f"{path} (commit {m['git_commit'][:12]})",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def compare_with_long_run(final: pd.DataFrame, long_dir: str | os.PathLike, profile: str = "") -> pd.DataFrame:
+    """:func:`final_table3` of this page beside the committed long run's (``long_dir`` written by
+    ``scripts/train_unet_synthetic.py``); without a long run, this page's columns only."""
+    cols = {f"this page (profile {profile})": final[["final_dice", "at_or_above_paper"]]}
+    path = Path(long_dir) / "final_table3.csv"
+    if path.is_file():
+        meta = json.loads((Path(long_dir) / "metrics.json").read_text())
+        label = f"long run (committed, {'x'.join(str(v) for v in meta['plan']['size'])}, commit {meta['git_commit'][:12]})"
+        cols[label] = pd.read_csv(path, index_col=0)[["final_dice", "pipeline", "at_or_above_paper"]]
+    out = pd.concat(cols, axis=1)
+    out.insert(0, "paper_dice", final["paper_dice"])
+    return out
 
 
 @dataclass

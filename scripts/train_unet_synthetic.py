@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""The long synthetic run of page 3: Table 3 (one multi-output U-Net per view) and the thin-line
+remedies, at a larger size and for more epochs than the ``ci`` profile affords.
+
+    .venv/bin/python scripts/train_unet_synthetic.py --size 384 192 --filters 16 --epochs 60 \
+        --line-epochs 40 --out results/unet_synthetic
+
+Same code as the page (:mod:`spinelib.seg_experiments`), same synthetic dataset as the ``ci``
+profile (60 patients, generated if missing), same recipe (:data:`spinelib.seg_experiments.RECIPE`).
+Training files go to ``--work`` (not committed; an interrupted run resumes from there); the
+committed record goes to ``--out``: ``table3.csv``, ``lines.csv``, ``final_table3.csv``,
+``metrics.json`` (command, git commit, timings, machine), figures and ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, nargs=2, default=(384, 192), metavar=("H", "W"))
+    ap.add_argument("--filters", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--epochs", type=int, default=60, help="epochs of the Table 3 networks")
+    ap.add_argument("--line-epochs", type=int, default=40, help="epochs of each thin-line remedy")
+    ap.add_argument("--large-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="the 'larger input' remedy (default: twice --size)")
+    ap.add_argument("--large-filters", type=int, default=None, help="default: half of --filters")
+    ap.add_argument("--n-synthetic", type=int, default=60, help="synthetic patients (the ci profile's 60)")
+    ap.add_argument("--scale", type=float, default=1.0, help="synthetic image scale (the ci profile's 1.0)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--synthetic-dir", default=None, help="default data/synthetic-ci")
+    ap.add_argument("--work", default=str(REPO / "outputs" / "unet_synthetic"))
+    ap.add_argument("--out", default=str(REPO / "results" / "unet_synthetic"))
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    from spinelib import config, seg_experiments as sx, synthetic
+    from spinelib.segmentation import plot_history
+    from train_aasce import git_commit
+
+    h, w = args.size
+    plan = sx.PagePlan(
+        profile="long", size=(h, w), filters=args.filters, batch_size=args.batch_size, epochs=args.epochs,
+        single_epochs=args.epochs, line_epochs=args.line_epochs,
+        large_size=tuple(args.large_size) if args.large_size else (2 * h, 2 * w),
+        large_filters=args.large_filters or max(1, args.filters // 2),
+        aasce_size=(h, w), aasce_images=None, aasce_epochs=args.epochs, seed=args.seed,
+    )
+    syn_dir = config.default_synthetic_dir(args.synthetic_dir, "ci")
+    synthetic.generate_dataset(syn_dir, n_patients=args.n_synthetic, seed=args.seed, scale=args.scale, progress=False)
+    views = {v: sx.prepare_view_data(syn_dir, v, plan.size, seed=args.seed, progress=False) for v in ("AP", "LAT")}
+    work = Path(args.work)
+    runs = {v: sx.run_experiment(d, work, f"table3_{v}", verbose=2, **plan.recipe("table3")) for v, d in views.items()}
+    table3 = sx.table3(list(runs.values()), views=views)
+    print(table3.round(3).to_string(), flush=True)
+    lines = sx.thin_line_experiments(views["LAT"], runs["LAT"], work, plan)
+    print(lines.table.round(3).to_string(), flush=True)
+    final = sx.final_table3(table3, lines.table)
+    print(final.round(3).to_string(), flush=True)
+    wall = time.perf_counter() - t_start
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table3.to_csv(out / "table3.csv")
+    lines.table.to_csv(out / "lines.csv")
+    final.to_csv(out / "final_table3.csv")
+    command = ".venv/bin/python scripts/train_unet_synthetic.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    import tensorflow as tf
+
+    metrics = {
+        "command": command, "git_commit": git_commit(),
+        "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.synthetic, seed {args.seed}, scale {args.scale})",
+        "validation": "patients (not images), spinelib.splits.patient_split",
+        "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(plan).items()},
+        "recipe": sx.RECIPE,
+        "structures_at_or_above_paper": int(final["at_or_above_paper"].sum()),
+        "n_structures": int(len(final)),
+        "training_minutes": {r.name: round(r.train_seconds / 60, 1) for r in runs.values()}
+        | {name: round(m, 1) for name, m in lines.table["training minutes"].dropna().items()},
+        "wall_seconds_this_call": round(wall, 1),
+        "load_average_1min_at_start": round(load_start, 2), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for v, r in runs.items():
+        plot_history(r.history, title=f"{v} network, long run (synthetic)").savefig(out / f"history_{v}.png", dpi=60)
+    for v, r in runs.items():
+        worst = table3.loc[list(r.structures), "dice"].idxmin()
+        sx.cases_figure(views[v], r, worst, n=2).savefig(out / f"cases_{worst}.png", dpi=60)
+    lines.figure(n=2).savefig(out / "lines_crop.png", dpi=60)
+    (out / "README.md").write_text(
+        "# U-Net on the synthetic patients: the long run of page 3\n\n"
+        "Synthetic data (not patients), validation split by patient. Produced by\n\n"
+        f"    {command}\n\n"
+        f"at git commit `{metrics['git_commit']}`, on {metrics['cpu_count']} CPU cores "
+        f"(1-min load average {metrics['load_average_1min_at_start']} at the start, shared with other jobs); "
+        f"{wall / 60:.0f} min wall time.\n\n"
+        f"{metrics['structures_at_or_above_paper']} of {metrics['n_structures']} structures at or above the paper's "
+        "Table 3 (`final_table3.csv`).\n\n"
+        "Files: `table3.csv` (the two multi-output networks, Dice at the input size and at the original "
+        "resolution), `lines.csv` (the thin-line remedies, original resolution), `final_table3.csv`, "
+        "`metrics.json`, `history_*.png`, `cases_*.png` (best and worst validation patients of the weakest "
+        "structure per view), `lines_crop.png`.\n"
+    )
+    print(json.dumps({k: metrics[k] for k in ("structures_at_or_above_paper", "wall_seconds_this_call")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
