@@ -106,6 +106,31 @@ class ClassificationInputs:
     def size(self) -> tuple[int, int]:
         return tuple(int(s) for s in self.ap.shape[1:3])
 
+    def views_at(self, size: tuple[int, int], progress: bool = True) -> list[np.ndarray]:
+        """The X-ray views (AP, and LAT if any) at ``size``: resized when it is not larger than
+        the loaded size, else read again from the source files (so that a 512x256 backbone
+        sees 512x256 detail, not an upsampled smaller image). Kept in memory per size."""
+        size = tuple(int(s) for s in size)
+        if size == self.size:
+            return [self.ap] if self.lat is None else [self.ap, self.lat]
+        cache = self.__dict__.setdefault("_views", {})
+        if size not in cache:
+            if size[0] <= self.size[0] and size[1] <= self.size[1] or self.root is None:
+                cache[size] = [resize_images(v, size) for v in ([self.ap] if self.lat is None else [self.ap, self.lat])]
+            elif self.dataset == "synthetic":
+                from spinelib.clinical import load_classification_pairs, scan_clinical
+
+                ap, lat, _, ids = load_classification_pairs(scan_clinical(self.root, progress=False), size, progress=progress)
+                if list(ids) != list(self.patient_ids):
+                    raise ValueError(f"{self.root} changed since it was loaded: patients differ")
+                cache[size] = [ap * np.float32(255), lat * np.float32(255)]
+            else:
+                from spinelib.aasce import load_aasce_arrays
+
+                images, _ = load_aasce_arrays(self.table, size, progress=progress)
+                cache[size] = [images * np.float32(255)]
+        return cache[size]
+
 
 def load_synthetic_inputs(synthetic_dir: str | os.PathLike, size: tuple[int, int], with_masks: bool = True,
                           progress: bool = True) -> ClassificationInputs:
@@ -189,7 +214,7 @@ WEIGHT_LABELS: dict[str, str] = {
     "random": "random init",
     "imagenet": "ImageNet",
     "file": "ImageNet (local file)",
-    "indomain": "in-domain (U-Net encoder, AASCE vertebra masks)",
+    "indomain": "in-domain (AASCE vertebra masks)",
 }
 """How each kind of weights is named in every table of the book."""
 
@@ -661,13 +686,13 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
         if row.weights == "indomain":
             size = sizes.unet_size
         fit = paper_fit_kwargs(profile)
-        config.update(input_size=list(size), fit=fit, indomain_unet=str(indomain_unet or ""))
+        config.update(input_size=list(size), fit=fit, indomain_unet=str(indomain_unet or ""), views_at_size=2)
 
         def run():
             path = indomain_unet if row.weights == "indomain" else resnet50_weights
             bb = feature_backbone(row.backbone, (*size, 1), row.weights, weights_path=path)
             cache = None if out_dir is None else Path(out_dir) / "feature_cache"
-            feats = [features_of(bb, v, cache, progress=progress) for v in (data.ap, data.lat)]
+            feats = [features_of(bb, v, cache, progress=progress) for v in data.views_at(size, progress)]
             return cross_validate_features(tuple(feats), data.labels, data.patient_ids, k=k, head="paper",
                                            fit_kwargs=fit, seed=seed, progress=progress)
     result = cached_run(out_dir, f"table4-{row.key}", config, run)
@@ -839,12 +864,11 @@ def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights
     (for Grad-CAM); ``result.features`` is the feature list (or a per-fold callable).
     """
     cache = None if out_dir is None else Path(out_dir) / "feature_cache"
-    views = [data.ap] if data.lat is None else [data.ap, data.lat]
     per_fold = isinstance(weights_path, dict)
 
     def extract(path):
         bb = feature_backbone(backbone, (*size, 1), weights, weights_path=path)
-        feats = [features_of(bb, v, cache, progress=progress) for v in views]
+        feats = [features_of(bb, v, cache, progress=progress) for v in data.views_at(size, progress)]
         return [f.mean(axis=(1, 2)) for f in feats] if pooled else feats
 
     if per_fold:
@@ -861,7 +885,7 @@ def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights
     config = {"data": data.dataset, "n": len(data), "backbone": backbone, "weights": weights, "size": list(size),
               "head": head, "pooled": pooled, "fit": fit, "seed": seed, "folds": int(profile.cls_folds),
               "weights_path": {str(k): str(v) for k, v in weights_path.items()} if per_fold else str(weights_path or ""),
-              "keep_models": keep_models, "label": weights_label(backbone, weights)}
+              "keep_models": keep_models, "label": weights_label(backbone, weights), "views_at_size": 2}
     model_dir = None if out_dir is None else Path(out_dir) / "cls_models" / f"{name}-{config_key(config)}"
 
     def run():

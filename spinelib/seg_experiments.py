@@ -21,22 +21,25 @@ Numbers are always computed on the validation patients, never on training patien
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from tqdm.auto import tqdm
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines, unless set
 
-from spinelib.seg_metrics import evaluate_masks, summarise
-from spinelib.splits import patient_split
-from spinelib.structures import PAPER_DICE, STRUCTURES
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from spinelib.seg_metrics import evaluate_masks, summarise  # noqa: E402
+from spinelib.splits import patient_split  # noqa: E402
+from spinelib.structures import PAPER_DICE, STRUCTURES  # noqa: E402
 
 AASCE_STRUCTURE = "AASCE_Vertebra"
 """Name of the single AASCE structure: the 17 vertebral bodies T1-L5, drawn from the corners."""
@@ -115,6 +118,19 @@ class SegmentationData:
             h.update(np.ascontiguousarray(a[:, ::4, ::4]).tobytes())
         h.update(json.dumps([self.train_ids, self.val_ids, list(self.structures)]).encode())
         return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Raise TensorFlow's Python logger to ERROR inside the block: every experiment builds a new
+    model, and TensorFlow warns about the retracing that this implies (harmless here)."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _split(patient_ids: Sequence[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -390,11 +406,12 @@ def run_experiment(
     model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
                  n_classes=len(data.structures), up=cfg.up, batch_norm=cfg.batch_norm,
                  bn_momentum=cfg.bn_momentum, name=f"unet_{name}"[:60])
-    trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
-                                 loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
-                                 lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
-                                 verbose=verbose)
-    return _finish(data, run_dir, name, cfg, key, n_boot, model=trained.model)
+    with quiet_tensorflow():
+        trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
+                                     loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
+                                     lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
+                                     verbose=verbose)
+        return _finish(data, run_dir, name, cfg, key, n_boot, model=trained.model)
 
 
 def _finish(data: SegmentationData, run_dir: Path, name: str, cfg: ExperimentConfig, key: str,
@@ -610,7 +627,8 @@ def inference_variants(
         tta = bool(v.get("tta", False))
         t0 = time.perf_counter()
         if tta not in probs:
-            probs[tta] = predict(model, data.val_images, batch_size=8, tta_flip=tta)
+            with quiet_tensorflow():
+                probs[tta] = predict(model, data.val_images, batch_size=8, tta_flip=tta)
         prob = probs[tta]
         _, summary = evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids,
                                             v.get("postprocess"), n_boot=n_boot)
@@ -1126,16 +1144,21 @@ class MultiSingle:
 
 
 def multi_vs_single(views: Mapping[str, SegmentationData], out_dir: str | os.PathLike, plan: PagePlan,
-                    n_boot: int = 1000) -> MultiSingle:
+                    n_boot: int = 1000, table3_runs: Mapping[str, ExperimentResult] | None = None) -> MultiSingle:
     """Train, for the same epochs (``plan.single_epochs``), one multi-output network per view and
     one network per structure (the paper's way); compare Dice per structure and training time.
-    Only the views in ``plan.single_views`` are compared (all of them except in the smoke run)."""
+    Only the views in ``plan.single_views`` are compared (all of them except in the smoke run).
+    When the comparison's epochs equal the Table 3 epochs, the ``table3_runs`` networks are the
+    multi-output side (they are the same experiment)."""
     out_dir = Path(out_dir)
     multi, single = {}, {}
     for view, data in views.items():
         if view not in plan.single_views:
             continue
-        multi[view] = run_experiment(data, out_dir, f"multi_{view}", n_boot=n_boot, **plan.recipe("single"))
+        if table3_runs is not None and view in table3_runs and plan.single_epochs == plan.epochs:
+            multi[view] = table3_runs[view]
+        else:
+            multi[view] = run_experiment(data, out_dir, f"multi_{view}", n_boot=n_boot, **plan.recipe("single"))
         for s in data.structures:
             single[s] = run_experiment(data, out_dir, f"single_{s}", structures=[s], n_boot=n_boot,
                                        **plan.recipe("single"))

@@ -239,23 +239,29 @@ def epoch_dataset(
     strengths = augment if isinstance(augment, dict) else {}
     if augment:
         augment_pair(images[0], masks[0], 0, **strengths)  # fail early on bad parameters
-    plans = [epoch_plan(len(images), seed, e) for e in range(int(initial_epoch), int(epochs))]
-    orders = np.stack([o for o, _ in plans]).astype(np.int64)
-    seeds = np.stack([s for _, s in plans])
+    batch_size = int(batch_size)
+    index_rows, seed_rows = [], []
+    for e in range(int(initial_epoch), int(epochs)):
+        order, seeds = epoch_plan(len(images), seed, e)
+        for start in range(0, len(order), batch_size):
+            index_rows.append(order[start:start + batch_size])
+            seed_rows.append(seeds[start:start + batch_size])
+    lengths = np.array([len(r) for r in index_rows], dtype=np.int64)
+    indices = tf.RaggedTensor.from_row_lengths(np.concatenate(index_rows).astype(np.int64), lengths)
+    seeds = tf.RaggedTensor.from_row_lengths(np.concatenate(seed_rows), lengths)
     x, y = tf.constant(images), tf.constant(masks)
 
-    def example(i, s):
-        image, mask = tf.gather(x, i), tf.gather(y, i)
+    def batch(i, s):  # one batch: indices (b,) and seeds (b, 2)
+        if isinstance(i, tf.RaggedTensor):
+            i, s = i.to_tensor(), s.to_tensor()
+        xb, yb = tf.gather(x, i), tf.gather(y, i)
         if augment:
-            return augment_pair(image, mask, s, **strengths)
-        return image, mask
+            xb, yb = tf.map_fn(lambda t: augment_pair(t[0], t[1], t[2], **strengths), (xb, yb, s),
+                               fn_output_signature=(tf.float32, tf.float32))
+        return xb, yb
 
-    def one_epoch(order, seed_pairs):
-        return (tf.data.Dataset.from_tensor_slices((order, seed_pairs))
-                .map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(int(batch_size)))
-
-    ds = tf.data.Dataset.from_tensor_slices((orders, seeds)).flat_map(one_epoch)
+    ds = tf.data.Dataset.from_tensor_slices((indices, seeds)).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(images) / int(batch_size))
 
 
