@@ -27,3 +27,9 @@ if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
   echo "[setup] installing Debian chromium for the browser checks"
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "[setup] could not install chromium"
 fi
+# MathJax for the rendered book, served from the book itself (readers may be offline).
+if [ ! -f "$VENV/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js" ]; then
+  echo "[setup] installing MathJax 3.2.2 from the npm registry for the offline book"
+  npm install --no-save --no-audit --no-fund --silent --prefix "$VENV/mathjax" mathjax@3.2.2 >/dev/null \
+    || echo "[setup] could not install MathJax: formulas in the book will not render offline"
+fi

@@ -99,6 +99,9 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     for extra in BOOK_DIRS:
         if (REPO_ROOT / extra).is_dir():
             shutil.copytree(REPO_ROOT / extra, src / extra)
+    mathjax = REPO_ROOT / ".venv" / "mathjax" / "node_modules" / "mathjax" / "es5"
+    if mathjax.is_dir():  # served locally: the book never fetches MathJax from a CDN
+        shutil.copytree(mathjax, src / "_extra" / "mathjax")
     params = {"profile": profile, "seed": seed, "synthetic_dir": str(synthetic_dir),
               "output_dir": str(output_dir)}
     todo = toc_notebooks()

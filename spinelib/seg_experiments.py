@@ -553,19 +553,14 @@ def table3(results: Sequence[ExperimentResult] | ExperimentResult, paper: Mappin
     return df
 
 
-def final_table3(table: pd.DataFrame, line_table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The book's final answer per structure: the Table 3 network's Dice, except for the two
-    vertebral lines, which take the best remedy of :func:`thin_line_experiments` (measured at the
-    original resolution). Columns ``paper_dice, final_dice, pipeline, at_or_above_paper``."""
-    out = pd.DataFrame({"paper_dice": table["paper_dice"], "final_dice": table["dice"],
-                        "pipeline": table["experiment"] + " (input size)"})
-    if line_table is not None and len(line_table):
-        best = line_table["mean Dice (lines)"].idxmax()
-        for s in LINES:
-            if s in out.index:
-                col = f"Dice {s.replace('Lat_', '').replace('_Vertebral_Line', ' line')}"
-                out.loc[s, "final_dice"] = line_table.loc[best, col]
-                out.loc[s, "pipeline"] = f"{best} (original resolution)"
+def final_table3(remedy_dice: pd.DataFrame, pipeline: str = "spine crop + Dice loss") -> pd.DataFrame:
+    """The book's final answer per structure: the Dice of one fixed ``pipeline`` (a column of
+    :attr:`Remedies.dice`, chosen before looking at the numbers, at the original resolution)
+    beside the paper's. Columns ``paper_dice, final_dice, pipeline, at_or_above_paper``."""
+    if pipeline not in remedy_dice.columns:
+        raise ValueError(f"no column {pipeline!r} in the remedies table; columns: {list(remedy_dice.columns)}")
+    out = pd.DataFrame({"paper_dice": remedy_dice["paper_dice"], "final_dice": remedy_dice[pipeline]})
+    out["pipeline"] = f"{pipeline} (original resolution)"
     out["at_or_above_paper"] = out["final_dice"] >= out["paper_dice"]
     return out
 
@@ -927,7 +922,7 @@ class PagePlan:
     batch_size: int
     epochs: int  # Table 3 networks
     single_epochs: int  # the multi-vs-single comparison (all of its networks)
-    line_epochs: int  # thin-line remedies
+    line_epochs: int  # the remedies of the paper's section 2.5.6 (per view)
     large_size: tuple[int, int]  # the "larger input" remedy
     large_filters: int
     aasce_size: tuple[int, int]
@@ -938,7 +933,7 @@ class PagePlan:
 
     def recipe(self, which: str) -> dict:
         """Keyword arguments of :func:`run_experiment` (:data:`RECIPE` plus sizes and epochs) for
-        ``table3``, ``single``, ``lines``, ``large`` or ``aasce``."""
+        ``table3``, ``single``, ``lines`` (the remedies), ``large`` or ``aasce``."""
         base = dict(RECIPE, filters=self.filters, batch_size=self.batch_size, seed=self.seed)
         epochs = {"table3": self.epochs, "single": self.single_epochs, "lines": self.line_epochs,
                   "large": self.line_epochs, "aasce": self.aasce_epochs}
@@ -970,8 +965,8 @@ def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
             plan = dict(common, epochs=1, single_epochs=1, line_epochs=1, large_filters=P.seg_filters, aasce_epochs=1,
                         single_views=("AP",))
         elif P.name == "ci":
-            plan = dict(common, epochs=2 * P.seg_epochs, single_epochs=P.seg_epochs // 2, line_epochs=P.seg_epochs,
-                        large_filters=P.seg_filters // 2, aasce_images=160, aasce_epochs=P.seg_epochs)
+            plan = dict(common, epochs=P.seg_epochs + 5, single_epochs=P.seg_epochs // 3, line_epochs=P.seg_epochs + 5,
+                        large_filters=P.seg_filters // 2, aasce_images=160, aasce_epochs=P.seg_epochs * 2 // 3)
         else:
             plan = dict(common, batch_size=P.seg_batch_size, epochs=P.seg_epochs, single_epochs=P.seg_epochs,
                         line_epochs=P.seg_epochs, large_filters=P.seg_filters, aasce_epochs=P.seg_epochs)
@@ -1028,85 +1023,97 @@ def compare_with_long_run(final: pd.DataFrame, long_dir: str | os.PathLike, prof
 
 
 @dataclass
-class LineResults:
-    """The thin-line remedies: one row per remedy with the full-resolution Dice of both lines."""
+class Remedies:
+    """The paper's three suggestions, per view, all measured at the original resolution.
 
-    table: pd.DataFrame
-    crop_data: SegmentationData
-    crop_result: ExperimentResult
-    boxes_val: np.ndarray
+    ``dice``: structure x setting (``paper's loss`` = the Table 3 network, ``Dice loss``,
+    ``spine crop + Dice loss``, ``larger input + Dice loss`` for the two lines), mean Dice over
+    validation patients; ``results``: the trained experiments; ``crops``: the crop data per view
+    (validation crops cut around the *predicted* spine) and ``boxes``: those crop boxes.
+    """
 
-    def figure(self, n: int = 3):
-        """Validation crops (cut around the predicted vertebrae) with the lines found, missed and
-        falsely drawn."""
-        return cases_figure(self.crop_data, self.crop_result, LINES[0], n=n,
-                            title="SYNTHETIC - anterior line in the predicted spine crop")
+    dice: pd.DataFrame
+    results: dict
+    crops: dict
+    boxes: dict
+
+    def figure(self, structure: str = LINES[0], n: int = 2):
+        """Best and worst validation crops for one structure (found, missed, false alarm)."""
+        from spinelib.structures import view_of
+
+        view = view_of(structure)
+        return cases_figure(self.crops[view], self.results[("spine crop + Dice loss", view)], structure, n=n,
+                            title=f"SYNTHETIC - {structure.replace('_', ' ')} in the predicted spine crop")
 
 
-def _full_res_lines(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int) -> pd.Series:
-    summary = full_resolution_dice(data.select(list(LINES)), prob, n_boot=n_boot, seed=seed, progress=False)
-    return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(LINES))
+def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int) -> pd.Series:
+    summary = full_resolution_dice(data, prob, n_boot=n_boot, seed=seed, progress=False)
+    return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(data.structures))
 
 
-def thin_line_experiments(
-    lat: SegmentationData,
-    lat_run: ExperimentResult,
+def remedy_experiments(
+    views: Mapping[str, SegmentationData],
+    table3_runs: Mapping[str, ExperimentResult],
     out_dir: str | os.PathLike,
     plan: PagePlan,
     n_boot: int = 1000,
     margin: float = 0.1,
-) -> LineResults:
-    """The paper's three suggestions for the vertebral lines, each trained on the two lines only,
-    all measured at the original resolution (:func:`full_resolution_dice`):
+) -> Remedies:
+    """What the paper suggests for structures with too few white pixels (section 2.5.6),
+    measured per view against its Table 3 network, at the original resolution
+    (:func:`full_resolution_dice`, the one frame where different input sizes and crops compare):
 
-    - ``Table 3 network``: the lines of the multi-output LAT network (no new training);
-    - ``lines only``: a network for the two lines, same size and loss (the baseline of the rest);
-    - ``larger input``: the same at ``plan.large_size``;
-    - ``spine crop``: crops around the vertebral bodies **predicted** by ``lat_run`` (training crops
-      around the true ones), cut from the original X-rays at ``plan.size``;
-    - ``Tversky loss``: another loss (alpha 0.3, beta 0.7: a missed white pixel costs more);
-    - ``spine crop + Tversky``: both.
+    - ``Dice loss``: another loss, scale-free per structure (the paper's loss grows with the
+      number of white pixels, so in a multi-output network the large structures set the pace);
+    - ``spine crop + Dice loss``: crops around everything the Table 3 network **predicts** on
+      each validation X-ray (training crops around the true masks), cut from the original X-ray
+      at the same input size, so small structures get several times more pixels;
+    - ``larger input + Dice loss``: the two vertebral lines at ``plan.large_size``.
     """
-    if "Lat_Vertebra" not in lat_run.structures or not set(LINES) <= set(lat_run.structures):
-        raise ValueError(f"{lat_run.name} must segment Lat_Vertebra and both lines; it has {lat_run.structures}")
     out_dir = Path(out_dir)
     seed = plan.seed
-    lines_data = lat.select(list(LINES))
-    rows, results = {}, {}
+    dice_recipe = dict(plan.recipe("lines"), loss="dice")
+    columns: dict[str, pd.Series] = {}
+    results, crops, boxes = {}, {}, {}
+    for view, data in views.items():
+        t3 = table3_runs[view]
+        if tuple(t3.structures) != tuple(data.structures):
+            raise ValueError(f"{t3.name} segments {t3.structures}, the {view} data has {data.structures}")
+        columns.setdefault("paper's loss (Table 3 network)", pd.Series(dtype=float))
+        columns["paper's loss (Table 3 network)"] = pd.concat(
+            [columns["paper's loss (Table 3 network)"], _full_res(data, t3.val_prob(), n_boot, seed)])
+        r = run_experiment(data, out_dir, f"remedy_dice_{view}", n_boot=n_boot, **dice_recipe)
+        results[("Dice loss", view)] = r
+        columns.setdefault("Dice loss", pd.Series(dtype=float))
+        columns["Dice loss"] = pd.concat([columns["Dice loss"], _full_res(data, r.val_prob(), n_boot, seed)])
+        boxes[view] = spine_boxes(t3.val_prob(), margin=margin)  # predicted, never the truth
+        train_boxes = spine_boxes(data.train_masks, margin=margin)
+        crops[view] = crop_data(data, train_boxes, boxes[view], plan.size, progress=False)
+        r = run_experiment(crops[view], out_dir, f"remedy_crop_dice_{view}", n_boot=n_boot, **dice_recipe)
+        results[("spine crop + Dice loss", view)] = r
+        full = uncrop(r.val_prob(), boxes[view], data.size)
+        columns.setdefault("spine crop + Dice loss", pd.Series(dtype=float))
+        columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], _full_res(data, full, n_boot, seed)])
+        if view == "LAT":
+            large = _resized_view_data(data, plan.large_size, list(LINES))
+            r = run_experiment(large, out_dir, "remedy_large_dice_lines", n_boot=n_boot,
+                               **dict(plan.recipe("large"), loss="dice"))
+            results[("larger input + Dice loss", view)] = r
+            columns["larger input + Dice loss"] = _full_res(data.select(list(LINES)), r.val_prob(), n_boot, seed)
+    dice = pd.DataFrame(columns)
+    order = [s for s in STRUCTURES if s in dice.index]
+    dice = dice.reindex(order)
+    dice.insert(0, "paper_dice", pd.Series(PAPER_DICE).reindex(order))
+    dice.index.name = "structure"
+    return Remedies(dice=dice, results=results, crops=crops, boxes=boxes)
 
-    prob = lat_run.val_prob()[..., [lat_run.structures.index(s) for s in LINES]]
-    rows["Table 3 network"] = (_full_res_lines(lines_data, prob, n_boot, seed), lat_run)
 
-    lines_recipe, tversky = plan.recipe("lines"), dict(plan.recipe("lines"), loss="tversky")
-    results["lines only"] = run_experiment(lines_data, out_dir, "lines_only", n_boot=n_boot, **lines_recipe)
-    results["Tversky loss"] = run_experiment(lines_data, out_dir, "lines_tversky", n_boot=n_boot, **tversky)
-    large = _resized_view_data(lat, plan.large_size, list(LINES))
-    results["larger input"] = run_experiment(large, out_dir, "lines_large", n_boot=n_boot, **plan.recipe("large"))
-    for label in ("lines only", "Tversky loss", "larger input"):
-        r = results[label]
-        rows[label] = (_full_res_lines(lines_data, r.val_prob(), n_boot, seed), r)
-
-    vert_c = lat_run.structures.index("Lat_Vertebra")
-    boxes_val = spine_boxes(lat_run.val_prob()[..., vert_c], margin=margin)  # predicted, never the truth
-    boxes_train = spine_boxes(lat.train_masks[..., lat.structures.index("Lat_Vertebra")], margin=margin)
-    crop = crop_data(lat, boxes_train, boxes_val, plan.size, structures=list(LINES), progress=False)
-    for label, recipe, name in (("spine crop", lines_recipe, "lines_crop"), ("spine crop + Tversky", tversky, "lines_crop_tversky")):
-        r = run_experiment(crop, out_dir, name, n_boot=n_boot, **recipe)
-        results[label] = r
-        full = uncrop(r.val_prob(), boxes_val, lat.size)
-        rows[label] = (_full_res_lines(lines_data, full, n_boot, seed), r)
-
-    table = []
-    for label, (dice, r) in rows.items():
-        table.append({
-            "remedy": label, "input": "x".join(str(v) for v in _input_size(r)), "loss": r.config["loss"],
-            **{f"Dice {s.replace('Lat_', '').replace('_Vertebral_Line', ' line')}": dice[s] for s in LINES},
-            "mean Dice (lines)": float(dice.mean()),
-            "mean Dice in its input frame": float(r.dice().reindex(list(LINES)).mean()),
-            "training minutes": r.train_seconds / 60 if label != "Table 3 network" else np.nan,
-        })
-    return LineResults(table=pd.DataFrame(table).set_index("remedy"), crop_data=crop,
-                       crop_result=results["spine crop"], boxes_val=boxes_val)
+def remedy_timing(remedies: Remedies) -> pd.DataFrame:
+    """Training minutes and input size of every remedy network."""
+    rows = [{"remedy": label, "view": view, "input": "x".join(str(v) for v in _input_size(r)),
+             "structures": len(r.structures), "epochs": r.epochs_run, "training minutes": r.train_seconds / 60}
+            for (label, view), r in remedies.results.items()]
+    return pd.DataFrame(rows).set_index(["remedy", "view"])
 
 
 def _input_size(result: ExperimentResult) -> tuple[int, ...]:

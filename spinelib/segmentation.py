@@ -260,8 +260,7 @@ def epoch_dataset(
                                fn_output_signature=(tf.float32, tf.float32))
         return xb, yb
 
-    ds = tf.data.Dataset.from_tensor_slices((indices, seeds)).map(
-        batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.from_tensor_slices((indices, seeds)).map(batch)  # sequential; prefetch overlaps it
     return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(images) / int(batch_size))
 
 

@@ -198,6 +198,12 @@ def test_load_synthetic_inputs(tiny_synthetic):
     assert sorted(data.labels) == [0, 0, 0, 1, 1, 1]
     assert (data.table["label"] == data.labels).all() and (data.table["patient_id"] == data.patient_ids).all()
     assert "pathologies" in data.table and data.table.loc[data.labels == 1, "pathologies"].str.len().gt(0).all()
+    small = data.views_at((32, 16))
+    assert [v.shape for v in small] == [(6, 32, 16, 1)] * 2
+    big = data.views_at((128, 64), progress=False)  # read again from the files, not upsampled
+    assert [v.shape for v in big] == [(6, 128, 64, 1)] * 2 and big[0].max() <= 255
+    assert np.corrcoef(big[0][:, ::2, ::2].ravel(), data.ap.ravel())[0, 1] > 0.9  # same patients, same order
+    assert data.views_at((128, 64)) is big  # kept in memory
     with pytest.raises(FileNotFoundError, match="does not exist"):
         X.load_synthetic_inputs(tiny_synthetic / "nope", (64, 32))
 

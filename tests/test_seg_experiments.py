@@ -165,12 +165,13 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     assert len(sx.train_val_figure(runs).axes[0].lines) == 4
     with_full = sx.table3(runs["paper"], views={"AP": ap_data}, n_boot=10)
     assert 0.0 <= with_full.loc["Ap_Pedicle", "dice_original_resolution"] <= 1.0
-    lines = pd.DataFrame({"Dice Anterior line": [0.1, 0.9], "Dice Posterior line": [0.2, 0.8],
-                          "mean Dice (lines)": [0.15, 0.85]}, index=["a", "b"])
-    final = sx.final_table3(pd.DataFrame({"paper_dice": [PAPER_DICE["Ap_Pedicle"], PAPER_DICE[sx.LINES[0]]],
-                                          "dice": [0.7, 0.1], "experiment": ["x", "x"]},
-                                         index=["Ap_Pedicle", sx.LINES[0]]), lines)
-    assert final.loc[sx.LINES[0], "final_dice"] == 0.9 and final.loc[sx.LINES[0], "pipeline"].startswith("b")
+    remedies = pd.DataFrame({"paper_dice": [PAPER_DICE["Ap_Pedicle"], PAPER_DICE[sx.LINES[0]]],
+                             "Dice loss": [0.1, 0.2], "spine crop + Dice loss": [0.7, 0.9]},
+                            index=["Ap_Pedicle", sx.LINES[0]])
+    final = sx.final_table3(remedies)
+    assert final.loc[sx.LINES[0], "final_dice"] == 0.9 and final.loc[sx.LINES[0], "pipeline"].startswith("spine crop")
+    with pytest.raises(ValueError, match="no column"):
+        sx.final_table3(remedies, pipeline="magic")
     assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
 
 
