@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
+    commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
     from spinelib import seg_experiments as sx
     from spinelib.config import dataset_missing_message, find_dataset
     from spinelib.segmentation import plot_history
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     dice = result.summary.query("metric == 'dice'").iloc[0]
     metrics = {
         "command": command,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "dataset": "AASCE 2019 training split (real AP X-rays), vertebra bodies T1-L5 from the corner landmarks",
         "validation": "patients (not images), spinelib.splits.patient_split",
         "settings": vars(args) | {"size": list(args.size)},

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from spinelib.segmentation import plot_history
     from train_aasce import git_commit
 
+    commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
+
     h, w = args.size
     plan = sx.PagePlan(
         profile="long", size=(h, w), filters=args.filters, batch_size=args.batch_size, epochs=args.epochs,
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     metrics = {
-        "command": command, "git_commit": git_commit(),
+        "command": command, "git_commit": commit,
         "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.synthetic, seed {args.seed}, scale {args.scale})",
         "validation": "patients (not images), spinelib.splits.patient_split",
         "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(plan).items()},
