@@ -20,8 +20,6 @@ import sys
 import threading
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -29,21 +27,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 
 def toc_pages(root: Path = ROOT) -> list[str]:
     """Page paths (``notebooks/01_data_analysis``) in the order of ``_toc.yml``, root first."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
+    from spinelib.book import toc_files
 
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                pages.append(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc.get("chapters", toc.get("parts", [])))
-    return [str(Path(p).with_suffix("")) for p in pages]
+    return toc_files(root)
 
 
 def serve(html: Path) -> tuple[http.server.ThreadingHTTPServer, str]:

@@ -24,12 +24,12 @@ BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib")
 BOOK_DIRS = ("docs", "_ext")
 
 
-def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
-    """Notebooks listed in ``_toc.yml``, in reading order."""
+def toc_files(root: Path = REPO_ROOT) -> list[str]:
+    """Every ``file`` entry of ``_toc.yml`` (without suffix), in reading order, root first."""
     import yaml
 
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    files: list[str] = []
+    files: list[str] = [toc["root"]]
 
     def walk(node):
         if isinstance(node, dict):
@@ -42,13 +42,12 @@ def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
                 walk(v)
 
     walk(toc.get("chapters", toc.get("parts", [])))
-    out = []
-    for f in files:
-        p = root / f
-        nb = p if p.suffix == ".ipynb" else p.with_suffix(".ipynb")
-        if nb.exists():
-            out.append(nb)
-    return out
+    return [str(Path(f).with_suffix("")) for f in files]
+
+
+def toc_notebooks(root: Path = REPO_ROOT) -> list[Path]:
+    """Notebooks listed in ``_toc.yml``, in reading order."""
+    return [root / f"{f}.ipynb" for f in toc_files(root) if (root / f"{f}.ipynb").exists()]
 
 
 def run_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path | None = None,
