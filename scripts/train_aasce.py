@@ -54,6 +54,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNorm moving-average momentum (Keras: 0.99)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--patience", type=int, default=15)
+    ap.add_argument("--crop", action="store_true",
+                    help="two stages: a small network finds the spine, the main one segments crops around it")
+    ap.add_argument("--stage1-size", type=int, nargs=2, default=(256, 128), metavar=("H", "W"))
+    ap.add_argument("--stage1-filters", type=int, default=8)
+    ap.add_argument("--stage1-epochs", type=int, default=15)
+    ap.add_argument("--margin", type=float, default=0.1, help="crop margin, a fraction of the box per side")
+    ap.add_argument("--crop-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="input size of the crop network (default: --size); Dice is always measured on "
+                         "the full X-ray at --size")
     ap.add_argument("--max-images", type=int, default=None, help="first N images only (default: all 481)")
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
@@ -82,17 +91,39 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(data.train_ids)} training images ({len(set(data.train_ids))} patients), "
           f"{len(data.val_ids)} validation images ({len(set(data.val_ids))} patients)", flush=True)
     augment = {"flip": True} if args.augment else False
-    result = sx.run_experiment(
-        data, args.work, "aasce_vertebra", loss=args.loss, filters=args.filters, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, augment=augment, patience=args.patience, seed=args.seed,
-        batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, depth=args.depth,
-        verbose=args.verbose,
-    )
+    common = dict(loss=args.loss, batch_size=args.batch_size, lr=args.lr, augment=augment, seed=args.seed,
+                  batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, verbose=args.verbose)
+    stages = []
+    if args.crop:
+        # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
+        small = sx.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
+                                      val_fraction=args.val_fraction, seed=args.seed, progress=False)
+        assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
+        stage1 = sx.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
+                                   epochs=args.stage1_epochs, patience=args.stage1_epochs, **common)
+        stages.append(stage1)
+        print(f"stage 1 Dice {stage1.dice().iloc[0]:.4f}", flush=True)
+        boxes_val = sx.spine_boxes(stage1.val_prob(), margin=args.margin)  # predicted, never the truth
+        boxes_train = sx.spine_boxes(small.train_masks, margin=args.margin)
+        crop = sx.crop_data(data, boxes_train, boxes_val, tuple(args.crop_size or args.size), progress=False)
+        result = sx.run_experiment(crop, args.work, "aasce_crop", filters=args.filters, epochs=args.epochs,
+                                   patience=args.patience, depth=args.depth, **common)
+        stages.append(result)
+        print(f"Dice inside the predicted crops {result.dice().iloc[0]:.4f}", flush=True)
+        prob = sx.uncrop(result.val_prob(), boxes_val, data.size)
+        cases, summary = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids)
+        figure_data, figure_result = crop, result
+    else:
+        result = sx.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
+                                   patience=args.patience, depth=args.depth, **common)
+        stages.append(result)
+        cases, summary = result.cases, result.summary
+        figure_data, figure_result = data, result
     wall = time.perf_counter() - t_start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    dice = result.summary.query("metric == 'dice'").iloc[0]
+    dice = summary.query("metric == 'dice'").iloc[0]
     metrics = {
         "command": command,
         "git_commit": commit,
@@ -104,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         "dice_mean_over_val_patients": float(dice["mean"]),
         "dice_ci95": [float(dice["ci_low"]), float(dice["ci_high"])],
         "dice_sd": float(dice["sd"]),
-        "summary": json.loads(result.summary.to_json(orient="records")),
-        "params": result.params,
-        "epochs_run": result.epochs_run,
-        "train_seconds": round(result.train_seconds, 1),
+        "dice_frame": f"the full X-ray resized to {args.size[0]}x{args.size[1]} (the network's input size)",
+        "summary": json.loads(summary.to_json(orient="records")),
+        "stages": [{"name": r.name, "input": list(sx._input_size(r)), "params": r.params,
+                    "epochs_run": r.epochs_run, "train_seconds": round(r.train_seconds, 1),
+                    "dice_in_its_frame": float(r.dice().iloc[0])} for r in stages],
+        "params": sum(r.params for r in stages),
+        "epochs_run": sum(r.epochs_run for r in stages),
+        "train_seconds": round(sum(r.train_seconds for r in stages), 1),
         "seconds_per_epoch": round(result.seconds_per_epoch, 1),
         "wall_seconds_this_call": round(wall, 1),
         "load_average_1min_at_start": round(load_start, 2),
@@ -120,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics["tensorflow"] = tf.__version__
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    result.cases.to_csv(out / "cases.csv", index=False)
+    cases.to_csv(out / "cases.csv", index=False)
     result.history.to_csv(out / "history.csv", index=False)
     fig = plot_history(result.history, title="AASCE vertebra U-Net (real X-rays)")
     fig.savefig(out / "history.png", dpi=70)
-    fig = sx.cases_figure(data, result, n=3)
+    fig = sx.cases_figure(figure_data, figure_result, n=3)
     fig.savefig(out / "cases.png", dpi=70)
     (out / "README.md").write_text(
         "# AASCE vertebra U-Net: the long run\n\n"
@@ -134,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(1-min load average {metrics['load_average_1min_at_start']} at the start, shared with other jobs).\n\n"
         f"Mean validation Dice over {metrics['n_val_patients']} patients: {metrics['dice_mean_over_val_patients']:.4f} "
         f"(95 % bootstrap CI {metrics['dice_ci95'][0]:.4f}-{metrics['dice_ci95'][1]:.4f}); "
-        f"{metrics['epochs_run']} epochs, {metrics['train_seconds'] / 60:.1f} min of training, "
+        f"{metrics['epochs_run']} epochs{' (two stages: spine finder, then crops)' if args.crop else ''}, "
+        f"{metrics['train_seconds'] / 60:.1f} min of training, "
         f"{metrics['wall_seconds_this_call'] / 60:.1f} min wall time for this call.\n\n"
         "Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
         "`history.png`, `cases.png` (best and worst validation patients).\n"

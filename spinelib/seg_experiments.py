@@ -669,14 +669,16 @@ def line_width_table(data: SegmentationData, structures: Sequence[str] | None = 
     return df.groupby(["structure", "frame"], sort=False)[["height", "width px", "rows hit %"]].mean()
 
 
-def spine_boxes(masks: np.ndarray, margin: float = 0.1, min_fraction: float = 0.0005) -> np.ndarray:
+def spine_boxes(masks: np.ndarray, margin: float | tuple[float, float] = 0.1,
+                min_fraction: float = 0.0005) -> np.ndarray:
     """Crop boxes around the white pixels of (predicted) masks, in relative coordinates.
 
     ``masks``: ``(N, H, W)`` or ``(N, H, W, C)`` (channels merged) probabilities or binary masks;
     pixels ``> 0.5`` count, after dropping components smaller than ``min_fraction`` of the
     image. Returns ``(N, 4)`` rows ``(y0, x0, y1, x1)`` in [0, 1] (the format of
     ``tf.image.crop_and_resize``): the bounding box widened by ``margin`` times its height and
-    width on every side, clipped to the image. An image with no white pixel gets the whole image.
+    width on every side (``(vertical, horizontal)`` for two different margins), clipped to the
+    image. An image with no white pixel gets the whole image.
 
     At validation time pass the **predicted** vertebra mask: the ground truth would leak the
     answer into the input.
@@ -688,7 +690,8 @@ def spine_boxes(masks: np.ndarray, margin: float = 0.1, min_fraction: float = 0.
         m = m.max(axis=-1)
     if m.ndim != 3:
         raise ValueError(f"masks must be (N, H, W) or (N, H, W, C), got shape {np.shape(masks)}")
-    if margin < 0:
+    my, mx = (margin, margin) if np.isscalar(margin) else (float(margin[0]), float(margin[1]))
+    if my < 0 or mx < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
     n, h, w = m.shape
     boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0]), (n, 1))
@@ -699,7 +702,7 @@ def spine_boxes(masks: np.ndarray, margin: float = 0.1, min_fraction: float = 0.
             continue
         y0, y1 = ys.min() / h, (ys.max() + 1) / h
         x0, x1 = xs.min() / w, (xs.max() + 1) / w
-        dy, dx = margin * (y1 - y0), margin * (x1 - x0)
+        dy, dx = my * (y1 - y0), mx * (x1 - x0)
         boxes[i] = [max(0.0, y0 - dy), max(0.0, x0 - dx), min(1.0, y1 + dy), min(1.0, x1 + dx)]
     return boxes
 
@@ -766,14 +769,35 @@ def full_resolution_dice(
     return _patient_summary(pd.concat(frames, ignore_index=True), n_boot, seed)
 
 
+def load_original(data: SegmentationData, source, structures: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One image of ``data`` at its original resolution: ``(image uint8 HxW, masks bool HxWxC)``.
+
+    ``source`` is an entry of ``data.train_sources``/``val_sources``: a clinical-layout patient
+    record (its ``data.view``), or an AASCE row (image path and corner landmarks; the mask is the
+    17 vertebra bodies drawn at full size).
+    """
+    names = list(structures or data.structures)
+    if hasattr(source, "views"):
+        from spinelib.clinical import load_view
+
+        return load_view(source, data.view, structures=names)
+    if names != [AASCE_STRUCTURE]:
+        raise ValueError(f"AASCE images have only the structure {AASCE_STRUCTURE!r}, not {names}")
+    from spinelib.aasce import vertebra_mask
+    from spinelib.imageio import read_xray
+
+    image = read_xray(source["image_path"])
+    return image, vertebra_mask(source["landmarks"], image.shape)[..., None]
+
+
 def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.ndarray, size: tuple[int, int],
               structures: Sequence[str] | None = None, progress: bool = True) -> SegmentationData:
-    """A new problem of spine crops, cut from the **original-resolution** X-rays and masks.
+    """A new problem of spine crops, cut from the **original-resolution** X-rays and masks
+    (:func:`load_original`; clinical layout or AASCE).
 
     ``boxes_train`` may come from the true masks (training targets), ``boxes_val`` must come from
     a prediction. Crops are resized to ``size`` (image anti-aliased, masks nearest-neighbour).
     """
-    from spinelib.clinical import load_view
     from spinelib.imageio import resize_image, resize_mask
 
     names = list(structures or data.structures)
@@ -782,7 +806,7 @@ def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.nda
         x = np.zeros((len(records), *size, 1), np.float32)
         y = np.zeros((len(records), *size, len(names)), np.float32)
         for i, (record, box) in enumerate(tqdm(list(zip(records, boxes)), desc=f"crop {label}", disable=not progress)):
-            image, masks = load_view(record, data.view, structures=names)
+            image, masks = load_original(data, record, names)
             H, W = image.shape
             r0, c0 = int(box[0] * H), int(box[1] * W)
             r1, c1 = max(int(np.ceil(box[2] * H)), r0 + 2), max(int(np.ceil(box[3] * W)), c0 + 2)
@@ -998,9 +1022,14 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
     if path.is_file():
         m = json.loads(path.read_text())
         s = m["settings"]
+        crop = s.get("crop", False)
+        size = "x".join(str(v) for v in s["size"])
+        if crop:
+            size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
+                    f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
         rows["long run (committed)"] = {
             "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
-            "validation patients": m["n_val_patients"], "input": "x".join(str(v) for v in s["size"]),
+            "validation patients": m["n_val_patients"], "input": size,
             "filters": s["filters"], "loss": s["loss"], "epochs": m["epochs_run"],
             "training minutes": m["train_seconds"] / 60,
             "source": f"{path} (commit {m['git_commit'][:12]})",
@@ -1028,8 +1057,9 @@ class Remedies:
 
     ``dice``: structure x setting (``paper's loss`` = the Table 3 network, ``Dice loss``,
     ``spine crop + Dice loss``, ``larger input + Dice loss`` for the two lines), mean Dice over
-    validation patients; ``results``: the trained experiments; ``crops``: the crop data per view
-    (validation crops cut around the *predicted* spine) and ``boxes``: those crop boxes.
+    validation patients; ``results``: the trained experiments, keyed ``(setting, view)``;
+    ``crops``: the crop data per view and for the ``"lines"`` (validation crops cut around the
+    *predicted* vertebral column) and ``boxes``: those crop boxes.
     """
 
     dice: pd.DataFrame
@@ -1041,7 +1071,7 @@ class Remedies:
         """Best and worst validation crops for one structure (found, missed, false alarm)."""
         from spinelib.structures import view_of
 
-        view = view_of(structure)
+        view = "lines" if structure in LINES and "lines" in self.crops else view_of(structure)
         return cases_figure(self.crops[view], self.results[("spine crop + Dice loss", view)], structure, n=n,
                             title=f"SYNTHETIC - {structure.replace('_', ' ')} in the predicted spine crop")
 
@@ -1051,13 +1081,20 @@ def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int) 
     return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(data.structures))
 
 
+CROP_MARGINS: dict[str, tuple[float, float]] = {"AP": (0.05, 0.1), "LAT": (0.05, 1.0), "lines": (0.05, 0.1)}
+"""(vertical, horizontal) margins of the spine crops, as fractions of the vertebral column's box.
+In the AP view every structure lies on the column; in the LAT view the spinous processes reach up to
+about one column width behind it (measured on the synthetic masks), so its crop is three column
+widths wide; the vertebral lines run along the front and back of the bodies and get the tight crop."""
+
+
 def remedy_experiments(
     views: Mapping[str, SegmentationData],
     table3_runs: Mapping[str, ExperimentResult],
     out_dir: str | os.PathLike,
     plan: PagePlan,
     n_boot: int = 1000,
-    margin: float = 0.1,
+    margins: Mapping[str, tuple[float, float]] = CROP_MARGINS,
 ) -> Remedies:
     """What the paper suggests for structures with too few white pixels (section 2.5.6),
     measured per view against its Table 3 network, at the original resolution
@@ -1065,9 +1102,10 @@ def remedy_experiments(
 
     - ``Dice loss``: another loss, scale-free per structure (the paper's loss grows with the
       number of white pixels, so in a multi-output network the large structures set the pace);
-    - ``spine crop + Dice loss``: crops around everything the Table 3 network **predicts** on
-      each validation X-ray (training crops around the true masks), cut from the original X-ray
-      at the same input size, so small structures get several times more pixels;
+    - ``spine crop + Dice loss``: crops around the vertebral column that the Table 3 network
+      **predicts** on each validation X-ray (training crops around the true column), widened by
+      :data:`CROP_MARGINS`, cut from the original X-ray at the same input size, so small
+      structures get several times more pixels; the two lines get their own tight crop;
     - ``larger input + Dice loss``: the two vertebral lines at ``plan.large_size``.
     """
     out_dir = Path(out_dir)
@@ -1086,14 +1124,24 @@ def remedy_experiments(
         results[("Dice loss", view)] = r
         columns.setdefault("Dice loss", pd.Series(dtype=float))
         columns["Dice loss"] = pd.concat([columns["Dice loss"], _full_res(data, r.val_prob(), n_boot, seed)])
-        boxes[view] = spine_boxes(t3.val_prob(), margin=margin)  # predicted, never the truth
-        train_boxes = spine_boxes(data.train_masks, margin=margin)
-        crops[view] = crop_data(data, train_boxes, boxes[view], plan.size, progress=False)
+        column = data.structures.index(f"{view.capitalize()}_Vertebra")
+        predicted, true = t3.val_prob()[..., column], data.train_masks[..., column]  # predicted, never the truth
+        boxes[view] = spine_boxes(predicted, margin=margins[view])
+        crops[view] = crop_data(data, spine_boxes(true, margin=margins[view]), boxes[view], plan.size, progress=False)
         r = run_experiment(crops[view], out_dir, f"remedy_crop_dice_{view}", n_boot=n_boot, **dice_recipe)
         results[("spine crop + Dice loss", view)] = r
-        full = uncrop(r.val_prob(), boxes[view], data.size)
+        crop_dice = _full_res(data, uncrop(r.val_prob(), boxes[view], data.size), n_boot, seed)
+        if view == "LAT":  # the lines: a tight crop around the column
+            boxes["lines"] = spine_boxes(predicted, margin=margins["lines"])
+            crops["lines"] = crop_data(data, spine_boxes(true, margin=margins["lines"]), boxes["lines"], plan.size,
+                                       structures=list(LINES), progress=False)
+            r = run_experiment(crops["lines"], out_dir, "remedy_crop_dice_lines", n_boot=n_boot, **dice_recipe)
+            results[("spine crop + Dice loss", "lines")] = r
+            lines_data = data.select(list(LINES))
+            crop_dice.loc[list(LINES)] = _full_res(lines_data, uncrop(r.val_prob(), boxes["lines"], data.size),
+                                                   n_boot, seed).to_numpy()
         columns.setdefault("spine crop + Dice loss", pd.Series(dtype=float))
-        columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], _full_res(data, full, n_boot, seed)])
+        columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], crop_dice])
         if view == "LAT":
             large = _resized_view_data(data, plan.large_size, list(LINES))
             r = run_experiment(large, out_dir, "remedy_large_dice_lines", n_boot=n_boot,

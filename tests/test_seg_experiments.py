@@ -112,6 +112,12 @@ def test_aasce_data_keeps_patients_together(aasce_dir):
     assert data.structures == (sx.AASCE_STRUCTURE,) and data.source == "real AASCE"
     assert not set(data.train_ids) & set(data.val_ids)
     assert 0.02 < data.train_masks.mean() < 0.4  # vertebra bodies cover part of the image
+    image, mask = sx.load_original(data, data.val_sources[0])
+    assert image.shape == mask.shape[:2] == (data.val_sources[0]["height"], data.val_sources[0]["width"])
+    crop = sx.crop_data(data, sx.spine_boxes(data.train_masks), sx.spine_boxes(data.val_masks), SIZE, progress=False)
+    assert crop.train_masks.mean() > data.train_masks.mean()  # the spine fills more of a crop
+    with pytest.raises(ValueError, match="only the structure"):
+        sx.load_original(data, data.val_sources[0], ["Ap_Vertebra"])
 
 
 # ---------------------------------------------------------------- one experiment, cached
@@ -194,6 +200,8 @@ def test_spine_boxes_surround_the_mask_and_crops_invert():
     boxes = sx.spine_boxes(m, margin=0.1)
     np.testing.assert_allclose(boxes[0], [10 / 40 - 0.05, 5 / 20 - 0.05, 30 / 40 + 0.05, 15 / 20 + 0.05])
     np.testing.assert_array_equal(boxes[1], [0, 0, 1, 1])  # nothing predicted: the whole image
+    wide = sx.spine_boxes(m[:1], margin=(0.0, 0.5))  # (vertical, horizontal)
+    np.testing.assert_allclose(wide[0], [10 / 40, 5 / 20 - 0.25, 30 / 40, 15 / 20 + 0.25])
     x = np.linspace(0, 1, 40 * 20, dtype=np.float32).reshape(1, 40, 20, 1).repeat(2, 0)
     crops = sx.crop_resize(x, boxes, (32, 16))
     assert crops.shape == (2, 32, 16, 1)
