@@ -28,7 +28,8 @@ def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Ma
     """Write ``<output_dir>/headlines/<page>.csv`` (atomically, with a run sidecar).
 
     Each row needs ``section, quantity, ours, data, dataset``; ``paper``, ``ci_low``, ``ci_high``
-    and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``.
+    and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``. A row may carry its
+    own ``profile`` (e.g. a committed long run shown on the page); the others get ``profile``.
     """
     frame = pd.DataFrame(list(rows))
     missing = {"section", "quantity", "ours", "data", "dataset"} - set(frame.columns)
@@ -38,7 +39,7 @@ def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Ma
     if bad:
         raise ValueError(f"headline rows of {page}: data must be 'real' or 'synthetic', got {bad}")
     frame["page"] = page
-    frame["profile"] = profile
+    frame["profile"] = frame["profile"].fillna(profile) if "profile" in frame else profile
     for col in COLUMNS:
         if col not in frame:
             frame[col] = math.nan if col in ("paper", "ci_low", "ci_high") else ""

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -1049,6 +1050,66 @@ def compare_with_long_run(final: pd.DataFrame, long_dir: str | os.PathLike, prof
     out = pd.concat(cols, axis=1)
     out.insert(0, "paper_dice", final["paper_dice"])
     return out
+
+
+def segmentation_headlines(
+    table2: pd.DataFrame | None = None,
+    table3: pd.DataFrame | None = None,
+    final: pd.DataFrame | None = None,
+    aasce: pd.DataFrame | None = None,
+    synthetic_dataset: str = "synthetic patients",
+    aasce_dataset: str = "AASCE 2019 training split",
+) -> list[dict]:
+    """Headline rows (:func:`spinelib.report.record_headlines`) of the segmentation pages.
+
+    ``table2``: :func:`table2` (synthetic; the paper gives a verdict, not a Dice, so ``paper`` is
+    empty and the note says both); ``table3``: :func:`table3` (the paper's recipe, at the input
+    size); ``final``: :func:`final_table3` (the book's pipeline, at the original resolution);
+    ``aasce``: :func:`aasce_comparison` (real X-rays; the committed long run keeps the profile
+    ``"long run"``). The paper has no AASCE number: the note gives the issue's target instead.
+    """
+    rows: list[dict] = []
+
+    def name(structure: str) -> str:
+        return structure.replace("_", " ")
+
+    if table2 is not None:
+        for experiment, r in table2.iterrows():
+            rows.append({
+                "section": "Segmentation: Table 2 (failed experiments)",
+                "quantity": f"Dice, {name(r['structure'])}: {experiment}",
+                "paper": math.nan, "ours": r["dice"], "ci_low": r["dice_ci_low"], "ci_high": r["dice_ci_high"],
+                "data": "synthetic", "dataset": synthetic_dataset,
+                "note": f"paper: {r['paper_result'] or 'not reported'}; ours: {r['verdict']} "
+                        f"({r['predicted white %']:.1f}% white predicted, {r['true white %']:.1f}% true)",
+            })
+    if table3 is not None:
+        for structure, r in table3.iterrows():
+            rows.append({
+                "section": "Segmentation: Table 3 (paper's recipe)", "quantity": f"Dice, {name(structure)}",
+                "paper": r["paper_dice"], "ours": r["dice"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                "data": "synthetic", "dataset": synthetic_dataset,
+                "note": "one multi-output network per view, the paper's loss, Dice at the input size",
+            })
+    if final is not None:
+        for structure, r in final.iterrows():
+            rows.append({
+                "section": "Segmentation: final pipeline", "quantity": f"Dice, {name(structure)}",
+                "paper": r["paper_dice"], "ours": r["final_dice"], "data": "synthetic",
+                "dataset": synthetic_dataset, "note": r["pipeline"],
+            })
+    if aasce is not None:
+        for label, r in aasce.iterrows():
+            long_run = str(label).startswith("long run")
+            rows.append({
+                "section": "Segmentation: real AP vertebrae", "quantity": "Dice, AASCE vertebral bodies T1-L5",
+                "paper": math.nan, "ours": r["dice"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                "data": "real", "dataset": f"{aasce_dataset}, {int(r['validation patients'])} validation patients",
+                "note": (f"{'committed long run' if long_run else 'this run'}: input {r['input']}, {r['epochs']} "
+                         f"epochs, {r['training minutes']:.0f} min training; target 0.90 (no paper number)"),
+                **({"profile": "long run"} if long_run else {}),
+            })
+    return rows
 
 
 @dataclass

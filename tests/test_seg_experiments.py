@@ -3,6 +3,8 @@ that gives the same weights whether or not it was interrupted."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -179,6 +181,28 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     with pytest.raises(ValueError, match="no column"):
         sx.final_table3(remedies, pipeline="magic")
     assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
+    rows = sx.segmentation_headlines(table2=t2, table3=t3, final=final)
+    assert [r["section"].split(":")[1].strip() for r in rows] == [
+        "Table 2 (failed experiments)"] * 2 + ["Table 3 (paper's recipe)"] + ["final pipeline"] * 2
+    assert rows[0]["ours"] == t2.loc["bce", "dice"] and "paper: black mask" in rows[0]["note"]
+    assert rows[2]["paper"] == PAPER_DICE["Ap_Pedicle"] and {r["data"] for r in rows} == {"synthetic"}
+
+
+def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
+    from spinelib.report import collect_headlines, record_headlines
+
+    long_dir = tmp_path / "long"
+    long_dir.mkdir()
+    (long_dir / "metrics.json").write_text(json.dumps({
+        "settings": {"size": [384, 192], "filters": 8, "loss": "dice"}, "n_val_patients": 47,
+        "dice_mean_over_val_patients": 0.84, "dice_ci95": [0.82, 0.86], "epochs_run": 50,
+        "train_seconds": 3600.0, "git_commit": "0123456789abcdef"}))
+    table = sx.aasce_comparison(None, long_dir, profile="tiny")
+    rows = sx.segmentation_headlines(aasce=table)
+    assert len(rows) == 1 and rows[0]["data"] == "real" and rows[0]["ours"] == 0.84
+    record_headlines(tmp_path / "out", "03_unet_segmentation", rows, profile="tiny")
+    frame = collect_headlines(tmp_path / "out")
+    assert list(frame["profile"]) == ["long run"] and "47 validation patients" in frame.loc[0, "dataset"]
 
 
 def test_all_black_prediction_is_reported_as_such():
