@@ -73,6 +73,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def record_long_run(out: Path, seed: int = 0) -> Path:
+    """The run's headline row for the results page: ``<out>/../headlines/<out name>.csv``, linked
+    to page 3 (which shows the run beside its own)."""
+    from spinelib import report
+    from spinelib import seg_experiments as sx
+
+    rows = sx.segmentation_headlines(aasce=sx.aasce_comparison(None, out), long_run=True)
+    return report.record_headlines(out.parent, "03_unet_segmentation", rows, profile="long run", seed=seed,
+                                   name=out.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
@@ -175,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
         "`history.png`, `cases.png` (best and worst validation patients).\n"
     )
+    record_long_run(out, args.seed)
     print(json.dumps({k: metrics[k] for k in ("dice_mean_over_val_patients", "dice_ci95", "epochs_run",
                                               "train_seconds", "wall_seconds_this_call")}))
     return 0

@@ -24,8 +24,8 @@ DATA_KINDS = ("real", "synthetic")
 
 
 def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Mapping], profile: str,
-                     seed: int | None = None) -> Path:
-    """Write ``<output_dir>/headlines/<page>.csv`` (atomically, with a run sidecar).
+                     seed: int | None = None, name: str | None = None) -> Path:
+    """Write ``<output_dir>/headlines/<name or page>.csv`` (atomically, with a run sidecar).
 
     Each row needs ``section, quantity, ours, data, dataset``; ``paper``, ``ci_low``, ``ci_high``
     and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``. A row may carry its
@@ -43,9 +43,12 @@ def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Ma
     for col in COLUMNS:
         if col not in frame:
             frame[col] = math.nan if col in ("paper", "ci_low", "ci_high") else ""
-    path = Path(output_dir) / "headlines" / f"{page}.csv"
+    path = Path(output_dir) / "headlines" / f"{name or page}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_results(path, frame[COLUMNS], run_info(profile=profile, seed=seed))
+    from .config import PROFILES
+
+    # a long run is not one of the profiles: its settings live in its own metrics.json
+    return write_results(path, frame[COLUMNS], run_info(profile=profile if profile in PROFILES else None, seed=seed))
 
 
 def collect_headlines(output_dir: str | os.PathLike) -> pd.DataFrame:

@@ -1059,14 +1059,16 @@ def segmentation_headlines(
     aasce: pd.DataFrame | None = None,
     synthetic_dataset: str = "synthetic patients",
     aasce_dataset: str = "AASCE 2019 training split",
+    long_run: bool = False,
 ) -> list[dict]:
     """Headline rows (:func:`spinelib.report.record_headlines`) of the segmentation pages.
 
     ``table2``: :func:`table2` (synthetic; the paper gives a verdict, not a Dice, so ``paper`` is
     empty and the note says both); ``table3``: :func:`table3` (the paper's recipe, at the input
     size); ``final``: :func:`final_table3` (the book's pipeline, at the original resolution);
-    ``aasce``: :func:`aasce_comparison` (real X-rays; the committed long run keeps the profile
-    ``"long run"``). The paper has no AASCE number: the note gives the issue's target instead.
+    ``aasce``: :func:`aasce_comparison` (real X-rays): its profile row, or with ``long_run=True``
+    only the committed long run's row (profile ``"long run"``; ``scripts/train_aasce.py`` records
+    it under ``results/headlines``). The paper has no AASCE number: the note gives the target.
     """
     rows: list[dict] = []
 
@@ -1100,14 +1102,16 @@ def segmentation_headlines(
             })
     if aasce is not None:
         for label, r in aasce.iterrows():
-            long_run = str(label).startswith("long run")
+            is_long = str(label).startswith("long run")
+            if is_long != long_run:
+                continue
             rows.append({
                 "section": "Segmentation: real AP vertebrae", "quantity": "Dice, AASCE vertebral bodies T1-L5",
                 "paper": math.nan, "ours": r["dice"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                 "data": "real", "dataset": f"{aasce_dataset}, {int(r['validation patients'])} validation patients",
-                "note": (f"{'committed long run' if long_run else 'this run'}: input {r['input']}, {r['epochs']} "
+                "note": (f"{'committed long run' if is_long else 'this run'}: input {r['input']}, {r['epochs']} "
                          f"epochs, {r['training minutes']:.0f} min training; target 0.90 (no paper number)"),
-                **({"profile": "long run"} if long_run else {}),
+                **({"profile": "long run"} if is_long else {}),
             })
     return rows
 

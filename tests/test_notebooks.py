@@ -44,6 +44,22 @@ def test_notebook_is_clean_and_parameterised(path):
         assert re.search(rf"^{name}\s*(:[^=\n]*)?=", src, re.M), f"{path.name}: parameter {name!r} missing"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
         f"{path.name} must start with a '# ' title"
+    assert '"/kaggle/input/spinelib"' in code[0].source, f"{path.name}: first cell must find spinelib on Kaggle"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_lists_every_parameter_with_type_and_meaning(path):
+    """`papermill --help-notebook` drops a parameter whose annotation it cannot parse (e.g. `str | None`)."""
+    import papermill
+
+    nb = nbformat.read(path, as_version=4)
+    src = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    declared = re.findall(r"^(\w+)\s*[:=]", src, re.M)
+    listed = papermill.inspect_notebook(str(path))
+    assert list(listed) == declared, f"{path.name}: papermill sees {list(listed)}, the cell declares {declared}"
+    for name, p in listed.items():
+        assert p["inferred_type_name"] not in ("None", "", None), f"{path.name}: {name} has no type annotation"
+        assert len(p["help"]) > 10, f"{path.name}: {name} has no comment saying what it means"
 
 
 @pytest.mark.slow
