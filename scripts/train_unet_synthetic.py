@@ -9,7 +9,8 @@ Same code as the page (:mod:`spinelib.seg_experiments`), same synthetic dataset 
 profile (60 patients, generated if missing), same recipe (:data:`spinelib.seg_experiments.RECIPE`).
 Training files go to ``--work`` (not committed; an interrupted run resumes from there); the
 committed record goes to ``--out``: ``table3.csv``, ``lines.csv``, ``final_table3.csv``,
-``metrics.json`` (command, git commit, timings, machine), figures and ``README.md``.
+``metrics.json`` (command, git commit, timings, machine), figures and ``README.md``; the headline
+rows for the results page go to ``<out>/../headlines/<out name>.csv``.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         "`remedy_timing.csv`, `final_table3.csv` (spine crop + Dice loss), `metrics.json`, `history_*.png`, "
         "`cases_*.png` (best and worst validation patients of the weakest structure per view), `crop_*.png`.\n"
     )
+    from spinelib import report
+
+    dataset = f"synthetic, {args.n_synthetic} patients, {len(set(views['AP'].val_ids))} validation patients"
+    rows = [dict(r, profile="long run", note=f"committed long run ({h}x{w}): {r['note']}")
+            for r in sx.segmentation_headlines(table3=table3, final=final, synthetic_dataset=dataset)]
+    report.record_headlines(out.parent, "03_unet_segmentation", rows, profile="long run", seed=args.seed, name=out.name)
     print(json.dumps({k: metrics[k] for k in ("structures_at_or_above_paper", "wall_seconds_this_call")}))
     return 0
 

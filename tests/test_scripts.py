@@ -1,0 +1,70 @@
+"""The long-run scripts, run end to end at toy sizes: they write the committed record (metrics with
+the exact command, per-case CSV, figures, README, a results-page headline) and leave their input
+data untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from spinelib.config import REPO_ROOT, find_dataset
+from spinelib.provenance import assert_unchanged
+
+pytest.importorskip("keras")
+AASCE = find_dataset("aasce")
+TOY = ["--size", "64", "32", "--filters", "4", "--depth", "3", "--epochs", "1", "--batch-size", "4",
+       "--max-images", "12", "--verbose", "0"]
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / name), *args], capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(AASCE is None, reason="AASCE dataset not on this machine")
+@pytest.mark.parametrize("crop", [False, True], ids=["full", "crop"])
+def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, crop):
+    out = tmp_path / "results" / "aasce_toy"
+    extra = ["--crop", "--stage1-size", "64", "32", "--stage1-filters", "4", "--stage1-epochs", "1"] if crop else []
+    with assert_unchanged(AASCE):
+        proc = run_script("train_aasce.py", *TOY, *extra, "--work", str(tmp_path / "work"), "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["command"].startswith(".venv/bin/python scripts/train_aasce.py --size 64 32")
+    assert m["settings"]["crop"] is crop and len(m["stages"]) == (2 if crop else 1)
+    assert m["n_val_patients"] >= 1 and 0.0 <= m["dice_mean_over_val_patients"] <= 1.0
+    assert m["dice_ci95"][0] <= m["dice_mean_over_val_patients"] <= m["dice_ci95"][1]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["dice_mean_over_val_patients"] == m["dice_mean_over_val_patients"]
+    cases = pd.read_csv(out / "cases.csv")
+    assert len(cases) == m["n_val_images"]  # one row per validation image, on the full X-ray
+    for name in ("history.csv", "history.png", "cases.png", "README.md"):
+        assert (out / name).stat().st_size > 0, name
+    head = pd.read_csv(tmp_path / "results" / "headlines" / "aasce_toy.csv")
+    assert list(head["profile"]) == ["long run"] and head.loc[0, "data"] == "real"
+    assert head.loc[0, "ours"] == pytest.approx(m["dice_mean_over_val_patients"])
+
+
+@pytest.mark.slow
+def test_train_unet_synthetic_writes_its_record_and_changes_no_input(tmp_path, tiny_synthetic):
+    from spinelib.config import get_profile
+
+    P = get_profile("tiny")
+    out = tmp_path / "results" / "unet_toy"
+    with assert_unchanged(tiny_synthetic):  # the dataset exists with these settings: reused, not rewritten
+        run_script("train_unet_synthetic.py", "--size", "64", "32", "--filters", "4", "--epochs", "1",
+                   "--line-epochs", "1", "--n-synthetic", str(P.n_synthetic), "--scale", str(P.synthetic_scale),
+                   "--synthetic-dir", str(tiny_synthetic), "--work", str(tmp_path / "work"), "--out", str(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["command"].startswith(".venv/bin/python scripts/train_unet_synthetic.py --size 64 32")
+    final = pd.read_csv(out / "final_table3.csv", index_col=0)
+    assert len(final) == 8 and final["final_dice"].between(0, 1).all()
+    assert m["structures_at_or_above_paper"] == int(final["at_or_above_paper"].sum())
+    head = pd.read_csv(tmp_path / "results" / "headlines" / "unet_toy.csv")
+    assert len(head) == 16 and set(head["profile"]) == {"long run"} and set(head["data"]) == {"synthetic"}
