@@ -948,6 +948,31 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
     return result
 
 
+def image_size_features(data: ClassificationInputs) -> pd.DataFrame:
+    """Each sample's original image size, read from the file headers: height, width and aspect
+    (width / height) per view. A classifier on these alone measures how much a dataset's label
+    leaks through its image sizes (the synthetic generator draws sizes within each class's range of
+    the paper's Table 1, so Damaged X-rays are taller on average); the resized images carry the
+    aspect ratio, not the size."""
+    from spinelib.clinical import scan_clinical
+    from spinelib.imageio import image_size
+
+    if data.dataset == "aasce":
+        h, w = data.table["height"].to_numpy(float), data.table["width"].to_numpy(float)
+        return pd.DataFrame({"AP height": h, "AP width": w, "AP aspect": w / h})
+    if data.root is None:
+        raise ValueError("image_size_features needs inputs loaded from a folder (data.root)")
+    dataset = scan_clinical(data.root, progress=False)
+    rows = []
+    for pid in data.patient_ids:
+        row = {}
+        for view, rec in sorted(dataset.patient(pid).views.items()):
+            h, w = image_size(rec.image_path)
+            row.update({f"{view} height": h, f"{view} width": w, f"{view} aspect": w / h})
+        rows.append(row)
+    return pd.DataFrame(rows).astype(float)
+
+
 def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLike | None = None,
                             max_side: int = 1024, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(features, agreement)`` of every synthetic patient, measured on its *ground-truth* masks

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,6 +208,12 @@ def test_load_synthetic_inputs(tiny_synthetic):
     assert data.views_at((128, 64)) is big  # kept in memory
     with pytest.raises(FileNotFoundError, match="does not exist"):
         X.load_synthetic_inputs(tiny_synthetic / "nope", (64, 32))
+    sizes = X.image_size_features(data)
+    assert list(sizes.columns) == [f"{v} {q}" for v in ("AP", "LAT") for q in ("height", "width", "aspect")]
+    first = data.table.loc[0, "folder"]
+    from spinelib.imageio import read_xray
+
+    assert tuple(sizes.loc[0, ["AP height", "AP width"]]) == read_xray(next(Path(first).rglob("AP.*"))).shape
 
 
 def test_feature_grad_cam_points_at_the_evidence():
