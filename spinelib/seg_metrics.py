@@ -87,10 +87,25 @@ def surface_distances(a, b, spacing: float | Sequence[float] = 1.0) -> np.ndarra
     """
     a, b = _pair(a, b)
     sp = _spacing(spacing, a.ndim)
-    sa, sb = _surface(a), _surface(b)
-    if not sa.any() or not sb.any():
+    if not a.any() or not b.any():
         raise ValueError("surface_distances needs two non-empty masks")
+    a, b = _crop_to_union(a, b)
+    sa, sb = _surface(a), _surface(b)
     return ndimage.distance_transform_edt(~sb, sampling=sp)[sa]
+
+
+def _crop_to_union(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cut to the bounding box of ``a | b`` plus one background pixel per side (or the
+    image border). Exact for surface distances: every surface pixel, and the nearest surface
+    pixel of the other mask, lie inside the box, and the padding keeps the border convention of
+    :func:`_surface`. A small structure in a full-resolution X-ray costs its box, not the image."""
+    union = a | b
+    box = []
+    for axis in range(union.ndim):
+        hit = np.flatnonzero(union.any(axis=tuple(i for i in range(union.ndim) if i != axis)))
+        box.append(slice(max(int(hit[0]) - 1, 0), int(hit[-1]) + 2))
+    box = tuple(box)
+    return a[box], b[box]
 
 
 def hausdorff95(a, b, spacing: float | Sequence[float] = 1.0) -> float:

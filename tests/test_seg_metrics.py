@@ -115,3 +115,27 @@ def test_keras_dice_metric_by_hand():
     # image 0: 2*2 / (4 + 2) = 2/3; image 1: both empty = 1
     assert float(dice_metric(y, p)) == pytest.approx((2 / 3 + 1) / 2)
     assert float(dice_metric(y[:1], y[:1])) == pytest.approx(1.0)
+
+
+def _full_image_surface_distances(a, b):
+    """The definition, over the whole image (no cropping): the reference for the fast version."""
+    from scipy import ndimage
+
+    sa = a & ~ndimage.binary_erosion(a, border_value=0)
+    sb = b & ~ndimage.binary_erosion(b, border_value=0)
+    return ndimage.distance_transform_edt(~sb)[sa]
+
+
+def test_surface_distances_cropped_to_the_structures_equal_the_full_image_ones():
+    from spinelib.seg_metrics import surface_distances
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        shape = tuple(rng.integers(8, 60, size=2))
+        a, b = rng.random(shape) > rng.uniform(0.6, 0.99), np.zeros(shape, bool)
+        r0, c0 = rng.integers(0, shape[0] - 2), rng.integers(0, shape[1] - 2)
+        b[r0:r0 + rng.integers(1, 10), c0:c0 + rng.integers(1, 10)] = True  # a blob, maybe on the border
+        if not a.any():
+            continue
+        np.testing.assert_allclose(np.sort(surface_distances(a, b)), np.sort(_full_image_surface_distances(a, b)))
+        np.testing.assert_allclose(np.sort(surface_distances(b, a)), np.sort(_full_image_surface_distances(b, a)))
