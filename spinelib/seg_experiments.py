@@ -670,6 +670,26 @@ def line_width_table(data: SegmentationData, structures: Sequence[str] | None = 
     return df.groupby(["structure", "frame"], sort=False)[["height", "width px", "rows hit %"]].mean()
 
 
+def resolution_ceiling(data: SegmentationData, sizes: Sequence[tuple[int, int]],
+                       structures: Sequence[str] | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The best Dice any network working at an input size can reach at the **original**
+    resolution: each validation patient's true mask, resized to the size (nearest neighbour, as
+    the training targets) and back (as :func:`full_resolution_dice` does with predictions).
+    One column per size (``"HxW"``), one row per structure. A thin line that the resizing turns
+    into dots cannot come back whole, however good the network."""
+    from spinelib.imageio import resize_mask
+
+    names = list(structures or data.structures)
+    sub = data.select(names) if names != list(data.structures) else data
+    originals = [load_original(data, record, names)[1] for record in data.val_sources]
+    cols = {}
+    for h, w in sizes:
+        prob = np.stack([np.stack([resize_mask(m[..., c], (h, w)) for c in range(len(names))], axis=-1)
+                         for m in originals]).astype(np.float32)
+        cols[f"{h}x{w}"] = _full_res(sub, prob, n_boot, seed)
+    return pd.DataFrame(cols).rename_axis("structure")
+
+
 def spine_boxes(masks: np.ndarray, margin: float | tuple[float, float] = 0.1,
                 min_fraction: float = 0.0005) -> np.ndarray:
     """Crop boxes around the white pixels of (predicted) masks, in relative coordinates.

@@ -239,6 +239,15 @@ def test_spine_boxes_surround_the_mask_and_crops_invert():
         sx.spine_boxes(np.zeros((4, 4)))
 
 
+def test_resolution_ceiling_is_perfect_at_full_size_and_drops_for_thin_lines(lat_data):
+    small = [s for s in lat_data.structures if s in sx.LINES or s == "Lat_Vertebra"]
+    ceiling = sx.resolution_ceiling(lat_data, [(16, 8), (64, 32)], small, n_boot=10)
+    assert list(ceiling.columns) == ["16x8", "64x32"] and list(ceiling.index) == small
+    assert (ceiling["64x32"] >= ceiling["16x8"] - 1e-9).all()  # more pixels, a higher ceiling
+    assert ceiling.loc["Lat_Vertebra", "64x32"] > ceiling.loc[sx.LINES[0], "64x32"]  # lines suffer most
+    assert 0.0 <= ceiling.to_numpy().min() and ceiling.to_numpy().max() <= 1.0
+
+
 def test_crop_data_and_full_resolution_dice(lat_data):
     boxes_train = sx.spine_boxes(lat_data.train_masks[..., :1])
     boxes_val = sx.spine_boxes(lat_data.val_masks[..., :1])
