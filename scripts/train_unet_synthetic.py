@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table3.round(3).to_string(), flush=True)
     remedies = sx.remedy_experiments(views, runs, work, plan)
     print(remedies.dice.round(3).to_string(), flush=True)
-    final = sx.final_table3(remedies.dice)
+    final = sx.final_table3(remedies.dice, input_frame=remedies.input_frame_dice())
     print(final.round(3).to_string(), flush=True)
     wall = time.perf_counter() - t_start
 

@@ -181,6 +181,8 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     with pytest.raises(ValueError, match="no column"):
         sx.final_table3(remedies, pipeline="magic")
     assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
+    framed = sx.final_table3(remedies, input_frame=pd.Series({"Ap_Pedicle": 0.5, sx.LINES[0]: 0.95}))
+    assert list(framed["input_frame_at_or_above_paper"]) == [False, True]
     rows = sx.segmentation_headlines(table2=t2, table3=t3, final=final)
     assert [r["section"].split(":")[1].strip() for r in rows] == [
         "Table 2 (failed experiments)"] * 2 + ["Table 3 (paper's recipe)"] + ["final pipeline"] * 2
@@ -204,6 +206,24 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     record_headlines(tmp_path / "out", "03_unet_segmentation", rows, profile="tiny")
     frame = collect_headlines(tmp_path / "out")
     assert list(frame["profile"]) == ["long run"] and "47 validation patients" in frame.loc[0, "dataset"]
+
+
+def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
+    class Run:
+        def __init__(self, values):
+            self.values = values
+
+        def dice(self):
+            return pd.Series(self.values)
+
+    index = ["Lat_Vertebra", *sx.LINES]
+    rem = sx.Remedies(dice=pd.DataFrame(index=index), crops={}, boxes={}, results={
+        ("spine crop + Dice loss", "LAT"): Run({"Lat_Vertebra": 0.9, sx.LINES[0]: 0.1, sx.LINES[1]: 0.2}),
+        ("spine crop + Dice loss", "lines"): Run({sx.LINES[0]: 0.6, sx.LINES[1]: 0.7}),
+        ("Dice loss", "LAT"): Run({"Lat_Vertebra": 0.5, sx.LINES[0]: 0.0, sx.LINES[1]: 0.0}),
+    })
+    assert list(rem.input_frame_dice()) == [0.9, 0.6, 0.7]
+    assert list(rem.input_frame_dice("Dice loss")) == [0.5, 0.0, 0.0]
 
 
 def test_all_black_prediction_is_reported_as_such():
