@@ -80,3 +80,8 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
     if shared:
         assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
     assert tree_fingerprint(tiny_synthetic) == syn_before, "the notebook modified its input dataset"
+    # Every table the page wrote has its provenance sidecar (versions, seed, profile, data fingerprints).
+    for table in (tmp_path / "outputs").glob(f"{path.name[:2]}_*.csv"):
+        info = json.loads(table.with_suffix(".run.json").read_text())
+        assert info["seed"] == 0 and info["profile"]["name"] == "tiny" and info["results_file"] == table.name
+        assert info["datasets"]["synthetic"]["fingerprint"], f"{table.name}: no fingerprint of the synthetic data"
