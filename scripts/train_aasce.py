@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     metrics["tensorflow"] = tf.__version__
+    from spinelib.provenance import run_info
+
+    metrics["run"] = run_info(seed=args.seed, data_dirs={"aasce": root})  # versions, data fingerprint
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     cases.to_csv(out / "cases.csv", index=False)
     result.history.to_csv(out / "history.csv", index=False)

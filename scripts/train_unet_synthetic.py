@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     command = ".venv/bin/python scripts/train_unet_synthetic.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     import tensorflow as tf
 
+    from spinelib.provenance import run_info
+
     metrics = {
         "command": command, "git_commit": commit,
         "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.synthetic, seed {args.seed}, scale {args.scale})",
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_start": round(load_start, 2), "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
         "tensorflow": tf.__version__,
+        "run": run_info(seed=args.seed, data_dirs={"synthetic": syn_dir}),  # versions, data fingerprint
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for v, r in runs.items():

@@ -39,6 +39,7 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, crop):
     m = json.loads((out / "metrics.json").read_text())
     assert m["command"].startswith(".venv/bin/python scripts/train_aasce.py --size 64 32")
     assert m["settings"]["crop"] is crop and len(m["stages"]) == (2 if crop else 1)
+    assert m["run"]["datasets"]["aasce"]["fingerprint"] and m["run"]["packages"]["tensorflow"]
     assert m["n_val_patients"] >= 1 and 0.0 <= m["dice_mean_over_val_patients"] <= 1.0
     assert m["dice_ci95"][0] <= m["dice_mean_over_val_patients"] <= m["dice_ci95"][1]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["dice_mean_over_val_patients"] == m["dice_mean_over_val_patients"]
@@ -63,6 +64,7 @@ def test_train_unet_synthetic_writes_its_record_and_changes_no_input(tmp_path, t
                    "--synthetic-dir", str(tiny_synthetic), "--work", str(tmp_path / "work"), "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["command"].startswith(".venv/bin/python scripts/train_unet_synthetic.py --size 64 32")
+    assert m["run"]["datasets"]["synthetic"]["fingerprint"] and m["run"]["seed"] == 0
     final = pd.read_csv(out / "final_table3.csv", index_col=0)
     assert len(final) == 8 and final["final_dice"].between(0, 1).all()
     assert m["structures_at_or_above_paper"] == int(final["at_or_above_paper"].sum())
