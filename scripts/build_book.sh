@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROFILE=${1:-${SPINELIB_PROFILE:-ci}}
 bash scripts/setup_env.sh
-export TF_CPP_MIN_LOG_LEVEL=2 MPLBACKEND=Agg PYTHONUNBUFFERED=1
+export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1  # figures: spinelib.book draws them inline
 start=$(date +%s)
 .venv/bin/python -m spinelib.book --profile "$PROFILE"
 echo "[book] built in $(( $(date +%s) - start )) s: _build/html/index.html"

@@ -2,7 +2,7 @@
 
 For each page listed in the navigation: no console errors or page errors, no request leaves
 loopback, every image has loaded (natural width > 0), no notebook cell shows an error or a
-traceback; a screenshot is saved. The navigation must list every page of ``_toc.yml`` in order,
+traceback; every figure of the executed notebook is on the page; a screenshot is saved. The navigation must list every page of ``_toc.yml`` in order,
 and the search page must find "Dice". Exits non-zero naming the failing pages.
 
     python scripts/check_book.py [--html _build/html] [--screenshots _build/screenshots]
@@ -43,7 +43,7 @@ def serve(html: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def check_page(page, url: str, shot: Path) -> list[str]:
+def check_page(page, url: str, shot: Path, expected_figures: int = 0) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
@@ -52,6 +52,9 @@ def check_page(page, url: str, shot: Path) -> list[str]:
     broken = page.evaluate("""() => Array.from(document.images)
         .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))""")
     problems += [f"image did not load: {src}" for src in broken]
+    shown = page.evaluate("() => document.querySelectorAll('.cell_output img').length")
+    if shown < expected_figures:
+        problems.append(f"the executed notebook has {expected_figures} figure(s), the page shows {shown}")
     tracebacks = page.evaluate("""() => Array.from(document.querySelectorAll(
         '.cell_output .output.traceback, .cell_output .output.error, .cell_output pre'))
         .map(e => e.innerText).filter(t => /Traceback \\(most recent call last\\)|^\\w+Error: /m.test(t))""")
@@ -63,6 +66,8 @@ def check_page(page, url: str, shot: Path) -> list[str]:
 
 def check_book(html: Path, screenshots: Path, chromium: str = "/usr/bin/chromium") -> dict[str, list[str]]:
     from playwright.sync_api import sync_playwright
+
+    from spinelib.book import count_figures
 
     if not (html / "index.html").exists():
         raise FileNotFoundError(f"{html}/index.html not found: build the book first (bash scripts/build_book.sh)")
@@ -87,7 +92,9 @@ def check_book(html: Path, screenshots: Path, chromium: str = "/usr/bin/chromium
                 external.clear()
                 page = context.new_page()
                 target = "index.html" if name == toc_pages()[0] else f"{name}.html"
-                problems = check_page(page, f"{base}/{target}", screenshots / f"{Path(name).name}.png")
+                executed = html.parent / "src" / f"{name}.ipynb"  # what spinelib.book executed
+                expected = count_figures(executed) if executed.exists() else 0
+                problems = check_page(page, f"{base}/{target}", screenshots / f"{Path(name).name}.png", expected)
                 problems += [f"request leaves the machine: {u}" for u in external]
                 if name == pages[0]:
                     nav = page.evaluate("""() => Array.from(document.querySelectorAll(

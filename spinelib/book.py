@@ -55,16 +55,40 @@ def run_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path | Non
     """Execute one notebook headless with papermill; return wall seconds.
 
     Raises ``papermill.PapermillExecutionError`` (with the failing cell) when a cell fails.
+    The kernel draws figures inline whatever ``MPLBACKEND`` the caller has (a headless ``Agg``
+    would leave the book without a single figure), and TensorFlow's info logs stay out of the pages.
     """
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    env = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel process inherits this environment
     t0 = time.perf_counter()
-    pm.execute_notebook(
-        str(notebook), str(output), parameters=parameters, cwd=str(cwd or notebook.parent),
-        kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout,
-    )
+    try:
+        pm.execute_notebook(
+            str(notebook), str(output), parameters=parameters, cwd=str(cwd or notebook.parent),
+            kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout,
+        )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return time.perf_counter() - t0
+
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def count_figures(notebook: str | os.PathLike) -> int:
+    """Number of image outputs (``image/png`` or ``image/svg+xml``) in an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    return sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if any(k.startswith("image/") for k in o.get("data", {})))
 
 
 def prepare_synthetic(profile_name: str, synthetic_dir: Path, seed: int = 0):
@@ -110,8 +134,9 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         out = src / nb.relative_to(REPO_ROOT)
         print(f"[book] executing {nb.name} (profile={profile})", flush=True)
         secs = run_notebook(nb, out, params, cwd=nb.parent)
-        print(f"[book]   done in {secs:.0f} s", flush=True)
-        timings.append({"step": nb.name, "seconds": round(secs, 1)})
+        figures = count_figures(out)
+        print(f"[book]   done in {secs:.0f} s, {figures} figure(s)", flush=True)
+        timings.append({"step": nb.name, "seconds": round(secs, 1), "figures": figures})
     # Notebooks in the toc that were not executed this time are copied as they are (no outputs).
     for nb in toc_notebooks():
         out = src / nb.relative_to(REPO_ROOT)

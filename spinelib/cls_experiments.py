@@ -391,7 +391,9 @@ def cached_run(out_dir: str | os.PathLike | None, name: str, config: dict,
     folder = None if out_dir is None else Path(out_dir) / "cls_runs" / f"{name}-{config_key(config)}"
     if folder is not None and (folder / "result.json").is_file() and (folder / "oof.csv").is_file():
         return CVResult.load(folder)
-    with cpu_cost() as cost:
+    from spinelib.seg_experiments import quiet_tensorflow
+
+    with cpu_cost() as cost, quiet_tensorflow():  # each fold builds a new model: no retracing warnings
         oof = run()
     result = CVResult(name, oof, dict(config), cost["cpu_minutes"], cost["wall_minutes"])
     if folder is not None:
@@ -1080,8 +1082,9 @@ def grad_cam_figure(result: CVResult, data: ClassificationInputs, indices: Seque
         feats = result.features(f) if callable(result.features) else result.features
         cams = feature_grad_cam(result.models[f], [v[i] for v in feats])
         for c, ((view, images), cam) in enumerate(zip(views, cams)):
-            title = f"{data.dataset.upper()} {data.patient_ids[i]} {view}\ntrue: {names[int(data.labels[i])]}, " \
-                    f"p = {oof.loc[i, 'prob']:.2f} (fold {f + 1})"
+            kind = "SYNTHETIC" if data.dataset == "synthetic" else f"REAL {data.dataset.upper()}"
+            title = f"{kind} {data.patient_ids[i]} {view}\ntrue: {names[int(data.labels[i])]}, " \
+                    f"P({names[1]}) = {oof.loc[i, 'prob']:.2f} (fold {f + 1})"
             overlay_heatmap(images[i, ..., 0], upsample_cam(cam, images.shape[1:3]), alpha=alpha, title=title,
                             ax=axes[r, c])
     fig.tight_layout()

@@ -23,8 +23,10 @@ def _display_factor(shape, max_side: int) -> int:
 
 
 def overlay(image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None, ax=None,
-            title: str | None = None, alpha: float = 0.45, legend: bool = True, max_side: int = 1000):
-    """Draw a grayscale X-ray with its binary masks as coloured, semi-transparent layers.
+            title: str | None = None, alpha: float = 0.45, legend: bool = True, max_side: int = 1000,
+            colours: Sequence[str] | None = None):
+    """Draw a grayscale X-ray with its binary masks as coloured, semi-transparent layers
+    (``colours``, one per mask; default :data:`MASK_COLOURS` in order).
 
     Images larger than ``max_side`` pixels are shown block-averaged (masks block-maximised, so
     thin lines survive); axes keep the original pixel coordinates, so landmarks can be drawn on top.
@@ -40,14 +42,14 @@ def overlay(image: np.ndarray, masks: Mapping[str, np.ndarray] | None = None, ax
     ax.imshow(shown, cmap="gray", interpolation="antialiased", extent=extent)
     handles = []
     for i, (name, mask) in enumerate((masks or {}).items()):
-        colour = MASK_COLOURS[i % len(MASK_COLOURS)]
+        colour = (colours or MASK_COLOURS)[i % len(colours or MASK_COLOURS)]
         m = block_reduce(mask.astype(bool), (f, f), np.max) if f > 1 else mask.astype(bool)
         rgba = np.zeros(m.shape + (4,), dtype=float)
         rgba[m] = plt.matplotlib.colors.to_rgba(colour, alpha)
         ax.imshow(rgba, interpolation="nearest", extent=extent)
         handles.append(plt.matplotlib.patches.Patch(color=colour, label=name.replace("_", " ")))
     if legend and handles:
-        ax.legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8, handlelength=1.0,
+        ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.85, handlelength=1.0,
                   borderpad=0.3, labelspacing=0.2)
     ax.set_axis_off()
     if title:

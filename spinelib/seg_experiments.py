@@ -858,6 +858,11 @@ def _case_layers(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
     return {"found": t & p, "missed": t & ~p, "false alarm": p & ~t}
 
 
+CASE_COLOURS = ("#E69F00", "#0072B2", "#CC79A7")
+"""found, missed, false alarm: orange, dark blue, reddish purple (Okabe-Ito; light, dark and mid
+grey in grayscale, so the three stay apart in print and for colour-blind readers)."""
+
+
 def cases_figure(data: SegmentationData, result: ExperimentResult, structure: str | None = None,
                  n: int = 3, title: str | None = None):
     """The ``n`` best and ``n`` worst validation cases of one structure (by Dice), with the
@@ -878,7 +883,7 @@ def cases_figure(data: SegmentationData, result: ExperimentResult, structure: st
     for ax, (label, row) in zip(axes[0], picks):
         i = int(row.case)
         t, p = data.val_masks[i, ..., c_dat] > 0.5, prob[i] > 0.5
-        overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0],
+        overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0], colours=CASE_COLOURS,
                 title=f"{label}: patient {row.patient}\nDice {row.dice:.2f}")
     fig.suptitle(title or f"{data.source.upper()} - {structure.replace('_', ' ')} ({result.name})", fontsize=10)
     fig.tight_layout()

@@ -32,6 +32,10 @@ def test_every_page_loads_cleanly_in_chromium():
     from check_book import check_book, toc_pages
 
     shots = REPO_ROOT / "_build" / "screenshots"
+    from spinelib.book import count_figures
+
+    executed = sorted((HTML.parent / "src" / "notebooks").glob("*.ipynb"))
+    assert executed and sum(count_figures(nb) for nb in executed) > 0, "the built book has no figure at all"
     failures = check_book(HTML, shots)
     assert not failures, "\n".join(f"{page}: {'; '.join(p)}" for page, p in failures.items())
     for name in toc_pages():

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from spinelib.book import run_notebook, toc_notebooks
+from spinelib.book import count_figures, run_notebook, toc_notebooks
 from spinelib.config import REPO_ROOT, find_dataset
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -76,6 +76,9 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
               if o.get("output_type") == "error"]
     assert not errors, json.dumps(errors[0])[:2000]
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # Figures are drawn inline, whatever MPLBACKEND the test process has (conftest sets Agg).
+    if any("fig" in c.source for c in nb.cells if c.cell_type == "code"):
+        assert count_figures(out) > 0, f"{path.name} draws figures but none reached the notebook"
     # Nothing under an input directory was changed by the run.
     if shared:
         assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
