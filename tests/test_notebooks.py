@@ -77,7 +77,7 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
     assert not errors, json.dumps(errors[0])[:2000]
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
     # Figures are drawn inline, whatever MPLBACKEND the test process has (conftest sets Agg).
-    if any("fig" in c.source for c in nb.cells if c.cell_type == "code"):
+    if any(re.search(r"\bfig\b", c.source) for c in nb.cells if c.cell_type == "code"):
         assert count_figures(out) > 0, f"{path.name} draws figures but none reached the notebook"
     # Nothing under an input directory was changed by the run.
     if shared:
