@@ -1091,6 +1091,28 @@ def grad_cam_figure(result: CVResult, data: ClassificationInputs, indices: Seque
     return fig
 
 
+def cost_accuracy_figure(table4: pd.DataFrame, title: str = "Table 4 on synthetic patients"):
+    """Accuracy on held-out folds against CPU minutes (log scale), one marker per measured row of
+    :func:`table4_frame`, numbered on the plot and named in the legend (no overlapping labels), with
+    chance and the paper's final accuracy (clinical, counted on all 678 patients) as lines."""
+    import matplotlib.pyplot as plt
+
+    acc, cost = "accuracy (CV, val. threshold)", "CPU minutes"
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    markers = "osD^vP*Xh<>"
+    for k, (_, r) in enumerate(table4.iterrows()):
+        ax.scatter(r[cost], r[acc], s=45, marker=markers[k % len(markers)], zorder=3,
+                   label=f"{k + 1}. row {r['row']}: {r['our network (weights)']} ({r['training']}, {r['input size']})")
+        ax.annotate(str(k + 1), (r[cost], r[acc]), fontsize=8, xytext=(5, 3), textcoords="offset points")
+    ax.axhline(0.5, ls=":", color="grey", label="chance (balanced classes)")
+    ax.axhline(PAPER_ACCURACY, ls="--", color="black", label="the paper's final accuracy (clinical, all 678 patients)")
+    ax.set(xscale="log", xlabel="CPU minutes (log scale)", ylabel="accuracy, held-out folds", title=title, ylim=(0, 1.05))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
 def comparison_table(results: dict[str, CVResult], groups: Sequence, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Runs side by side on the same folds: accuracy (validation-chosen thresholds), AUROC with
     a patient-level bootstrap 95 % CI, Brier score, CPU minutes. ``results`` maps a label

@@ -257,3 +257,14 @@ def test_error_tables():
     assert bands["images"].sum() == 8
     with pytest.raises(ValueError, match="y_pred"):
         X.error_table(oof, data.table)
+
+
+def test_cost_accuracy_figure_numbers_every_row():
+    table4 = pd.DataFrame({"row": [1, 6, 6], "our network (weights)": ["a", "b", "c"], "training": ["t"] * 3,
+                           "input size": ["64x32"] * 3, "CPU minutes": [0.5, 2.0, 1.0],
+                           "accuracy (CV, val. threshold)": [0.5, 0.7, 0.6]})
+    fig = X.cost_accuracy_figure(table4)
+    ax = fig.axes[0]
+    assert len(ax.collections) == 3 and [t.get_text() for t in ax.texts] == ["1", "2", "3"]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("1. row 1: a") and any("clinical" in t for t in labels)
