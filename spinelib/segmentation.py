@@ -134,7 +134,9 @@ def augment_pair(image, masks, seed, **strengths) -> tuple[tf.Tensor, tf.Tensor]
     contrast = tf.random.stateless_uniform([], s[0], 1.0 - p["contrast"], 1.0 + p["contrast"])
     brightness = tf.random.stateless_uniform([], s[1], -p["brightness"], p["brightness"])
     gamma = tf.random.stateless_uniform([], s[2], 1.0 - p["gamma"], 1.0 + p["gamma"])
-    mean = tf.reduce_mean(image)
+    # the mean in float64: a float32 reduction's summation order (and so its last bit) can change
+    # with threading, and a resumed run must see the same pixels as an uninterrupted one
+    mean = tf.cast(tf.reduce_mean(tf.cast(image, tf.float64)), tf.float32)
     image = tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0)
     image = tf.pow(image, gamma)
     return image, masks

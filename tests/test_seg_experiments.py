@@ -65,7 +65,9 @@ def test_epoch_dataset_resumed_epochs_match_and_batches_stay_in_their_epoch():
     assert [len(b) for b in full] == [3, 3, 1] * 3
     later, _ = epoch_dataset(x, y, batch_size=3, epochs=3, initial_epoch=2, augment=True, seed=1)
     for a, b in zip(full[6:], [b[0].numpy() for b in later]):
-        np.testing.assert_array_equal(a, b)
+        # same examples, same augmentation draws; the resampling kernels may differ in the last
+        # float bit between runs (CI saw 1.2e-7), so compare to well below one grey level
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     assert not np.array_equal(full[0], full[3])  # a new order/augmentation every epoch
     with pytest.raises(ValueError, match="initial_epoch"):
         epoch_dataset(x, y, epochs=2, initial_epoch=2)
