@@ -1,0 +1,168 @@
+"""Segment, then measure: the interpretable classifier without ground-truth masks.
+
+Page 5's measured-geometry classifier reads wedge ratios, disk heights, slips and the Cobb angle
+from masks. On the ground-truth masks that is an upper bound; a deployable pipeline must first
+*segment* each patient. Here the segmentation networks are trained on a **separate** synthetic
+dataset (generated with another seed: no patient, no mask of the classification data is ever
+seen), then segment every classification patient; the measurements of the predicted masks feed
+the same patient-level cross-validation as every other classifier.
+
+The three measured structures, per view (:data:`MEASURED_STRUCTURES`): the AP vertebra bodies
+(Cobb angle, lateral deviation) and the LAT vertebra bodies and disk spaces (wedge ratios,
+listhesis, disk heights). One multi-output U-Net per view, the U-Net page's recipe (batch norm
+with momentum 0.9) with the Dice loss, at a larger input than the segmentation page (measuring
+a disk 2 px high is not measuring).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+MEASURED_STRUCTURES: dict[str, tuple[str, ...]] = {
+    "AP": ("Ap_Vertebra",),
+    "LAT": ("Lat_Vertebra", "Lat_Disk_Height"),
+}
+
+
+@dataclass(frozen=True)
+class SegmenterPlan:
+    """Sizes of the measuring U-Nets for one profile."""
+
+    n_patients: int  # synthetic patients of the separate segmentation training set
+    size: tuple[int, int]  # (height, width) of the network input
+    filters: int
+    epochs: int
+    batch_size: int = 4
+    seed_offset: int = 1000  # the training set's generator seed = page seed + this
+
+
+SEGMENTER_PLANS: dict[str, SegmenterPlan] = {
+    "tiny": SegmenterPlan(6, (64, 32), 4, 1),
+    "ci": SegmenterPlan(60, (512, 256), 16, 20),
+    "paper": SegmenterPlan(200, (512, 256), 32, 60),
+}
+
+
+def segmenter_plan(profile) -> SegmenterPlan:
+    """The :class:`SegmenterPlan` of a profile (name or :class:`spinelib.config.Profile`; a custom
+    profile gets the ``ci`` plan)."""
+    name = profile if isinstance(profile, str) else profile.name
+    return SEGMENTER_PLANS.get(name, SEGMENTER_PLANS["ci"])
+
+
+def check_disjoint(train_root: str | os.PathLike, eval_root: str | os.PathLike) -> None:
+    """Raise ``ValueError`` if two synthetic datasets share a patient (same per-patient generator
+    seed in ``metadata.csv``) or are the same folder: the measuring networks must never have
+    seen a patient they are evaluated on."""
+    from spinelib.synthetic import read_metadata
+
+    a, b = Path(train_root).resolve(), Path(eval_root).resolve()
+    if a == b:
+        raise ValueError(f"the segmenters' training set and the evaluated patients are the same folder {a}")
+    shared = set(read_metadata(a)["seed"]) & set(read_metadata(b)["seed"])
+    if shared:
+        raise ValueError(f"{len(shared)} patient(s) of {a} are also in {b} (same generator seeds); "
+                         "generate the segmenters' training set with another seed")
+
+
+def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, plan: SegmenterPlan,
+                     seed: int = 0, progress: bool = True) -> dict[str, Path]:
+    """One U-Net per view on the :data:`MEASURED_STRUCTURES` of the dataset at ``train_root``
+    (15 % of its patients held out for checkpointing on validation Dice). Saved as
+    ``out_dir/segmenters-<key>/<view>/best.keras``, keyed by the plan and the dataset; a finished
+    network is reused, an interrupted one resumes. Returns ``{view: path}``."""
+    from spinelib.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.cls_experiments import config_key
+    from spinelib.config import set_seed
+    from spinelib.provenance import data_fingerprint
+    from spinelib.seg_experiments import quiet_tensorflow
+    from spinelib.segmentation import train_segmentation
+    from spinelib.splits import patient_split
+    from spinelib.unet import unet
+
+    dataset = scan_clinical(train_root, progress=False)
+    key = config_key({**asdict(plan), "data": data_fingerprint(train_root), "seed": seed})
+    paths = {}
+    for view, names in MEASURED_STRUCTURES.items():
+        folder = Path(out_dir) / f"segmenters-{key}" / view
+        x, y, ids = load_segmentation_arrays(dataset, view, plan.size, structures=names, progress=progress)
+        train, val = patient_split(ids, val_fraction=0.15, seed=seed)
+        set_seed(seed)
+        model = unet((*plan.size, 1), filters=plan.filters, n_classes=len(names), batch_norm=True, bn_momentum=0.9,
+                     name=f"segmenter_{view.lower()}")
+        with quiet_tensorflow():
+            train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.epochs,
+                               batch_size=plan.batch_size, out_dir=folder, seed=seed, patience=plan.epochs,
+                               verbose=1 if progress else 0)
+        paths[view] = folder / "best.keras"
+    return paths
+
+
+def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os.PathLike | None = None,
+                            max_side: int = 1024, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(features, dice)`` of every patient of ``data`` (synthetic
+    :class:`~spinelib.cls_experiments.ClassificationInputs`), measured on **predicted** masks.
+
+    Each view is resized to the network's input (as in training), segmented, and the
+    probabilities are resized (bilinear, > 0.5) to the view's original size shrunk by an integer
+    factor to ``max_side`` (:func:`spinelib.morphometrics.downscale_mask`, the frame of the
+    ground-truth measurements), then measured with
+    :func:`spinelib.morphometrics.patient_features`. ``dice``: one row per patient and
+    structure, the predicted mask against the true one in that frame. Cached as CSV under
+    ``out_dir``."""
+    from skimage.transform import resize
+
+    from spinelib import morphometrics as MM
+    from spinelib.cls_experiments import config_key, load_unet
+    from spinelib.clinical import load_view, scan_clinical
+    from spinelib.imageio import atomic_write_bytes, read_xray
+    from spinelib.seg_metrics import dice as dice_score
+    from spinelib.segmentation import predict
+
+    if data.dataset != "synthetic" or data.root is None:
+        raise ValueError("predicted_morphometrics needs synthetic inputs from load_synthetic_inputs()")
+    missing = [v for v in MEASURED_STRUCTURES if v not in segmenters or not Path(segmenters[v]).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no trained segmenter for view(s) {missing}: run train_segmenters() first")
+    key = config_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side,
+                      "nets": {v: [str(p), Path(p).stat().st_mtime] for v, p in segmenters.items()}})
+    folder = None if out_dir is None else Path(out_dir) / "morphometrics"
+    files = None if folder is None else [folder / f"synthetic-predicted-{key}-{n}.csv" for n in ("features", "dice")]
+    if files is not None and all(f.is_file() for f in files):
+        return pd.read_csv(files[0]), pd.read_csv(files[1], dtype={"patient_id": str})
+    models = {v: load_unet(p) for v, p in segmenters.items()}
+    dataset = scan_clinical(data.root, progress=False)
+    feats, dice_rows = [], []
+    for pid in tqdm(data.patient_ids, desc="segment + measure", disable=not progress):
+        rec = dataset.patient(pid)
+        found = {}
+        for view, names in MEASURED_STRUCTURES.items():
+            model = models[view]
+            size = tuple(int(s) for s in model.input.shape[1:3])
+            small = read_xray(rec.views[view].image_path, size=size)  # as load_segmentation_arrays
+            prob = predict(model, small[None, ..., None] / np.float32(255))[0]
+            _, truth = load_view(rec, view, structures=list(names))
+            for c, name in enumerate(names):
+                true_mask, _ = MM.downscale_mask(truth[..., c], max_side)
+                pred = resize(prob[..., c], true_mask.shape, order=1, anti_aliasing=False) > 0.5
+                found[name] = pred
+                dice_rows.append({"patient_id": pid, "structure": name, "dice": dice_score(true_mask, pred)})
+        feats.append(MM.patient_features(found["Ap_Vertebra"], found["Lat_Vertebra"], found["Lat_Disk_Height"]))
+    features, dice = pd.DataFrame(feats), pd.DataFrame(dice_rows)
+    if files is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(files[0], features.to_csv(index=False).encode())
+        atomic_write_bytes(files[1], dice.to_csv(index=False).encode())
+    return features, dice
+
+
+def dice_summary(dice: pd.DataFrame) -> pd.DataFrame:
+    """Mean, SD, minimum and median Dice per structure of :func:`predicted_morphometrics`."""
+    return dice.groupby("structure")["dice"].agg(["mean", "std", "min", "median", "count"]).rename(
+        columns={"std": "sd", "count": "patients"})

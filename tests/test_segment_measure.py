@@ -1,0 +1,64 @@
+"""Segment, then measure: disjoint training data, trained segmenters, predicted-mask features."""
+
+import numpy as np
+import pytest
+
+from spinelib import cls_experiments as X
+from spinelib import segment_measure as SM
+from spinelib.config import get_profile
+from spinelib.morphometrics import SYNTHETIC_FEATURES
+from spinelib.provenance import assert_unchanged
+from spinelib.synthetic import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def segmenter_set(tmp_path_factory, tiny_synthetic):
+    plan = SM.segmenter_plan("tiny")
+    root = tmp_path_factory.mktemp("seg-train") / "synthetic"
+    generate_dataset(root, n_patients=plan.n_patients, seed=plan.seed_offset,
+                     scale=get_profile("tiny").synthetic_scale, progress=False)
+    return root
+
+
+def test_plans_exist_for_every_profile_and_custom_profiles_get_ci():
+    for name in ("tiny", "ci", "paper"):
+        assert SM.segmenter_plan(name) == SM.SEGMENTER_PLANS[name]
+    assert SM.segmenter_plan(get_profile("ci", n_synthetic=10)) == SM.SEGMENTER_PLANS["ci"]
+    assert SM.segmenter_plan("ci").size[0] > get_profile("ci").seg_size[0]  # measured at a larger input
+
+
+def test_check_disjoint_refuses_shared_patients(tiny_synthetic, segmenter_set, tmp_path):
+    SM.check_disjoint(segmenter_set, tiny_synthetic)  # another seed: no shared patient
+    with pytest.raises(ValueError, match="same folder"):
+        SM.check_disjoint(tiny_synthetic, tiny_synthetic)
+    copy = tmp_path / "same-seed"
+    generate_dataset(copy, n_patients=3, seed=0, scale=get_profile("tiny").synthetic_scale, progress=False)
+    with pytest.raises(ValueError, match="also in"):
+        SM.check_disjoint(copy, tiny_synthetic)
+
+
+def test_train_then_measure_predicted_masks(tiny_synthetic, segmenter_set, tmp_path):
+    plan = SM.segmenter_plan("tiny")
+    with assert_unchanged(tiny_synthetic, segmenter_set):
+        paths = SM.train_segmenters(segmenter_set, tmp_path, plan, progress=False)
+        assert set(paths) == {"AP", "LAT"} and all(p.is_file() for p in paths.values())
+        mtimes = {v: p.stat().st_mtime for v, p in paths.items()}
+        again = SM.train_segmenters(segmenter_set, tmp_path, plan, progress=False)  # finished: reused
+        assert {v: p.stat().st_mtime for v, p in again.items()} == mtimes
+        data = X.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
+        feats, dice = SM.predicted_morphometrics(data, paths, tmp_path, progress=False)
+    assert list(feats.columns) == list(SYNTHETIC_FEATURES) and len(feats) == len(data)
+    assert len(dice) == 3 * len(data)
+    assert set(dice["structure"]) == {"Ap_Vertebra", "Lat_Vertebra", "Lat_Disk_Height"}
+    assert dice["dice"].between(0, 1).all()
+    cached, cached_dice = SM.predicted_morphometrics(data, paths, tmp_path, progress=False)
+    np.testing.assert_allclose(cached.to_numpy(float), feats.to_numpy(float), equal_nan=True)
+    assert len(list((tmp_path / "morphometrics").glob("synthetic-predicted-*.csv"))) == 2
+    summary = SM.dice_summary(dice)
+    assert list(summary.index) == sorted(set(dice["structure"])) and (summary["patients"] == len(data)).all()
+
+
+def test_predicted_morphometrics_needs_both_segmenters(tiny_synthetic, tmp_path):
+    data = X.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
+    with pytest.raises(FileNotFoundError, match="train_segmenters"):
+        SM.predicted_morphometrics(data, {"AP": tmp_path / "missing.keras"}, progress=False)
