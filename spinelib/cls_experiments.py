@@ -915,12 +915,37 @@ def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights
     return result
 
 
+MORPHOMETRIC_CS: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+"""The inverse regularisation strengths that :func:`morphometric_cv` chooses from (``C_="cv"``)."""
+
+
+def _inner_logistic(X_train, y_train, groups_train, seed: int):
+    """L2 logistic regression whose ``C`` is chosen by an inner cross-validation on the training
+    folds only (log loss, stratified and grouped by patient): nested, so the outer folds that
+    report the accuracy never choose it."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_inner = int(min(4, np.bincount(y_train).min(), len(set(groups_train))))
+    if n_inner < 2:  # too few patients for an inner split: the default strength
+        return LogisticRegression(C=1.0, max_iter=5000)
+    splits = list(StratifiedGroupKFold(n_splits=n_inner, shuffle=True, random_state=seed).split(
+        X_train, y_train, groups_train))
+    return LogisticRegressionCV(Cs=list(MORPHOMETRIC_CS), cv=splits, scoring="neg_log_loss", max_iter=5000,
+                                l1_ratios=(0.0,), use_legacy_attributes=False)  # plain L2, scikit-learn 1.9 API
+
+
 def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInputs, profile: Profile,
-                    out_dir: str | os.PathLike | None, seed: int = 0, C_: float = 1.0) -> CVResult:
+                    out_dir: str | os.PathLike | None, seed: int = 0, C_: float | str = 1.0) -> CVResult:
     """The interpretable classifier: z-scored L2 logistic regression on measured features
     (one row per sample of ``data``, same order), on the same patient folds as every image run
-    with this ``seed``. Missing values are filled with the training folds' median. The fitted
-    coefficients (per fold) are in ``result.coefficients``."""
+    with this ``seed``. Missing values are filled with the training folds' median.
+
+    ``C_``: the inverse regularisation strength (default 1, fixed before any result was seen), or
+    ``"cv"`` to choose it per fold
+    from :data:`MORPHOMETRIC_CS` by an inner cross-validation on that fold's training patients
+    (nested; the chosen values are in ``result.info["C per fold"]``). The fitted coefficients
+    (per fold) are in ``result.coefficients``."""
     from sklearn.impute import SimpleImputer
 
     if len(features) != len(data):
@@ -928,16 +953,21 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
     Xm = features.to_numpy(float)
     y = data.labels.astype(int)
     folds = list(patient_kfold(data.patient_ids, y, k=int(profile.cls_folds), seed=seed))
-    coefs = []
+    if not (C_ == "cv" or (isinstance(C_, (int, float)) and not isinstance(C_, bool) and C_ > 0)):
+        raise ValueError(f"C_ must be a positive number or 'cv', got {C_!r}")
+    coefs, chosen = [], []
 
     def run():
         probs = {}
         for f, (train, val) in enumerate(folds):
-            pipe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
-                                 LogisticRegression(C=C_, max_iter=5000))
+            model = (_inner_logistic(Xm[train], y[train], data.patient_ids[train], seed + f) if C_ == "cv"
+                     else LogisticRegression(C=float(C_), max_iter=5000))
+            pipe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), model)
             pipe.fit(Xm[train], y[train])
             probs[f] = pipe.predict_proba(Xm[val])[:, 1]
             coefs.append(pipe[-1].coef_[0])
+            fitted = pipe[-1]
+            chosen.append(float(np.ravel(fitted.C_)[0]) if hasattr(fitted, "C_") else float(fitted.C))
         return C._cv_frame(data.patient_ids, y, folds, probs)
 
     config = {"data": data.dataset, "n": len(data), "features": list(features.columns), "C": C_, "seed": seed,
@@ -946,6 +976,7 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
     if not coefs:  # cached: refit for the coefficients (fast)
         run()
     result.coefficients = pd.DataFrame(coefs, columns=features.columns).rename_axis("fold")
+    result.info["C per fold"] = chosen
     result.info.setdefault("weights", "none (measured features)")
     return result
 

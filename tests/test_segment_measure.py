@@ -62,3 +62,37 @@ def test_predicted_morphometrics_needs_both_segmenters(tiny_synthetic, tmp_path)
     data = X.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
     with pytest.raises(FileNotFoundError, match="train_segmenters"):
         SM.predicted_morphometrics(data, {"AP": tmp_path / "missing.keras"}, progress=False)
+
+
+def _inputs(n: int, seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    ids = np.array([f"ID ({i})" for i in range(n)])
+    blank = np.zeros((n, 8, 4, 1), np.float32)
+    data = X.ClassificationInputs("synthetic", blank, blank, None, labels, ids, pd.DataFrame({"i": range(n)}))
+    feats = pd.DataFrame({"signal": labels * 2.0 + rng.normal(0, 0.5, n), "noise": rng.normal(0, 1, n)})
+    return data, feats
+
+
+@pytest.mark.parametrize("C_", [1.0, "cv"])
+def test_morphometric_cv_learns_a_signal_out_of_fold(C_):
+    data, feats = _inputs(40)
+    res = X.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=C_)
+    assert len(res.oof) == 40 and set(res.oof["fold"]) == set(range(5))
+    assert ((res.oof.prob > 0.5) == res.oof.y_true).mean() > 0.85
+    assert len(res.info["C per fold"]) == 5
+    if C_ == "cv":  # chosen on the training folds, from the grid
+        assert set(res.info["C per fold"]) <= set(X.MORPHOMETRIC_CS)
+    else:
+        assert res.info["C per fold"] == [1.0] * 5
+    assert (res.coefficients["signal"].abs() > res.coefficients["noise"].abs()).all()
+
+
+def test_morphometric_cv_rejects_bad_input():
+    data, feats = _inputs(20)
+    with pytest.raises(ValueError, match="C_"):
+        X.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=0)
+    with pytest.raises(ValueError, match="feature rows"):
+        X.morphometric_cv("toy", feats.iloc[:10], data, get_profile("ci"), None)
