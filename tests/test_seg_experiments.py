@@ -150,6 +150,14 @@ def test_run_experiment_evaluates_validation_patients_and_is_cached(ap_data, tmp
         sx.run_experiment(ap_data, tmp_path, "x", optimiser="sgd")
 
 
+def test_run_experiment_with_a_lite0_encoder_keeps_old_keys(ap_data, tmp_path):
+    res = sx.run_experiment(ap_data, tmp_path, "lite", loss="dice", n_boot=20, encoder="lite0-random", **FAST)
+    assert res.config["encoder"] == "lite0-random" and res.val_prob().shape == ap_data.val_masks.shape
+    assert "encoder" not in sx.ExperimentConfig().to_dict()  # runs cached before the field keep their keys
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        sx.run_experiment(ap_data, tmp_path, "x", encoder="resnet")
+
+
 def test_tables_compare_against_the_paper(ap_data, tmp_path):
     ped = ap_data.select("Ap_Pedicle")
     runs = {"bce": sx.run_experiment(ped, tmp_path, "bce", loss="bce", n_boot=20, **FAST),

@@ -56,3 +56,30 @@ def test_bad_sizes_and_arguments_raise_clear_errors():
         unet((64, 32, 1), filters=0)
     with pytest.raises(ValueError, match="input_shape"):
         unet((64, 32))
+
+
+def test_lite0_unet_shapes_weights_and_frozen_batchnorm(tmp_path):
+    import keras
+    import numpy as np
+
+    from spinelib.efficientnet_lite import efficientnet_lite0
+    from spinelib.unet import lite0_unet
+
+    net = lite0_unet((64, 32, 1), n_classes=2)
+    assert net.output.shape[1:] == (64, 32, 2)
+    reference = efficientnet_lite0((64, 32, 3), include_top=False, weights="imagenet")
+    encoder = net.get_layer("encoder_pyramid")
+    for name in ("conv_stem", "blocks_15_project_conv", "conv_head"):  # the ImageNet weights arrived
+        np.testing.assert_array_equal(encoder.get_layer(name).get_weights()[0], reference.get_layer(name).get_weights()[0])
+    bns = [l for l in encoder.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and not any(l.trainable for l in bns)
+    random = lite0_unet((64, 32, 1), weights=None)
+    assert not np.array_equal(random.get_layer("encoder_pyramid").get_layer("conv_stem").get_weights()[0],
+                              reference.get_layer("conv_stem").get_weights()[0])
+    x = np.random.default_rng(0).random((2, 64, 32, 1)).astype("float32")
+    net.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(again.predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-6)
+    for bad in ((60, 32, 1), (64, 32, 3)):
+        with pytest.raises(ValueError, match="multiples of 32|height, width, 1"):
+            lite0_unet(bad)
