@@ -1056,10 +1056,14 @@ def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
     return PagePlan(seed=seed, **plan)
 
 
-def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike,
+ENCODER_LABELS = {"none": "U-Net", "lite0-imagenet": "Lite0 encoder, ImageNet", "lite0-random": "Lite0 encoder, random init"}
+
+
+def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike | Sequence[str | os.PathLike],
                      profile: str = "") -> pd.DataFrame:
-    """The AASCE vertebra Dice of this page's profile run beside the committed long run
-    (``long_dir/metrics.json`` written by ``scripts/train_aasce.py``); either may be missing."""
+    """The AASCE vertebra Dice of this page's profile run beside the committed long runs
+    (``<dir>/metrics.json`` written by ``scripts/train_aasce.py``; one folder or several); any
+    may be missing. Long-run rows are labelled ``long run (committed): <network>``."""
     rows = {}
     if profile_run is not None:
         d = profile_run.summary.query("metric == 'dice'").iloc[0]
@@ -1067,22 +1071,26 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
         rows[f"this page (profile {profile})"] = {
             "dice": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "validation patients": int(d["n"]),
             "input": "x".join(str(s) for s in _input_size(profile_run)),
-            "filters": c["filters"], "loss": c["loss"], "epochs": profile_run.epochs_run,
+            "filters": c["filters"] if c.get("encoder", "none") == "none" else "Lite0", "loss": c["loss"],
+            "epochs": profile_run.epochs_run,
             "training minutes": profile_run.train_seconds / 60, "source": "computed now",
         }
-    path = Path(long_dir) / "metrics.json"
-    if path.is_file():
+    dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
+    for path in (Path(d) / "metrics.json" for d in dirs):
+        if not path.is_file():
+            continue
         m = json.loads(path.read_text())
         s = m["settings"]
+        encoder = s.get("encoder", "none")
         crop = s.get("crop", False)
         size = "x".join(str(v) for v in s["size"])
         if crop:
             size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
                     f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
-        rows["long run (committed)"] = {
+        rows[f"long run (committed): {ENCODER_LABELS.get(encoder, encoder)}"] = {
             "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
             "validation patients": m["n_val_patients"], "input": size,
-            "filters": s["filters"], "loss": s["loss"], "epochs": m["epochs_run"],
+            "filters": s["filters"] if encoder == "none" else "Lite0", "loss": s["loss"], "epochs": m["epochs_run"],
             "training minutes": m["train_seconds"] / 60,
             "source": f"{path} (commit {m['git_commit'][:12]})",
         }
@@ -1160,10 +1168,11 @@ def segmentation_headlines(
             if is_long != long_run:
                 continue
             rows.append({
-                "section": "Segmentation: real AP vertebrae", "quantity": "Dice, AASCE vertebral bodies T1-L5",
+                "section": "Segmentation: real AP vertebrae",
+                "quantity": "Dice, AASCE vertebral bodies T1-L5" + (f" ({str(label).split(': ', 1)[-1]})" if is_long else ""),
                 "paper": math.nan, "ours": r["dice"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                 "data": "real", "dataset": f"{aasce_dataset}, {int(r['validation patients'])} validation patients",
-                "note": (f"{'committed long run' if is_long else 'this run'}: input {r['input']}, {r['epochs']} "
+                "note": (f"{label if is_long else 'this run'}: input {r['input']}, {r['epochs']} "
                          f"epochs, {r['training minutes']:.0f} min training; target 0.90 (no paper number)"),
                 **({"profile": "long run"} if is_long else {}),
             })

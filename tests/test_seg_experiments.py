@@ -216,6 +216,18 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     record_headlines(tmp_path / "out", "03_unet_segmentation", rows, profile="tiny")
     frame = collect_headlines(tmp_path / "out")
     assert list(frame["profile"]) == ["long run"] and "47 validation patients" in frame.loc[0, "dataset"]
+    # two committed long runs (the plain U-Net and the Lite0 encoder): one row each, told apart
+    lite_dir = tmp_path / "lite"
+    lite_dir.mkdir()
+    (lite_dir / "metrics.json").write_text(json.dumps({
+        "settings": {"size": [384, 192], "filters": 16, "loss": "dice", "encoder": "lite0-imagenet"},
+        "n_val_patients": 47, "dice_mean_over_val_patients": 0.9, "dice_ci95": [0.88, 0.91], "epochs_run": 40,
+        "train_seconds": 3000.0, "git_commit": "fedcba9876543210"}))
+    both = sx.aasce_comparison(None, [long_dir, lite_dir, tmp_path / "missing"])
+    assert list(both.index) == ["long run (committed): U-Net", "long run (committed): Lite0 encoder, ImageNet"]
+    assert list(both["filters"]) == [8, "Lite0"]
+    rows = sx.segmentation_headlines(aasce=both, long_run=True)
+    assert [r["ours"] for r in rows] == [0.84, 0.9] and rows[0]["quantity"] != rows[1]["quantity"]
 
 
 def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
