@@ -106,6 +106,17 @@ class ClassificationInputs:
     def size(self) -> tuple[int, int]:
         return tuple(int(s) for s in self.ap.shape[1:3])
 
+    def scanned(self):
+        """The :class:`~spinelib.clinical.ClinicalDataset` of ``root`` (clinical layout), scanned
+        once and kept: several measurements go back to the original files."""
+        from spinelib.clinical import scan_clinical
+
+        if self.root is None or self.dataset == "aasce":
+            raise ValueError("only inputs loaded from a folder in the paper's layout have a scanned dataset")
+        if "_scanned" not in self.__dict__:
+            self.__dict__["_scanned"] = scan_clinical(self.root, progress=False)
+        return self.__dict__["_scanned"]
+
     def views_at(self, size: tuple[int, int], progress: bool = True) -> list[np.ndarray]:
         """The X-ray views (AP, and LAT if any) at ``size``: resized when it is not larger than
         the loaded size, else read again from the source files (so that a 512x256 backbone
@@ -118,9 +129,9 @@ class ClassificationInputs:
             if size[0] <= self.size[0] and size[1] <= self.size[1] or self.root is None:
                 cache[size] = [resize_images(v, size) for v in ([self.ap] if self.lat is None else [self.ap, self.lat])]
             elif self.dataset == "synthetic":
-                from spinelib.clinical import load_classification_pairs, scan_clinical
+                from spinelib.clinical import load_classification_pairs
 
-                ap, lat, _, ids = load_classification_pairs(scan_clinical(self.root, progress=False), size, progress=progress)
+                ap, lat, _, ids = load_classification_pairs(self.scanned(), size, progress=progress)
                 if list(ids) != list(self.patient_ids):
                     raise ValueError(f"{self.root} changed since it was loaded: patients differ")
                 cache[size] = [ap * np.float32(255), lat * np.float32(255)]
@@ -157,8 +168,10 @@ def load_synthetic_inputs(synthetic_dir: str | os.PathLike, size: tuple[int, int
     table = meta.reindex(ids).reset_index()
     table["label"] = labels
     table["folder"] = [str(dataset.patient(p).folder) for p in ids]
-    return ClassificationInputs("synthetic", ap * np.float32(255), lat * np.float32(255), masks, labels,
-                                np.asarray(ids, dtype=str), table, root)
+    inputs = ClassificationInputs("synthetic", ap * np.float32(255), lat * np.float32(255), masks, labels,
+                                  np.asarray(ids, dtype=str), table, root)
+    inputs.__dict__["_scanned"] = dataset  # see ClassificationInputs.scanned()
+    return inputs
 
 
 def load_aasce_inputs(aasce_dir: str | os.PathLike, size: tuple[int, int], max_images: int | None = None,
@@ -987,7 +1000,6 @@ def image_size_features(data: ClassificationInputs) -> pd.DataFrame:
     leaks through its image sizes (the synthetic generator draws sizes within each class's range of
     the paper's Table 1, so Damaged X-rays are taller on average); the resized images carry the
     aspect ratio, not the size."""
-    from spinelib.clinical import scan_clinical
     from spinelib.imageio import image_size
 
     if data.dataset == "aasce":
@@ -995,7 +1007,7 @@ def image_size_features(data: ClassificationInputs) -> pd.DataFrame:
         return pd.DataFrame({"AP height": h, "AP width": w, "AP aspect": w / h})
     if data.root is None:
         raise ValueError("image_size_features needs inputs loaded from a folder (data.root)")
-    dataset = scan_clinical(data.root, progress=False)
+    dataset = data.scanned()
     rows = []
     for pid in data.patient_ids:
         row = {}
@@ -1014,7 +1026,7 @@ def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLi
     in ``meta.json``, per patient: wedge-ratio MAE, disk-height correlation, listhesis-offset MAE
     (pixels at full size), measured and true Cobb angle. Cached as CSV under ``out_dir``."""
     from spinelib import morphometrics as MM
-    from spinelib.clinical import load_view, scan_clinical
+    from spinelib.clinical import load_view
 
     if data.dataset != "synthetic" or data.root is None:
         raise ValueError("synthetic_morphometrics needs inputs from load_synthetic_inputs()")
@@ -1023,7 +1035,7 @@ def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLi
     if folder is not None and (folder / f"synthetic-{key}-features.csv").is_file():
         return (pd.read_csv(folder / f"synthetic-{key}-features.csv"),
                 pd.read_csv(folder / f"synthetic-{key}-agreement.csv", dtype={"patient_id": str}))
-    dataset = scan_clinical(data.root, progress=False)
+    dataset = data.scanned()
     feats, agree = [], []
     for pid in tqdm(data.patient_ids, desc="morphometrics", disable=not progress):
         rec = dataset.patient(pid)

@@ -120,7 +120,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
 
     from spinelib import morphometrics as MM
     from spinelib.cls_experiments import config_key, load_unet
-    from spinelib.clinical import load_view, scan_clinical
+    from spinelib.clinical import load_view
     from spinelib.imageio import atomic_write_bytes, read_xray
     from spinelib.seg_metrics import dice as dice_score
     from spinelib.segmentation import predict
@@ -137,7 +137,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
     if files is not None and all(f.is_file() for f in files):
         return pd.read_csv(files[0]), pd.read_csv(files[1], dtype={"patient_id": str})
     models = {v: load_unet(p) for v, p in segmenters.items()}
-    dataset = scan_clinical(data.root, progress=False)
+    dataset = data.scanned()
     feats, dice_rows = [], []
     for pid in tqdm(data.patient_ids, desc="segment + measure", disable=not progress):
         rec = dataset.patient(pid)
