@@ -893,8 +893,11 @@ def cases_figure(data: SegmentationData, result: ExperimentResult, structure: st
     c_res = result.structures.index(structure)
     c_dat = data.structures.index(structure)
     prob = result.val_prob()[..., c_res]
-    cases = result.cases[result.cases["structure"] == structure].sort_values("dice")
-    picks = [("BEST", r) for r in cases.iloc[::-1][:n].itertuples()] + [("WORST", r) for r in cases.iloc[:n].itertuples()]
+    cases = result.cases[result.cases["structure"] == structure].sort_values("dice", kind="stable")
+    if np.ptp(cases["dice"].to_numpy(float)) < 1e-9:  # all alike (e.g. every mask black): no best or worst
+        picks = [("CASE", r) for r in cases.iloc[:2 * n].itertuples()]
+    else:
+        picks = [("BEST", r) for r in cases.iloc[::-1][:n].itertuples()] + [("WORST", r) for r in cases.iloc[:n].itertuples()]
     fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 4.4), squeeze=False)
     for ax, (label, row) in zip(axes[0], picks):
         i = int(row.case)

@@ -3,6 +3,7 @@ that gives the same weights whether or not it was interrupted."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -176,8 +177,15 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     variants = sx.inference_variants(runs["paper"], ap_data, n_boot=20)
     assert {"threshold 0.5", "flip TTA"} <= set(variants.columns)
     assert variants.loc["Ap_Pedicle"].between(0, 1).all()
-    fig = sx.cases_figure(ped, runs["paper"], n=1)
-    assert len(fig.axes) == 2
+    two = copy.copy(runs["paper"])
+    cases = runs["paper"].cases
+    two.cases = pd.concat([cases.assign(dice=0.2), cases.assign(dice=0.8)], ignore_index=True)
+    titles = [ax.get_title() for ax in sx.cases_figure(ped, two, n=1).axes]
+    assert [t.split(":")[0] for t in titles] == ["BEST", "WORST"] and "0.80" in titles[0] and "0.20" in titles[1]
+    black = copy.copy(runs["paper"])
+    black.cases = black.cases.assign(dice=0.0)  # every case alike: neither best nor worst
+    titles = [ax.get_title() for ax in sx.cases_figure(ped, black, n=1).axes]
+    assert titles and all(t.startswith("CASE") for t in titles)
     fig = sx.white_fraction_figure(runs)
     assert len(fig.axes[0].lines) == 3  # two experiments + the true fraction
     assert len(sx.train_val_figure(runs).axes[0].lines) == 4
