@@ -879,6 +879,12 @@ CASE_COLOURS = ("#E69F00", "#0072B2", "#CC79A7")
 grey in grayscale, so the three stay apart in print and for colour-blind readers)."""
 
 
+def _short(name, width: int = 14) -> str:
+    """A patient name cut to ``width`` characters (AASCE file names run to 30 and overlap their neighbours)."""
+    name = str(name)
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
 def cases_figure(data: SegmentationData, result: ExperimentResult, structure: str | None = None,
                  n: int = 3, title: str | None = None):
     """The ``n`` best and ``n`` worst validation cases of one structure (by Dice), with the
@@ -903,7 +909,7 @@ def cases_figure(data: SegmentationData, result: ExperimentResult, structure: st
         i = int(row.case)
         t, p = data.val_masks[i, ..., c_dat] > 0.5, prob[i] > 0.5
         overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0], colours=CASE_COLOURS,
-                title=f"{label}: patient {row.patient}\nDice {row.dice:.2f}")
+                title=f"{label}: patient {_short(row.patient)}\nDice {row.dice:.2f}")
     fig.suptitle(title or f"{data.source.upper()} - {structure.replace('_', ' ')} ({result.name})", fontsize=10)
     fig.tight_layout()
     return fig

@@ -333,3 +333,8 @@ def test_page_plans_grow_with_the_profile():
         ci.recipe("nope")
     with pytest.raises(ValueError, match="epochs"):
         sx.page_plan("ci", epochs=0)
+
+
+def test_case_titles_cut_long_patient_names():
+    assert sx._short("sunhl-1th-20-Jul-2016-coronal12") == "sunhl-1th-20-…"
+    assert sx._short("ID (3)") == "ID (3)"
