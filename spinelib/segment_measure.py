@@ -16,6 +16,7 @@ a disk 2 px high is not measuring).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,6 +92,10 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     paths = {}
     for view, names in MEASURED_STRUCTURES.items():
         folder = Path(out_dir) / f"segmenters-{key}" / view
+        paths[view] = folder / "best.keras"
+        state = folder / "train_state.json"
+        if paths[view].is_file() and state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= plan.epochs:
+            continue  # finished before: not even the arrays are loaded again
         x, y, ids = load_segmentation_arrays(dataset, view, plan.size, structures=names, progress=progress)
         train, val = patient_split(ids, val_fraction=0.15, seed=seed)
         set_seed(seed)
@@ -100,7 +105,6 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
             train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.epochs,
                                batch_size=plan.batch_size, out_dir=folder, seed=seed, patience=plan.epochs,
                                verbose=1 if progress else 0)
-        paths[view] = folder / "best.keras"
     return paths
 
 
