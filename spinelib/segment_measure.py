@@ -73,11 +73,12 @@ def check_disjoint(train_root: str | os.PathLike, eval_root: str | os.PathLike) 
 
 
 def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, plan: SegmenterPlan,
-                     seed: int = 0, progress: bool = True) -> dict[str, Path]:
+                     seed: int = 0, progress: bool = True, verbose: int = 0) -> dict[str, Path]:
     """One U-Net per view on the :data:`MEASURED_STRUCTURES` of the dataset at ``train_root``
     (15 % of its patients held out for checkpointing on validation Dice). Saved as
     ``out_dir/segmenters-<key>/<view>/best.keras``, keyed by the plan and the dataset; a finished
-    network is reused, an interrupted one resumes. Returns ``{view: path}``."""
+    network is reused, an interrupted one resumes. Returns ``{view: path}``. ``progress``: loading
+    bars (stderr); ``verbose``: Keras' per-epoch output (stdout, which a book page would show)."""
     from spinelib.clinical import load_segmentation_arrays, scan_clinical
     from spinelib.cls_experiments import config_key
     from spinelib.config import set_seed
@@ -104,7 +105,7 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
         with quiet_tensorflow():
             train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.epochs,
                                batch_size=plan.batch_size, out_dir=folder, seed=seed, patience=plan.epochs,
-                               verbose=1 if progress else 0)
+                               verbose=verbose)
     return paths
 
 

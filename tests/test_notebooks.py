@@ -76,6 +76,10 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
               if o.get("output_type") == "error"]
     assert not errors, json.dumps(errors[0])[:2000]
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    # No training log in the page: Keras progress bars go to stdout, which the book shows (stderr is removed).
+    stdout = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("output_type") == "stream" and o.get("name") == "stdout")
+    assert "━━" not in stdout and not re.search(r"\d+/\d+ - \d+m?s", stdout), "a Keras training log reached the page"
     # Figures are drawn inline, whatever MPLBACKEND the test process has (conftest sets Agg).
     if any(re.search(r"\bfig\b", c.source) for c in nb.cells if c.cell_type == "code"):
         assert count_figures(out) > 0, f"{path.name} draws figures but none reached the notebook"
