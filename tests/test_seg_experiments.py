@@ -32,7 +32,7 @@ def lat_data(tiny_synthetic):
     return sx.prepare_view_data(tiny_synthetic, "LAT", SIZE, progress=False)
 
 
-# ---------------------------------------------------------------- resume is bit-identical
+# ---------------------------------------------------------------- resume equals an uninterrupted run
 
 
 def discs(n: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,9 +87,12 @@ def test_interrupted_then_resumed_training_equals_an_uninterrupted_run(tmp_path)
     train_segmentation(fresh(), x, y, x[:4], y[:4], epochs=1, out_dir=tmp_path / "b", **kw)  # "crash" after epoch 1
     resumed = train_segmentation(fresh(), x, y, x[:4], y[:4], epochs=3, out_dir=tmp_path / "b", **kw)
     assert resumed.initial_epoch == 1
+    # Equal up to float rounding: the augmented pixels may differ in their last bit between runs
+    # (see above; CI saw weights 1.9e-9 apart). A wrong resume (another batch order, a reset
+    # optimizer) moves weights by ~1e-3.
     for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    pd.testing.assert_series_equal(straight.history["val_dice"], resumed.history["val_dice"])
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    pd.testing.assert_series_equal(straight.history["val_dice"], resumed.history["val_dice"], check_exact=False, rtol=1e-5)
     assert {"white", "val_white"} <= set(straight.history.columns)
 
 
