@@ -57,6 +57,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                          "ImageNet weights / a random start (then --filters, --depth and --batch-norm do not apply; "
                          "height and width must be multiples of 32)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
+                    help="halve the LR on a validation plateau (default) or cosine decay to lr/100 over --epochs")
+    ap.add_argument("--tta", action="store_true",
+                    help="flip test-time augmentation for the reported Dice (the Dice without it is recorded too)")
     ap.add_argument("--patience", type=int, default=15)
     ap.add_argument("--crop", action="store_true",
                     help="two stages: a small network finds the spine, the main one segments crops around it")
@@ -108,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     augment = {"flip": True} if args.augment else False
     common = dict(loss=args.loss, batch_size=args.batch_size, lr=args.lr, augment=augment, seed=args.seed,
                   batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, verbose=args.verbose)
+    if args.lr_schedule != "plateau":
+        common["lr_schedule"] = args.lr_schedule
     if args.encoder != "none":
         common["encoder"] = args.encoder
     stages = []
@@ -132,10 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         figure_data, figure_result = crop, result
     else:
         result = sx.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
-                                   patience=args.patience, depth=args.depth, **common)
+                                   patience=args.patience, depth=args.depth, tta=args.tta, **common)
         stages.append(result)
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
+    without_tta = None
+    if args.tta and not args.crop:  # the same network without test-time flips: what TTA adds
+        from spinelib.segmentation import predict
+
+        prob = predict(result.load_model(), data.val_images, batch_size=args.batch_size, tta_flip=False)
+        _, plain = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
+        without_tta = plain.query("metric == 'dice'").iloc[0]
     wall = time.perf_counter() - t_start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         "dice_ci95": [float(dice["ci_low"]), float(dice["ci_high"])],
         "dice_sd": float(dice["sd"]),
         "dice_frame": f"the full X-ray resized to {args.size[0]}x{args.size[1]} (the network's input size)",
+        "mask_convention": "corners scaled with pixel centres aligned (spinelib.aasce.scale_landmarks)",
+        "dice_without_tta": None if without_tta is None else {
+            "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),
         "stages": [{"name": r.name, "input": list(sx._input_size(r)), "params": r.params,
                     "epochs_run": r.epochs_run, "train_seconds": round(r.train_seconds, 1),

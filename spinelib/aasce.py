@@ -215,11 +215,30 @@ def vertebra_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def scale_landmarks(landmarks: np.ndarray, from_shape: tuple[int, int], to_shape: tuple[int, int]) -> np.ndarray:
+    """Landmarks ``(..., 2)`` (x, y) of an image of ``from_shape=(H, W)`` in the pixel grid of the
+    same image resized to ``to_shape=(h, w)``.
+
+    Pixel centres sit at integer coordinates in both grids, the convention of
+    ``skimage.transform.resize`` (which makes the small X-ray) and of ``skimage.draw.polygon``
+    (which fills the mask), so :math:`x' = (x + \\tfrac12)\\,w/W - \\tfrac12` (and the same for
+    :math:`y`). The naive :math:`x' = x\\,w/W` puts the mask :math:`\\tfrac12(1 - w/W)` pixels
+    (0.4 px at 384x192) right of and below the bodies it outlines; with horizontal flips in
+    training that offset cannot even be learnt.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    H, W = check_size(from_shape)
+    h, w = check_size(to_shape)
+    scale = np.array([w / W, h / H])
+    return (lm + 0.5) * scale - 0.5
+
+
 def load_aasce_arrays(frame: pd.DataFrame, size: tuple[int, int], progress: bool = True):
     """``(images float32 NxHxWx1 in [0, 1], masks float32 NxHxWx1)`` of the vertebra bodies.
 
-    Images are resized with anti-aliasing; landmarks are scaled to ``size`` and the mask is drawn
-    directly at that size (:math:`x' = x\\,w/W`, :math:`y' = y\\,h/H`).
+    Images are resized with anti-aliasing; landmarks are scaled to ``size``
+    (:func:`scale_landmarks`, pixel centres aligned with the resized image) and the mask is drawn
+    directly at that size.
     """
     needed = {"image_path", "landmarks", "height", "width"}
     if not needed <= set(frame.columns):
@@ -230,6 +249,6 @@ def load_aasce_arrays(frame: pd.DataFrame, size: tuple[int, int], progress: bool
     it = tqdm(frame.itertuples(index=False), total=len(frame), desc="load AASCE", unit="image", disable=not progress)
     for i, row in enumerate(it):
         images[i, ..., 0] = read_xray(row.image_path, size=(h, w)) / np.float32(255.0)
-        lm = _check_landmarks(row.landmarks) * np.array([w / row.width, h / row.height])
+        lm = scale_landmarks(_check_landmarks(row.landmarks), (row.height, row.width), (h, w))
         masks[i, ..., 0] = vertebra_mask(lm, (h, w))
     return images, masks

@@ -234,11 +234,14 @@ class ExperimentConfig:
     postprocess: dict | None = None
     seed: int = 0
     encoder: str = "none"  # "none": the U-Net of spinelib.unet.unet; "lite0-imagenet" / "lite0-random": lite0_unet
+    lr_schedule: str = "plateau"  # or "cosine" (spinelib.segmentation.cosine_lr)
 
     def to_dict(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))
-        if d["encoder"] == "none":  # the key of every run from before this field existed stays the same
-            del d["encoder"]
+        # the key of every run from before these fields existed stays the same
+        for field, default in (("encoder", "none"), ("lr_schedule", "plateau")):
+            if d[field] == default:
+                del d[field]
         return d
 
 
@@ -371,7 +374,7 @@ def run_experiment(
 
     ``config``: fields of :class:`ExperimentConfig` - ``loss`` (a :mod:`spinelib.losses` name),
     ``filters``, ``depth``, ``batch_norm``, ``bn_momentum``, ``up``, ``epochs``, ``batch_size``, ``lr``,
-    ``augment``, ``patience``, ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
+    ``augment``, ``patience``, ``lr_schedule`` ("plateau" or "cosine"), ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
     test-time augmentation), ``postprocess`` (kwargs of
     :func:`spinelib.segmentation.postprocess`, ``None`` = threshold 0.5), ``seed``, ``encoder`` (:data:`ENCODERS`).
 
@@ -394,6 +397,10 @@ def run_experiment(
     cfg = ExperimentConfig(**config)
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg.encoder!r}")
+    from spinelib.segmentation import LR_SCHEDULES
+
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}")
     if cfg.checkpoint not in ("last", "best"):
         raise ValueError(f"checkpoint must be 'last' or 'best', got {cfg.checkpoint!r}")
     if not name or any(c in name for c in "/\\"):
@@ -427,7 +434,7 @@ def run_experiment(
         trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                                      loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
                                      lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
-                                     verbose=verbose)
+                                     verbose=verbose, lr_schedule=cfg.lr_schedule)
         return _finish(data, run_dir, name, cfg, key, n_boot, model=trained.model)
 
 

@@ -368,6 +368,20 @@ def _read_history(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(epoch: int, epochs: int, lr: float, final_fraction: float = 0.01) -> float:
+    """Cosine decay per epoch: :math:`\\eta_e = \\eta_{min} + \\tfrac12(\\eta - \\eta_{min})(1 + \\cos(\\pi e / (E - 1)))`
+    with :math:`\\eta_{min}` = ``final_fraction * lr``: ``lr`` at the first epoch, ``lr / 100`` at
+    the last (epoch ``E - 1``)."""
+    if epochs < 1 or not 0 <= epoch < epochs:
+        raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
+    low = final_fraction * lr
+    t = epoch / (epochs - 1) if epochs > 1 else 1.0
+    return float(low + 0.5 * (lr - low) * (1.0 + math.cos(math.pi * t)))
+
+
 def train_segmentation(
     model: keras.Model,
     train_images,
@@ -384,6 +398,7 @@ def train_segmentation(
     patience: int = 15,
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    lr_schedule: str = "plateau",
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.losses` name or a callable).
 
@@ -391,8 +406,10 @@ def train_segmentation(
 
     - ``ModelCheckpoint`` -> ``out_dir/best.keras`` (highest ``val_dice``);
     - ``EarlyStopping`` after ``patience`` epochs without improvement;
-    - ``ReduceLROnPlateau``: halve the LR after ``max(1, patience // 3)`` epochs without
-      improvement (down to 1e-6);
+    - the learning rate: with ``lr_schedule="plateau"`` (default) ``ReduceLROnPlateau`` halves it
+      after ``max(1, patience // 3)`` epochs without improvement (down to 1e-6); with
+      ``"cosine"`` it follows :func:`cosine_lr` from ``lr`` to ``lr / 100`` over ``epochs``
+      (a function of the epoch alone, so a resumed run gets the same rates);
     - ``CSVLogger`` -> ``out_dir/history.csv`` (with ``epoch_seconds``, ``learning_rate`` and the
       predicted white fraction ``white``/``val_white``, :func:`white_fraction_metric`);
     - resume: every epoch ``last.keras`` (weights + optimizer state) and ``train_state.json``
@@ -418,6 +435,8 @@ def train_segmentation(
         raise ValueError(f"patience must be a positive integer, got {patience!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     n_out = model.output_shape[-1]
     for name, m in (("train_masks", train_masks), ("val_masks", val_masks)):
         if m.shape[-1] != n_out:
@@ -427,7 +446,7 @@ def train_segmentation(
     loss_fn = get_loss(loss)
     config = {
         "model": model.name, "params": int(model.count_params()), "loss": getattr(loss_fn, "__name__", str(loss)),
-        "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "augment": augment,
+        "lr": float(lr), "lr_schedule": lr_schedule, "batch_size": int(batch_size), "seed": int(seed), "augment": augment,
         "n_train": len(train_images), "n_val": len(val_images), "input_shape": list(train_images.shape[1:]),
     }
 
@@ -484,7 +503,8 @@ def train_segmentation(
             initial_value_threshold=None if state is None else state.get("best_val_dice"),
         ),
         early,
-        plateau,
+        plateau if lr_schedule == "plateau" else keras.callbacks.LearningRateScheduler(
+            lambda epoch: cosine_lr(epoch, int(epochs), float(lr))),
         keras.callbacks.CSVLogger(hist_path, append=True),
         _ResumeState(out, early, plateau, config, state),
     ]

@@ -212,3 +212,36 @@ def test_split_functions_validate_and_group():
         list(patient_kfold(ids, labels, k=9))
     with pytest.raises(ValueError, match="labels has 2 entries"):
         list(patient_kfold(ids, [0, 1], k=2))
+
+
+def test_scale_landmarks_aligns_pixel_centres():
+    """A mask drawn at the small size from scaled corners matches the full-size mask resized the
+    way the X-ray is resized (area average, threshold 1/2); the naive x * w / W is offset."""
+    from spinelib.aasce import scale_landmarks
+    from spinelib.imageio import resize_mask
+
+    rng = np.random.default_rng(3)
+    H, W, h, w = 1000, 500, 200, 100
+    # 17 axis-aligned boxes of random size stacked down the image, corners TL, TR, BL, BR
+    lm = []
+    for v in range(17):
+        x0, y0 = rng.uniform(150, 200), 40 + v * 55 + rng.uniform(0, 5)
+        x1, y1 = x0 + rng.uniform(90, 140), y0 + rng.uniform(30, 45)
+        lm.append([[x0, y0], [x1, y0], [x0, y1], [x1, y1]])
+    lm = np.array(lm)
+    ref = resize_mask(vertebra_mask(lm, (H, W)), (h, w), method="area")
+
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    good = vertebra_mask(scale_landmarks(lm, (H, W), (h, w)), (h, w))
+    naive = vertebra_mask(lm * np.array([w / W, h / H]), (h, w))
+    assert dice(good, ref) > 0.99
+    assert dice(naive, ref) < dice(good, ref) - 0.03
+    ys, xs = np.nonzero(good)
+    yr, xr = np.nonzero(ref)
+    assert abs(xs.mean() - xr.mean()) < 0.15 and abs(ys.mean() - yr.mean()) < 0.15
+    # the identity and a shape check
+    np.testing.assert_allclose(scale_landmarks(lm, (H, W), (H, W)), lm)
+    with pytest.raises(ValueError):
+        scale_landmarks(lm, (H, W), (0, w))

@@ -14,6 +14,7 @@ from spinelib.segmentation import (  # noqa: E402
     plot_history,
     postprocess,
     predict,
+    cosine_lr,
     predict_folder,
     train_segmentation,
 )
@@ -141,6 +142,33 @@ def test_training_resumes_from_last_checkpoint(tmp_path):
     assert third.train_seconds == 0.0 and len(third.history) == 4  # nothing left to do
     with pytest.raises(ValueError, match="parameters"):
         train_segmentation(unet((H, W, 1), filters=8, depth=3), x, y, x[:4], y[:4], epochs=5, **kw)
+
+
+def test_cosine_schedule_decays_and_survives_a_resume(tmp_path):
+    assert cosine_lr(0, 5, 1e-3) == pytest.approx(1e-3)
+    assert cosine_lr(4, 5, 1e-3) == pytest.approx(1e-5)
+    assert cosine_lr(2, 5, 1e-3) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    rates = [cosine_lr(e, 5, 1e-3) for e in range(5)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="epoch must be in"):
+        cosine_lr(5, 5, 1e-3)
+    x, y = discs(4)
+    kw = dict(loss="dice", batch_size=4, out_dir=tmp_path, patience=10, verbose=0, lr=1e-3, lr_schedule="cosine")
+
+    class Crash(keras.callbacks.Callback):  # the process dies during epoch 3 of 5
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    keras.utils.set_random_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(unet((H, W, 1), filters=2, depth=2), x, y, x, y, epochs=5, callbacks=[Crash()], **kw)
+    done = train_segmentation(unet((H, W, 1), filters=2, depth=2), x, y, x, y, epochs=5, **kw)
+    assert done.initial_epoch == 2
+    np.testing.assert_allclose(done.history["learning_rate"], rates, rtol=1e-5)  # resumed on the same curve
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train_segmentation(unet((H, W, 1), filters=2, depth=2), x, y, x, y, epochs=1,
+                           **{**kw, "out_dir": tmp_path / "b", "lr_schedule": "step"})
 
 
 def test_train_segmentation_rejects_bad_input(tmp_path):
