@@ -92,6 +92,40 @@ def record_long_run(out: Path, seed: int = 0) -> Path:
                                    name=out.name)
 
 
+def write_readme(out: Path, metrics: dict) -> Path:
+    """``<out>/README.md``: the run's command, commit, Dice and times, from its ``metrics.json``."""
+    crop = metrics["settings"].get("crop", False)
+    plain = metrics.get("dice_without_tta")
+    text = (
+        "# AASCE vertebra U-Net: the long run\n\n"
+        "Real AASCE AP X-rays, validation split by patient. Produced by\n\n"
+        f"    {metrics['command']}\n\n"
+        f"at git commit `{metrics['git_commit']}`, on {metrics['cpu_count']} CPU cores "
+        f"(1-min load average {metrics['load_average_1min_at_start']} at the start, "
+        f"{metrics['load_average_1min_at_end']} at the end).\n\n"
+        f"Mean validation Dice over {metrics['n_val_patients']} patients: {metrics['dice_mean_over_val_patients']:.4f} "
+        f"(95 % bootstrap CI {metrics['dice_ci95'][0]:.4f}-{metrics['dice_ci95'][1]:.4f}); "
+        f"{metrics['epochs_run']} epochs{' (two stages: spine finder, then crops)' if crop else ''}, "
+        f"{metrics['train_seconds'] / 60:.1f} min of training, "
+        f"{metrics['wall_seconds_this_call'] / 60:.1f} min wall time for this call.\n\n"
+    )
+    if plain:
+        text += (f"Without the flip test-time augmentation the same network gives {plain['mean']:.4f} "
+                 f"(95 % CI {plain['ci95'][0]:.4f}-{plain['ci95'][1]:.4f}).\n\n")
+    if metrics.get("dice_original_resolution"):
+        o = metrics["dice_original_resolution"]
+        text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {o['mean']:.4f} "
+                 f"(95 % CI {o['ci95'][0]:.4f}-{o['ci95'][1]:.4f}).\n\n")
+    if metrics.get("mask_convention"):
+        text += ("Masks: the corners scaled with pixel centres aligned to the resized X-ray "
+                 "(`spinelib.aasce.scale_landmarks`).\n\n")
+    text += ("Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
+             "`history.png`, `cases.png` (best and worst validation patients).\n")
+    path = out / "README.md"
+    path.write_text(text)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
@@ -122,15 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         small = sx.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
                                       val_fraction=args.val_fraction, seed=args.seed, progress=False)
         assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
+        # the spine finder is always a small plain U-Net (--encoder is for the crop network)
+        finder = {k: v for k, v in common.items() if k != "encoder"}
         stage1 = sx.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
-                                   epochs=args.stage1_epochs, patience=args.stage1_epochs, **common)
+                                   epochs=args.stage1_epochs, patience=args.stage1_epochs, **finder)
         stages.append(stage1)
         print(f"stage 1 Dice {stage1.dice().iloc[0]:.4f}", flush=True)
         boxes_val = sx.spine_boxes(stage1.val_prob(), margin=args.margin)  # predicted, never the truth
         boxes_train = sx.spine_boxes(small.train_masks, margin=args.margin)
         crop = sx.crop_data(data, boxes_train, boxes_val, tuple(args.crop_size or args.size), progress=False)
         result = sx.run_experiment(crop, args.work, "aasce_crop", filters=args.filters, epochs=args.epochs,
-                                   patience=args.patience, depth=args.depth, **common)
+                                   patience=args.patience, depth=args.depth, tta=args.tta, **common)
         stages.append(result)
         print(f"Dice inside the predicted crops {result.dice().iloc[0]:.4f}", flush=True)
         prob = sx.uncrop(result.val_prob(), boxes_val, data.size)
@@ -143,12 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
     without_tta = None
-    if args.tta and not args.crop:  # the same network without test-time flips: what TTA adds
+    if args.tta:  # the same network without test-time flips: what TTA adds
         from spinelib.segmentation import predict
 
-        prob = predict(result.load_model(), data.val_images, batch_size=args.batch_size, tta_flip=False)
+        prob = predict(result.load_model(), figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
+        if args.crop:
+            prob = sx.uncrop(prob, boxes_val, data.size)
         _, plain = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
         without_tta = plain.query("metric == 'dice'").iloc[0]
+    # frame-free: the probabilities (or the crops') put back into each X-ray at its own size
+    full = sx.full_resolution_dice(data, result.val_prob(), progress=False, seed=args.seed,
+                                   boxes=boxes_val if args.crop else None).query("metric == 'dice'").iloc[0]
     wall = time.perf_counter() - t_start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -167,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         "dice_sd": float(dice["sd"]),
         "dice_frame": f"the full X-ray resized to {args.size[0]}x{args.size[1]} (the network's input size)",
         "mask_convention": "corners scaled with pixel centres aligned (spinelib.aasce.scale_landmarks)",
+        "dice_original_resolution": {"mean": float(full["mean"]), "ci95": [float(full["ci_low"]), float(full["ci_high"])],
+                                     "how": "probabilities resized (or crops put back) to each X-ray's own size, "
+                                            "against the corners drawn there (spinelib.seg_experiments.full_resolution_dice)"},
         "dice_without_tta": None if without_tta is None else {
             "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),
@@ -197,20 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.savefig(out / "history.png", dpi=70)
     fig = sx.cases_figure(figure_data, figure_result, n=3)
     fig.savefig(out / "cases.png", dpi=70)
-    (out / "README.md").write_text(
-        "# AASCE vertebra U-Net: the long run\n\n"
-        "Real AASCE AP X-rays, validation split by patient. Produced by\n\n"
-        f"    {command}\n\n"
-        f"at git commit `{metrics['git_commit']}`, on {metrics['cpu_count']} CPU cores "
-        f"(1-min load average {metrics['load_average_1min_at_start']} at the start, shared with other jobs).\n\n"
-        f"Mean validation Dice over {metrics['n_val_patients']} patients: {metrics['dice_mean_over_val_patients']:.4f} "
-        f"(95 % bootstrap CI {metrics['dice_ci95'][0]:.4f}-{metrics['dice_ci95'][1]:.4f}); "
-        f"{metrics['epochs_run']} epochs{' (two stages: spine finder, then crops)' if args.crop else ''}, "
-        f"{metrics['train_seconds'] / 60:.1f} min of training, "
-        f"{metrics['wall_seconds_this_call'] / 60:.1f} min wall time for this call.\n\n"
-        "Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
-        "`history.png`, `cases.png` (best and worst validation patients).\n"
-    )
+    write_readme(out, metrics)
     record_long_run(out, args.seed)
     print(json.dumps({k: metrics[k] for k in ("dice_mean_over_val_patients", "dice_ci95", "epochs_run",
                                               "train_seconds", "wall_seconds_this_call")}))

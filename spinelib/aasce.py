@@ -233,6 +233,36 @@ def scale_landmarks(landmarks: np.ndarray, from_shape: tuple[int, int], to_shape
     return (lm + 0.5) * scale - 0.5
 
 
+def mask_grid_agreement(frame: pd.DataFrame, size: tuple[int, int], max_images: int | None = 40,
+                        progress: bool = True) -> pd.DataFrame:
+    """How well masks drawn directly at ``size`` agree with the full-size mask resized the way the
+    X-ray is (area average, threshold 1/2; :func:`spinelib.imageio.resize_mask`), for the naive
+    corner scaling :math:`x\\,w/W` and for :func:`scale_landmarks`.
+
+    One row per image (the first ``max_images`` of ``frame``): Dice of each against the reference
+    and the shift of each mask's centroid from the reference's, in pixels of ``size``
+    (positive = right / down).
+    """
+    from spinelib.imageio import resize_mask
+
+    h, w = check_size(size)
+    rows = []
+    sub = frame if max_images is None else frame.iloc[:max_images]
+    for row in tqdm(sub.itertuples(index=False), total=len(sub), desc="mask grids", disable=not progress):
+        lm = _check_landmarks(row.landmarks)
+        ref = resize_mask(vertebra_mask(lm, (row.height, row.width)), (h, w), method="area")
+        yr, xr = np.nonzero(ref)
+        out = {"image_name": row.image_name}
+        for name, pts in (("naive", lm * np.array([w / row.width, h / row.height])),
+                          ("aligned", scale_landmarks(lm, (row.height, row.width), (h, w)))):
+            m = vertebra_mask(pts, (h, w))
+            ys, xs = np.nonzero(m)
+            out[f"dice_{name}"] = 2.0 * (m & ref).sum() / (m.sum() + ref.sum())
+            out[f"dx_{name}"], out[f"dy_{name}"] = xs.mean() - xr.mean(), ys.mean() - yr.mean()
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
 def load_aasce_arrays(frame: pd.DataFrame, size: tuple[int, int], progress: bool = True):
     """``(images float32 NxHxWx1 in [0, 1], masks float32 NxHxWx1)`` of the vertebra bodies.
 

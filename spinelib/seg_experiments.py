@@ -757,35 +757,68 @@ def spine_boxes(masks: np.ndarray, margin: float | tuple[float, float] = 0.1,
     return boxes
 
 
+def _sampling_matrix(n_out: int, n_in: int, offset: float, scale: float, order: int = 1) -> np.ndarray:
+    """``(n_out, n_in)`` weights that resample a 1-D signal: output pixel ``i`` (centre at relative
+    position :math:`u = (i + \\tfrac12)/n_{out}`) reads the input at relative position
+    :math:`t = \\mathrm{offset} + u\\,\\mathrm{scale}`, i.e. input index :math:`t\\,n_{in} - \\tfrac12`
+    (pixel centres aligned, the convention of ``skimage.transform.resize``). Linear (``order=1``) or
+    nearest (``order=0``); rows whose :math:`t` falls outside [0, 1] are zero."""
+    u = (np.arange(n_out) + 0.5) / n_out
+    t = offset + u * scale
+    v = np.clip(t * n_in - 0.5, 0.0, n_in - 1.0)
+    w = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    if order == 0:
+        w[rows, np.minimum(np.floor(v + 0.5).astype(int), n_in - 1)] = 1.0
+    else:
+        lo = np.floor(v).astype(int)
+        f = (v - lo).astype(np.float32)
+        w[rows, lo] += 1.0 - f
+        w[rows, np.minimum(lo + 1, n_in - 1)] += f
+    w[(t < -1e-9) | (t > 1 + 1e-9)] = 0.0
+    return w
+
+
+def _check_boxes(arrays: np.ndarray, boxes) -> np.ndarray:
+    b = np.asarray(boxes, dtype=float)
+    if arrays.ndim != 4 or b.shape != (len(arrays), 4):
+        raise ValueError(f"need (N, H, W, C) arrays and N boxes (y0, x0, y1, x1), got {arrays.shape} and {b.shape}")
+    if not ((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])).all():
+        raise ValueError("every box needs y1 > y0 and x1 > x0")
+    return b
+
+
 def crop_resize(arrays: np.ndarray, boxes: np.ndarray, size: tuple[int, int], masks: bool = False) -> np.ndarray:
-    """Crop each image to its box (relative ``(y0, x0, y1, x1)``) and resize it to ``size``.
-
-    ``arrays``: ``(N, H, W, C)``; bilinear for images, nearest-neighbour for ``masks=True``
-    (``tf.image.crop_and_resize``). Returns ``float32 (N, h, w, C)``.
-    """
-    import tensorflow as tf
-
+    """Crop each image to its box (relative ``(y0, x0, y1, x1)``, the edges of the region) and
+    resize it to ``size``, pixel centres aligned as in :func:`crop_data` (bilinear for images,
+    nearest-neighbour for ``masks=True``, no anti-aliasing). Returns ``float32 (N, h, w, C)``;
+    :func:`uncrop` is its inverse."""
     a = np.asarray(arrays, dtype=np.float32)
-    if a.ndim != 4 or len(boxes) != len(a):
-        raise ValueError(f"crop_resize needs (N, H, W, C) arrays and N boxes, got {a.shape} and {np.shape(boxes)}")
-    out = tf.image.crop_and_resize(a, np.asarray(boxes, np.float32), np.arange(len(a), dtype=np.int32),
-                                   tuple(int(s) for s in size), method="nearest" if masks else "bilinear")
-    return out.numpy()
+    b = _check_boxes(a, boxes)
+    h, w = (int(s) for s in size)
+    order = 0 if masks else 1
+    out = np.zeros((len(a), h, w, a.shape[-1]), np.float32)
+    for i, (y0, x0, y1, x1) in enumerate(b):
+        rows = _sampling_matrix(h, a.shape[1], y0, y1 - y0, order)
+        cols = _sampling_matrix(w, a.shape[2], x0, x1 - x0, order)
+        out[i] = np.einsum("hH,HWc,wW->hwc", rows, a[i], cols)
+    return out
 
 
 def uncrop(prob: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Put cropped predictions ``(N, h, w, C)`` back into frames of ``size`` (zeros outside the
-    box): the inverse of :func:`crop_resize` (bilinear)."""
-    from skimage.transform import resize
-
+    box): the inverse of :func:`crop_resize` and :func:`crop_data`. Each frame pixel samples the
+    crop bilinearly at its own centre, to a fraction of a pixel (no rounding of the box to the
+    frame's pixel grid, which would shift a whole prediction by up to half a pixel)."""
     prob = np.asarray(prob, dtype=np.float32)
+    b = _check_boxes(prob, boxes)
     H, W = (int(s) for s in size)
     out = np.zeros((len(prob), H, W, prob.shape[-1]), np.float32)
-    for i, (y0, x0, y1, x1) in enumerate(np.asarray(boxes, dtype=float)):
-        r0, r1 = int(round(y0 * H)), max(int(round(y1 * H)), int(round(y0 * H)) + 1)
-        c0, c1 = int(round(x0 * W)), max(int(round(x1 * W)), int(round(x0 * W)) + 1)
-        out[i, r0:r1, c0:c1] = resize(prob[i], (r1 - r0, c1 - c0, prob.shape[-1]), order=1,
-                                      preserve_range=True, anti_aliasing=False)
+    for i, (y0, x0, y1, x1) in enumerate(b):
+        rows = _sampling_matrix(H, prob.shape[1], -y0 / (y1 - y0), 1.0 / (y1 - y0))
+        cols = _sampling_matrix(W, prob.shape[2], -x0 / (x1 - x0), 1.0 / (x1 - x0))
+        for c in range(prob.shape[-1]):  # two matrix products per channel (fast at full resolution too)
+            out[i, ..., c] = rows @ prob[i, ..., c] @ cols.T
     return out
 
 
@@ -796,23 +829,31 @@ def full_resolution_dice(
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    boxes: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Dice, IoU, HD95 at each validation X-ray's **original** size: the probabilities are
     resized (bilinear) to the X-ray's size, thresholded at 0.5 and compared with the original
-    masks. Frame-independent, so networks of different input sizes (or crops, after
-    :func:`uncrop`) compare fairly. Returns the per-patient summary (:func:`summarise`)."""
-    from skimage.transform import resize
+    masks. Frame-independent, so networks of different input sizes (or crops) compare fairly.
 
-    from spinelib.clinical import load_view
+    ``boxes``: ``prob`` holds predictions on crops (:func:`crop_data`, relative boxes
+    ``(y0, x0, y1, x1)``, one per validation image); each goes straight back into its X-ray at
+    the original size (:func:`uncrop`), never through a smaller frame, so a crop network keeps
+    the finer pixels it worked on. Returns the per-patient summary (:func:`summarise`)."""
+    from skimage.transform import resize
 
     names = list(structures or data.structures)
     prob = np.asarray(prob, dtype=np.float32)
     if prob.shape[0] != len(data.val_sources) or prob.shape[-1] != len(names):
         raise ValueError(f"prob {prob.shape} does not match {len(data.val_sources)} validation images x {len(names)} structures")
+    if boxes is not None and np.shape(boxes) != (len(prob), 4):
+        raise ValueError(f"boxes must be ({len(prob)}, 4), one per validation image, got {np.shape(boxes)}")
     frames = []
     for i, record in enumerate(tqdm(data.val_sources, desc="full-resolution Dice", disable=not progress)):
-        _, masks = load_view(record, data.view, structures=names)
-        full = resize(prob[i], masks.shape, order=1, preserve_range=True, anti_aliasing=False) > 0.5
+        _, masks = load_original(data, record, names)
+        if boxes is None:
+            full = resize(prob[i], masks.shape, order=1, preserve_range=True, anti_aliasing=False) > 0.5
+        else:
+            full = uncrop(prob[i:i + 1], np.asarray(boxes)[i:i + 1], masks.shape[:2])[0] > 0.5
         cases = evaluate_masks(masks[None], full[None].astype(np.float32), names, case_ids=[i])
         cases.insert(1, "patient", data.val_ids[i])
         frames.append(cases)
@@ -858,8 +899,10 @@ def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.nda
         for i, (record, box) in enumerate(tqdm(list(zip(records, boxes)), desc=f"crop {label}", disable=not progress)):
             image, masks = load_original(data, record, names)
             H, W = image.shape
-            r0, c0 = int(box[0] * H), int(box[1] * W)
-            r1, c1 = max(int(np.ceil(box[2] * H)), r0 + 2), max(int(np.ceil(box[3] * W)), c0 + 2)
+            # the box's edges snapped to the nearest pixel edge of the original (at most half an
+            # original pixel off, which :func:`uncrop` does not see)
+            r0, c0 = int(round(box[0] * H)), int(round(box[1] * W))
+            r1, c1 = max(int(round(box[2] * H)), r0 + 2), max(int(round(box[3] * W)), c0 + 2)
             x[i, ..., 0] = resize_image(image[r0:r1, c0:c1], size) / np.float32(255.0)
             for c in range(len(names)):
                 y[i, ..., c] = resize_mask(masks[r0:r1, c0:c1, c], size)
@@ -1076,10 +1119,17 @@ ENCODER_LABELS = {"none": "U-Net", "lite0-imagenet": "Lite0 encoder, ImageNet", 
 
 
 def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike | Sequence[str | os.PathLike],
-                     profile: str = "") -> pd.DataFrame:
+                     profile: str = "", data: SegmentationData | None = None) -> pd.DataFrame:
     """The AASCE vertebra Dice of this page's profile run beside the committed long runs
     (``<dir>/metrics.json`` written by ``scripts/train_aasce.py``; one folder or several); any
-    may be missing. Long-run rows are labelled ``long run (committed): <network>``."""
+    may be missing. Long-run rows are labelled ``long run (committed): <network>``, plus the
+    learning-rate schedule and test-time flips when they were used. The ``mask grid`` column
+    says how the masks were drawn at the network's size: runs before
+    :func:`spinelib.aasce.scale_landmarks` (no ``mask_convention`` in their record) were trained
+    and scored on masks 0.4 px right of and below the bodies. ``dice, original size`` is the one
+    frame-free measure (:func:`full_resolution_dice`): from the run's record, from a
+    ``rescored.json`` beside it (``scripts/rescore_aasce.py``), or for the profile run computed
+    here when its ``data`` is given."""
     rows = {}
     if profile_run is not None:
         d = profile_run.summary.query("metric == 'dice'").iloc[0]
@@ -1089,7 +1139,10 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "input": "x".join(str(s) for s in _input_size(profile_run)),
             "filters": c["filters"] if c.get("encoder", "none") == "none" else "Lite0", "loss": c["loss"],
             "epochs": profile_run.epochs_run,
-            "training minutes": profile_run.train_seconds / 60, "source": "computed now",
+            "training minutes": profile_run.train_seconds / 60, "mask grid": "pixel centres aligned",
+            "dice, original size": math.nan if data is None else float(full_resolution_dice(
+                data, profile_run.val_prob(), n_boot=10, progress=False).query("metric == 'dice'")["mean"].iloc[0]),
+            "source": "computed now",
         }
     dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
     for path in (Path(d) / "metrics.json" for d in dirs):
@@ -1097,17 +1150,27 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             continue
         m = json.loads(path.read_text())
         s = m["settings"]
+        rescored = path.parent / "rescored.json"
+        original = m.get("dice_original_resolution") or (
+            json.loads(rescored.read_text())["dice_original_resolution"] if rescored.is_file() else None)
         encoder = s.get("encoder", "none")
         crop = s.get("crop", False)
         size = "x".join(str(v) for v in s["size"])
         if crop:
             size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
                     f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
-        rows[f"long run (committed): {ENCODER_LABELS.get(encoder, encoder)}"] = {
+        label = ENCODER_LABELS.get(encoder, encoder)
+        if s.get("lr_schedule", "plateau") != "plateau":
+            label += f"; {s['lr_schedule']} LR"
+        if s.get("tta"):
+            label += "; flip TTA"
+        rows[f"long run (committed): {label}"] = {
             "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
             "validation patients": m["n_val_patients"], "input": size,
             "filters": s["filters"] if encoder == "none" else "Lite0", "loss": s["loss"], "epochs": m["epochs_run"],
             "training minutes": m["train_seconds"] / 60,
+            "mask grid": "pixel centres aligned" if m.get("mask_convention") else "naive (0.4 px offset)",
+            "dice, original size": math.nan if original is None else original["mean"],
             "source": f"{path} (commit {m['git_commit'][:12]})",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
@@ -1189,7 +1252,11 @@ def segmentation_headlines(
                 "paper": math.nan, "ours": r["dice"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                 "data": "real", "dataset": f"{aasce_dataset}, {int(r['validation patients'])} validation patients",
                 "note": (f"{label if is_long else 'this run'}: input {r['input']}, {r['epochs']} "
-                         f"epochs, {r['training minutes']:.0f} min training; target 0.90 (no paper number)"),
+                         f"epochs, {r['training minutes']:.0f} min training; target 0.90 (no paper number)"
+                         + ("; trained and scored on masks 0.4 px off the bodies (before the alignment fix)"
+                            if str(r.get("mask grid", "")).startswith("naive") else "")
+                         + (f"; {r['dice, original size']:.3f} at each X-ray's own size"
+                            if pd.notna(r.get("dice, original size", math.nan)) else "")),
                 **({"profile": "long run"} if is_long else {}),
             })
     return rows
@@ -1233,8 +1300,8 @@ class Remedies:
                             title=f"SYNTHETIC - {structure.replace('_', ' ')} in the predicted spine crop")
 
 
-def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int) -> pd.Series:
-    summary = full_resolution_dice(data, prob, n_boot=n_boot, seed=seed, progress=False)
+def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int, boxes=None) -> pd.Series:
+    summary = full_resolution_dice(data, prob, n_boot=n_boot, seed=seed, progress=False, boxes=boxes)
     return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(data.structures))
 
 
@@ -1287,7 +1354,7 @@ def remedy_experiments(
         crops[view] = crop_data(data, spine_boxes(true, margin=margins[view]), boxes[view], plan.size, progress=False)
         r = run_experiment(crops[view], out_dir, f"remedy_crop_dice_{view}", n_boot=n_boot, **dice_recipe)
         results[("spine crop + Dice loss", view)] = r
-        crop_dice = _full_res(data, uncrop(r.val_prob(), boxes[view], data.size), n_boot, seed)
+        crop_dice = _full_res(data, r.val_prob(), n_boot, seed, boxes=boxes[view])
         if view == "LAT":  # the lines: a tight crop around the column
             boxes["lines"] = spine_boxes(predicted, margin=margins["lines"])
             crops["lines"] = crop_data(data, spine_boxes(true, margin=margins["lines"]), boxes["lines"], plan.size,
@@ -1295,8 +1362,8 @@ def remedy_experiments(
             r = run_experiment(crops["lines"], out_dir, "remedy_crop_dice_lines", n_boot=n_boot, **dice_recipe)
             results[("spine crop + Dice loss", "lines")] = r
             lines_data = data.select(list(LINES))
-            crop_dice.loc[list(LINES)] = _full_res(lines_data, uncrop(r.val_prob(), boxes["lines"], data.size),
-                                                   n_boot, seed).to_numpy()
+            crop_dice.loc[list(LINES)] = _full_res(lines_data, r.val_prob(), n_boot, seed,
+                                                   boxes=boxes["lines"]).to_numpy()
         columns.setdefault("spine crop + Dice loss", pd.Series(dtype=float))
         columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], crop_dice])
         if view == "LAT":

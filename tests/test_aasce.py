@@ -245,3 +245,14 @@ def test_scale_landmarks_aligns_pixel_centres():
     np.testing.assert_allclose(scale_landmarks(lm, (H, W), (H, W)), lm)
     with pytest.raises(ValueError):
         scale_landmarks(lm, (H, W), (0, w))
+
+
+@needs_aasce
+def test_mask_grid_agreement_on_real_images(real):
+    from spinelib.aasce import mask_grid_agreement
+
+    table = mask_grid_agreement(real, (384, 192), max_images=5, progress=False)
+    assert len(table) == 5 and table["image_name"].tolist() == real["image_name"].iloc[:5].tolist()
+    assert (table["dice_aligned"] > 0.99).all()
+    assert (table["dice_aligned"] > table["dice_naive"]).all()
+    assert (table["dx_naive"] > 0.2).all() and (table["dx_aligned"].abs() < 0.15).all()  # naive: right of the bodies

@@ -34,7 +34,8 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
 def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     out = tmp_path / "results" / "aasce_toy"
     crop = variant == "crop"
-    extra = {"full": [], "crop": ["--crop", "--stage1-size", "64", "32", "--stage1-filters", "4", "--stage1-epochs", "1"],
+    extra = {"full": [], "crop": ["--crop", "--stage1-size", "64", "32", "--stage1-filters", "4", "--stage1-epochs", "1",
+                                  "--tta"],
              "lite0": ["--encoder", "lite0-imagenet", "--lr-schedule", "cosine", "--tta"]}[variant]
     with assert_unchanged(AASCE):
         proc = run_script("train_aasce.py", *TOY, *extra, "--work", str(tmp_path / "work"), "--out", str(out))
@@ -42,10 +43,12 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert m["command"].startswith(".venv/bin/python scripts/train_aasce.py --size 64 32")
     assert m["settings"]["crop"] is crop and len(m["stages"]) == (2 if crop else 1)
     assert m["settings"]["encoder"] == ("lite0-imagenet" if variant == "lite0" else "none")
-    if variant == "lite0":  # cosine schedule and TTA: the Dice without flips is recorded beside it
-        assert m["settings"]["lr_schedule"] == "cosine" and m["settings"]["tta"] is True
+    if variant != "full":  # flip TTA (and a cosine schedule): the Dice without flips is recorded beside it
+        assert m["settings"]["tta"] is True
+        assert m["settings"]["lr_schedule"] == ("cosine" if variant == "lite0" else "plateau")
         plain = m["dice_without_tta"]
         assert 0.0 <= plain["mean"] <= 1.0 and plain["ci95"][0] <= plain["mean"] <= plain["ci95"][1]
+        assert "Without the flip test-time augmentation" in (out / "README.md").read_text()
     else:
         assert m["dice_without_tta"] is None
     assert m["run"]["datasets"]["aasce"]["fingerprint"] and m["run"]["packages"]["tensorflow"]
