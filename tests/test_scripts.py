@@ -59,6 +59,18 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert len(cases) == m["n_val_images"]  # one row per validation image, on the full X-ray
     for name in ("history.csv", "history.png", "cases.png", "README.md"):
         assert (out / name).stat().st_size > 0, name
+    full = m["dice_original_resolution"]
+    assert 0.0 <= full["mean"] <= 1.0 and full["ci95"][0] <= full["mean"] <= full["ci95"][1]
+    if variant == "full":  # score the run again from its saved probabilities: the same numbers
+        with assert_unchanged(AASCE):
+            run_script("rescore_aasce.py", "--record", str(out), "--work", str(tmp_path / "work"))
+        again = json.loads((out / "rescored.json").read_text())
+        assert again["dice_in_frame_aligned_masks"]["mean"] == pytest.approx(m["dice_mean_over_val_patients"], abs=0.05)  # float16 copy
+        assert again["dice_original_resolution"]["mean"] == pytest.approx(full["mean"], abs=0.05)
+    elif variant == "crop":  # crop boxes are not saved: a clear refusal
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "rescore_aasce.py"), "--record", str(out),
+                               "--work", str(tmp_path / "work")], capture_output=True, text=True)
+        assert proc.returncode == 2 and "not supported" in proc.stderr
     head = pd.read_csv(tmp_path / "results" / "headlines" / "aasce_toy.csv")
     assert list(head["profile"]) == ["long run"] and head.loc[0, "data"] == "real"
     assert head.loc[0, "ours"] == pytest.approx(m["dice_mean_over_val_patients"])
