@@ -1159,7 +1159,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
         if crop:
             size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
                     f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
-        label = ENCODER_LABELS.get(encoder, encoder)
+        label = ENCODER_LABELS.get(encoder, encoder) + ("; spine crop" if crop else "")
         if s.get("lr_schedule", "plateau") != "plateau":
             label += f"; {s['lr_schedule']} LR"
         if s.get("tta"):

@@ -258,6 +258,14 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     np.testing.assert_allclose(three["dice, original size"], [np.nan, 0.85, 0.91])  # none, rescored, in the record
     assert three.index[-1] == "long run (committed): Lite0 encoder, ImageNet; cosine LR; flip TTA"
     assert three["mask grid"].iloc[-1] == "pixel centres aligned" and three.index.is_unique
+    crop_dir = tmp_path / "crop"
+    crop_dir.mkdir()
+    crop = json.loads((cos_dir / "metrics.json").read_text())
+    crop["settings"] |= {"crop": True, "stage1_size": [256, 128], "crop_size": [512, 160]}
+    (crop_dir / "metrics.json").write_text(json.dumps(crop))
+    four = sx.aasce_comparison(None, [cos_dir, crop_dir])
+    assert four.index.is_unique and four.index[-1].endswith("ImageNet; spine crop; cosine LR; flip TTA")
+    assert "then crops 512x160" in four["input"].iloc[-1]
 
 
 def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
