@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         "dice_original_resolution": dice(full) | {
             "how": "probabilities resized to each X-ray's own size, against the corners drawn there "
                    "(spinelib.seg_experiments.full_resolution_dice)"},
-        "recorded_dice_naive_masks": metrics["dice_mean_over_val_patients"],
+        "outline_errors_in_frame": sx.outline_error_summary(prob, data.val_masks),
+        "recorded_dice": metrics["dice_mean_over_val_patients"],
+        "recorded_on": "aligned masks" if metrics.get("mask_convention") else "naive masks (0.4 px offset)",
     }
     (record / "rescored.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

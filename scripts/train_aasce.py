@@ -112,10 +112,14 @@ def write_readme(out: Path, metrics: dict) -> Path:
     if plain:
         text += (f"Without the flip test-time augmentation the same network gives {plain['mean']:.4f} "
                  f"(95 % CI {plain['ci95'][0]:.4f}-{plain['ci95'][1]:.4f}).\n\n")
-    if metrics.get("dice_original_resolution"):
-        o = metrics["dice_original_resolution"]
-        text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {o['mean']:.4f} "
-                 f"(95 % CI {o['ci95'][0]:.4f}-{o['ci95'][1]:.4f}).\n\n")
+    rescored = out / "rescored.json"
+    original, how = metrics.get("dice_original_resolution"), ""
+    if original is None and rescored.is_file():  # recorded before the run itself measured it
+        original, how = json.loads(rescored.read_text())["dice_original_resolution"], \
+            " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`, `rescored.json`)"
+    if original:
+        text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {original['mean']:.4f} "
+                 f"(95 % CI {original['ci95'][0]:.4f}-{original['ci95'][1]:.4f}){how}.\n\n")
     if metrics.get("mask_convention"):
         text += ("Masks: the corners scaled with pixel centres aligned to the resized X-ray "
                  "(`spinelib.aasce.scale_landmarks`).\n\n")
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         stages.append(result)
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
+    prob_frame = sx.uncrop(result.val_prob(), boxes_val, data.size) if args.crop else result.val_prob()
     without_tta = None
     if args.tta:  # the same network without test-time flips: what TTA adds
         from spinelib.segmentation import predict
@@ -211,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "dice_original_resolution": {"mean": float(full["mean"]), "ci95": [float(full["ci_low"]), float(full["ci_high"])],
                                      "how": "probabilities resized (or crops put back) to each X-ray's own size, "
                                             "against the corners drawn there (spinelib.seg_experiments.full_resolution_dice)"},
+        "outline_errors_in_frame": sx.outline_error_summary(
+            prob_frame, data.val_masks),  # wrong pixels on the true outline (blurred edges) or away from it
         "dice_without_tta": None if without_tta is None else {
             "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),

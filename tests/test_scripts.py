@@ -59,6 +59,9 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert len(cases) == m["n_val_images"]  # one row per validation image, on the full X-ray
     for name in ("history.csv", "history.png", "cases.png", "README.md"):
         assert (out / name).stat().st_size > 0, name
+    edge = m["outline_errors_in_frame"]
+    assert 0.0 <= edge["within_1px"]["share_of_wrong_pixels"] <= edge["within_2px"]["share_of_wrong_pixels"] <= 1.0
+    assert edge["mean_image_dice"] <= edge["within_1px"]["mean_image_dice_if_right"] + 1e-12
     full = m["dice_original_resolution"]
     assert 0.0 <= full["mean"] <= 1.0 and full["ci95"][0] <= full["mean"] <= full["ci95"][1]
     if variant == "full":  # score the run again from its saved probabilities: the same numbers
@@ -67,6 +70,14 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
         again = json.loads((out / "rescored.json").read_text())
         assert again["dice_in_frame_aligned_masks"]["mean"] == pytest.approx(m["dice_mean_over_val_patients"], abs=0.05)  # float16 copy
         assert again["dice_original_resolution"]["mean"] == pytest.approx(full["mean"], abs=0.05)
+        assert again["recorded_on"] == "aligned masks"
+        assert set(again["outline_errors_in_frame"]) == {"mean_image_dice", "within_1px", "within_2px"}
+        sys.path.insert(0, str(REPO_ROOT / "scripts"))
+        import train_aasce
+
+        older = {k: v for k, v in m.items() if k != "dice_original_resolution"}  # a record from before the field
+        text = train_aasce.write_readme(out, older).read_text()
+        assert "measured afterwards from the run's saved probabilities" in text
     elif variant == "crop":  # crop boxes are not saved: a clear refusal
         proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "rescore_aasce.py"), "--record", str(out),
                                "--work", str(tmp_path / "work")], capture_output=True, text=True)

@@ -388,3 +388,14 @@ def test_page_plans_grow_with_the_profile():
 def test_case_titles_cut_long_patient_names():
     assert sx._short("sunhl-1th-20-Jul-2016-coronal12") == "sunhl-1th-20-…"
     assert sx._short("ID (3)") == "ID (3)"
+
+
+def test_outline_error_summary_counts_edge_errors():
+    t = np.zeros((2, 20, 20, 1), np.float32)
+    t[:, 5:15, 5:15] = 1
+    p = np.roll(t, 1, axis=1) * 0.9  # every prediction one row low: all errors on the outline
+    r = sx.outline_error_summary(p, t)
+    assert r["within_1px"]["share_of_wrong_pixels"] == 1.0 and r["within_1px"]["mean_image_dice_if_right"] == 1.0
+    assert r["mean_image_dice"] == pytest.approx(0.9)
+    with pytest.raises(ValueError):
+        sx.outline_error_summary(p[..., 0], t)

@@ -139,3 +139,21 @@ def test_surface_distances_cropped_to_the_structures_equal_the_full_image_ones()
             continue
         np.testing.assert_allclose(np.sort(surface_distances(a, b)), np.sort(_full_image_surface_distances(a, b)))
         np.testing.assert_allclose(np.sort(surface_distances(b, a)), np.sort(_full_image_surface_distances(b, a)))
+
+
+def test_outline_errors_split_edge_from_gross_errors():
+    from spinelib.seg_metrics import outline_errors
+
+    t = np.zeros((40, 40), bool)
+    t[10:20, 10:30] = True
+    shifted = np.roll(t, 1, axis=0)  # the edge one pixel off: every error on the outline
+    r = outline_errors(t, shifted)
+    assert r["error_pixels"] == 40 and r["outline_share"] == 1.0
+    assert r["dice"] == pytest.approx(2 * 180 / 400) and r["dice_outline_fixed"] == 1.0
+    far = t.copy()
+    far[30:35, 10:30] = True  # a second body painted far away: a gross error, no edge can fix it
+    r = outline_errors(t, far)
+    assert r["outline_share"] < 0.2 and r["dice_outline_fixed"] == pytest.approx(2 * 200 / 500)
+    assert outline_errors(t, t) == {"error_pixels": 0, "outline_share": 0.0, "dice": 1.0, "dice_outline_fixed": 1.0}
+    with pytest.raises(ValueError):
+        outline_errors(t, t, band=-1)
