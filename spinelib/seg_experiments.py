@@ -1150,7 +1150,9 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
     and scored on masks 0.4 px right of and below the bodies. ``dice, original size`` is the one
     frame-free measure (:func:`full_resolution_dice`): from the run's record, from a
     ``rescored.json`` beside it (``scripts/rescore_aasce.py``), or for the profile run computed
-    here when its ``data`` is given."""
+    here when its ``data`` is given. ``wrong pixels on the outline``: the share of wrongly
+    labelled pixels within one pixel of the true outline (:func:`outline_error_summary`, same
+    sources); the rest are gross errors that sharper edges cannot fix."""
     rows = {}
     if profile_run is not None:
         d = profile_run.summary.query("metric == 'dice'").iloc[0]
@@ -1163,6 +1165,8 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "training minutes": profile_run.train_seconds / 60, "mask grid": "pixel centres aligned",
             "dice, original size": math.nan if data is None else float(full_resolution_dice(
                 data, profile_run.val_prob(), n_boot=10, progress=False).query("metric == 'dice'")["mean"].iloc[0]),
+            "wrong pixels on the outline": math.nan if data is None else outline_error_summary(
+                profile_run.val_prob(), data.val_masks, bands=(1.0,))["within_1px"]["share_of_wrong_pixels"],
             "source": "computed now",
         }
     dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
@@ -1172,8 +1176,9 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
         m = json.loads(path.read_text())
         s = m["settings"]
         rescored = path.parent / "rescored.json"
-        original = m.get("dice_original_resolution") or (
-            json.loads(rescored.read_text())["dice_original_resolution"] if rescored.is_file() else None)
+        again = json.loads(rescored.read_text()) if rescored.is_file() else {}
+        original = m.get("dice_original_resolution") or again.get("dice_original_resolution")
+        edges = m.get("outline_errors_in_frame") or again.get("outline_errors_in_frame")
         encoder = s.get("encoder", "none")
         crop = s.get("crop", False)
         size = "x".join(str(v) for v in s["size"])
@@ -1192,6 +1197,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "training minutes": m["train_seconds"] / 60,
             "mask grid": "pixel centres aligned" if m.get("mask_convention") else "naive (0.4 px offset)",
             "dice, original size": math.nan if original is None else original["mean"],
+            "wrong pixels on the outline": math.nan if edges is None else edges["within_1px"]["share_of_wrong_pixels"],
             "source": f"{path} (commit {m['git_commit'][:12]})",
         }
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -251,11 +251,13 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
         "settings": {"size": [384, 192], "filters": 16, "loss": "dice", "encoder": "lite0-imagenet",
                      "lr_schedule": "cosine", "tta": True},
         "mask_convention": "aligned", "dice_original_resolution": {"mean": 0.91, "ci95": [0.9, 0.92]},
+        "outline_errors_in_frame": {"within_1px": {"share_of_wrong_pixels": 0.4, "mean_image_dice_if_right": 0.95}},
         "n_val_patients": 47, "dice_mean_over_val_patients": 0.92,
         "dice_ci95": [0.9, 0.93], "epochs_run": 40, "train_seconds": 3000.0, "git_commit": "aaaabbbbccccdddd"}))
     (lite_dir / "rescored.json").write_text(json.dumps({"dice_original_resolution": {"mean": 0.85, "ci95": [0.8, 0.9]}}))
     three = sx.aasce_comparison(None, [long_dir, lite_dir, cos_dir])
     np.testing.assert_allclose(three["dice, original size"], [np.nan, 0.85, 0.91])  # none, rescored, in the record
+    np.testing.assert_allclose(three["wrong pixels on the outline"], [np.nan, np.nan, 0.4])
     assert three.index[-1] == "long run (committed): Lite0 encoder, ImageNet; cosine LR; flip TTA"
     assert three["mask grid"].iloc[-1] == "pixel centres aligned" and three.index.is_unique
     crop_dir = tmp_path / "crop"
