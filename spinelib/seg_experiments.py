@@ -1152,7 +1152,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
     ``rescored.json`` beside it (``scripts/rescore_aasce.py``), or for the profile run computed
     here when its ``data`` is given. ``wrong pixels on the outline``: the share of wrongly
     labelled pixels within one pixel of the true outline (:func:`outline_error_summary`, same
-    sources); the rest are gross errors that sharper edges cannot fix."""
+    sources); the rest lie further out (edges off by more than a pixel, or gross errors)."""
     rows = {}
     if profile_run is not None:
         d = profile_run.summary.query("metric == 'dice'").iloc[0]
