@@ -74,8 +74,9 @@ def outline_errors(true, pred, band: float = 1.0) -> dict:
     the true outline (1 for the pixels on either side of it, :func:`scipy.ndimage.distance_transform_edt`).
     Returns ``error_pixels``, ``outline_share`` (the share of them within ``band`` pixels of the
     outline: a blurred or shifted edge), ``dice`` and ``dice_outline_fixed``: the Dice if every
-    pixel within ``band`` were right, i.e. what sharper edges could give at most; what remains
-    are gross errors (a whole body missed, painted twice, or one level off). ``true`` and
+    pixel within ``band`` were right, i.e. what edges sharp to ``band`` pixels could give at most;
+    the rest lies further out (edges off by more, or gross errors: a body missed, merged or one
+    level off). ``true`` and
     ``pred``: binary masks of one image, any shape.
     """
     t, p = _pair(true, pred)
