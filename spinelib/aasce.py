@@ -244,6 +244,7 @@ def mask_grid_agreement(frame: pd.DataFrame, size: tuple[int, int], max_images: 
     (positive = right / down).
     """
     from spinelib.imageio import resize_mask
+    from spinelib.seg_metrics import dice
 
     h, w = check_size(size)
     rows = []
@@ -257,7 +258,7 @@ def mask_grid_agreement(frame: pd.DataFrame, size: tuple[int, int], max_images: 
                           ("aligned", scale_landmarks(lm, (row.height, row.width), (h, w)))):
             m = vertebra_mask(pts, (h, w))
             ys, xs = np.nonzero(m)
-            out[f"dice_{name}"] = 2.0 * (m & ref).sum() / (m.sum() + ref.sum())
+            out[f"dice_{name}"] = dice(m, ref)
             out[f"dx_{name}"], out[f"dy_{name}"] = xs.mean() - xr.mean(), ys.mean() - yr.mean()
         rows.append(out)
     return pd.DataFrame(rows)

@@ -309,14 +309,16 @@ def outline_error_summary(prob: np.ndarray, masks: np.ndarray, bands: Sequence[f
     every image and channel) lies on the true outline (:func:`spinelib.seg_metrics.outline_errors`):
     per band, the share of all wrong pixels within it and the mean per-image Dice if those were
     right; plus the mean per-image Dice as it is."""
-    from spinelib.seg_metrics import outline_errors
+    from spinelib.seg_metrics import _outline_errors, distance_to_outline
 
     p, t = np.asarray(prob) > 0.5, np.asarray(masks) > 0.5
     if p.shape != t.shape or p.ndim != 4:
         raise ValueError(f"prob and masks must both be (N, H, W, C), got {p.shape} and {t.shape}")
+    pairs = [(t[i, ..., c], p[i, ..., c]) for i in range(len(t)) for c in range(t.shape[-1])]
+    dists = [distance_to_outline(ti) for ti, _ in pairs]  # once per image, whatever the bands
     out: dict = {"mean_image_dice": None}
     for band in bands:
-        rows = [outline_errors(t[i, ..., c], p[i, ..., c], band) for i in range(len(t)) for c in range(t.shape[-1])]
+        rows = [_outline_errors(ti, pi, d, band) for (ti, pi), d in zip(pairs, dists)]
         wrong = sum(r["error_pixels"] for r in rows)
         near = sum(r["error_pixels"] * r["outline_share"] for r in rows)
         out["mean_image_dice"] = float(np.mean([r["dice"] for r in rows]))

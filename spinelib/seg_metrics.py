@@ -80,9 +80,19 @@ def outline_errors(true, pred, band: float = 1.0) -> dict:
     ``pred``: binary masks of one image, any shape.
     """
     t, p = _pair(true, pred)
+    return _outline_errors(t, p, distance_to_outline(t), band)
+
+
+def distance_to_outline(true) -> np.ndarray:
+    """Each pixel's Euclidean distance to the outline of the binary mask ``true`` (1 for the
+    pixels on either side of it); computed once, it serves :func:`outline_errors` for any band."""
+    t = _binary(true, "true")
+    return np.where(t, ndimage.distance_transform_edt(t), ndimage.distance_transform_edt(~t))
+
+
+def _outline_errors(t: np.ndarray, p: np.ndarray, dist: np.ndarray, band: float) -> dict:
     if band < 0:
         raise ValueError(f"band must be >= 0, got {band}")
-    dist = np.where(t, ndimage.distance_transform_edt(t), ndimage.distance_transform_edt(~t))
     wrong = t ^ p
     near = dist <= band
     fixed = np.where(near, t, p)
