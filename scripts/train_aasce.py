@@ -56,6 +56,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="the U-Net's contracting path: its own (none, default) or EfficientNet-Lite0 with "
                          "ImageNet weights / a random start (then --filters, --depth and --batch-norm do not apply; "
                          "height and width must be multiples of 32)")
+    ap.add_argument("--full-res-skip", type=int, default=0, metavar="N",
+                    help="Lite0 encoder only: a stride-1 skip of N channels from the X-ray (default 0: none)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
                     help="halve the LR on a validation plateau (default) or cosine decay to lr/100 over --epochs")
@@ -154,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         common["lr_schedule"] = args.lr_schedule
     if args.encoder != "none":
         common["encoder"] = args.encoder
+    if args.full_res_skip:
+        if args.encoder == "none":
+            print("--full-res-skip needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
+            return 2
+        common["full_res_skip"] = args.full_res_skip
     stages = []
     if args.crop:
         # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
@@ -161,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                                       val_fraction=args.val_fraction, seed=args.seed, progress=False)
         assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
         # the spine finder is always a small plain U-Net (--encoder is for the crop network)
-        finder = {k: v for k, v in common.items() if k != "encoder"}
+        finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip")}
         stage1 = sx.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
                                    epochs=args.stage1_epochs, patience=args.stage1_epochs, **finder)
         stages.append(stage1)

@@ -235,11 +235,12 @@ class ExperimentConfig:
     seed: int = 0
     encoder: str = "none"  # "none": the U-Net of spinelib.unet.unet; "lite0-imagenet" / "lite0-random": lite0_unet
     lr_schedule: str = "plateau"  # or "cosine" (spinelib.segmentation.cosine_lr)
+    full_res_skip: int = 0  # lite0_unet only: channels of a stride-1 skip from the X-ray (0 = none)
 
     def to_dict(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))
         # the key of every run from before these fields existed stays the same
-        for field, default in (("encoder", "none"), ("lr_schedule", "plateau")):
+        for field, default in (("encoder", "none"), ("lr_schedule", "plateau"), ("full_res_skip", 0)):
             if d[field] == default:
                 del d[field]
         return d
@@ -420,6 +421,9 @@ def run_experiment(
     cfg = ExperimentConfig(**config)
     if cfg.encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {cfg.encoder!r}")
+    if cfg.full_res_skip and cfg.encoder == "none":
+        raise ValueError("full_res_skip is an option of the Lite0 encoder's network; the plain U-Net has its own "
+                         "full-resolution skip")
     from spinelib.segmentation import LR_SCHEDULES
 
     if cfg.lr_schedule not in LR_SCHEDULES:
@@ -452,7 +456,7 @@ def run_experiment(
     else:  # a pretrained (or randomly initialised) EfficientNet-Lite0 encoder; filters/depth/up do not apply
         model = lite0_unet(data.train_images.shape[1:], n_classes=len(data.structures),
                            weights="imagenet" if cfg.encoder == "lite0-imagenet" else None,
-                           bn_momentum=cfg.bn_momentum, name=f"lite0_{name}"[:60])
+                           bn_momentum=cfg.bn_momentum, full_res_skip=cfg.full_res_skip, name=f"lite0_{name}"[:60])
     with quiet_tensorflow():
         trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                                      loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,

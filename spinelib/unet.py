@@ -124,7 +124,7 @@ LITE0_DECODER = (128, 64, 32, 24, 16)
 
 def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: str | None = "imagenet",
                decoder_filters: tuple[int, ...] = LITE0_DECODER, bn_momentum: float = 0.9,
-               name: str = "lite0_unet") -> keras.Model:
+               full_res_skip: int = 0, name: str = "lite0_unet") -> keras.Model:
     """A U-Net whose contracting path is EfficientNet-Lite0, with ImageNet weights by default.
 
     Beyond the paper: the paper's U-Net learns every filter from a few hundred X-rays; here
@@ -138,6 +138,10 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     - Decoder: per level, bilinear 2x up-sampling, concatenation with the skip, two
       Conv-BatchNorm-ReLU blocks of ``decoder_filters[i]`` channels; a last level at full
       resolution; 1x1 sigmoid per structure.
+    - ``full_res_skip``: the encoder has nothing at stride 1, so by default the last level sees only
+      up-sampled stride-2 features. With ``full_res_skip=n > 0`` a Conv-BatchNorm-ReLU block of
+      ``n`` channels reads the X-ray itself at full resolution and is concatenated there (a
+      stride-1 skip, for sharper outlines); 0 is the network without it.
     - The encoder's BatchNorm layers are frozen (inference statistics of ImageNet: batches of 4
       X-rays would give noisy ones); its convolutions are trained.
     """
@@ -152,6 +156,8 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
         raise ValueError(f"decoder_filters needs 5 widths (strides 16, 8, 4, 2, 1), got {decoder_filters!r}")
     if not isinstance(n_classes, int) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    if isinstance(full_res_skip, bool) or not isinstance(full_res_skip, int) or full_res_skip < 0:
+        raise ValueError(f"full_res_skip must be a non-negative integer (channels; 0 = none), got {full_res_skip!r}")
     encoder = efficientnet_lite0((h, w, 3), include_top=False, weights=weights, name="encoder")
     last_at: dict[int, object] = {}
     for layer in encoder.layers:
@@ -165,8 +171,11 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     inputs = keras.Input(shape=(h, w, 1), name="xray")
     x = layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")(inputs)
     x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    full = None
+    if full_res_skip:
+        full = conv_block(x, full_res_skip, batch_norm=True, name="full_res_skip", bn_momentum=bn_momentum)
     *skips, x = pyramid(x)
-    for level, (filters, skip) in enumerate(zip(decoder_filters, list(reversed(skips)) + [None])):
+    for level, (filters, skip) in enumerate(zip(decoder_filters, list(reversed(skips)) + [full])):
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"dec{level}_up")(x)
         if skip is not None:
             x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
