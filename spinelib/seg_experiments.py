@@ -1150,7 +1150,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
     """The AASCE vertebra Dice of this page's profile run beside the committed long runs
     (``<dir>/metrics.json`` written by ``scripts/train_aasce.py``; one folder or several); any
     may be missing. Long-run rows are labelled ``long run (committed): <network>``, plus the
-    learning-rate schedule and test-time flips when they were used. The ``mask grid`` column
+    learning-rate schedule, a stride-1 skip and test-time flips when they were used. The ``mask grid`` column
     says how the masks were drawn at the network's size: runs before
     :func:`spinelib.aasce.scale_landmarks` (no ``mask_convention`` in their record) were trained
     and scored on masks 0.4 px right of and below the bodies. ``dice, original size`` is the one
@@ -1192,6 +1192,8 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
                     f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
         label = ENCODER_LABELS.get(encoder, encoder) + ("; spine crop" if crop else "")
+        if s.get("full_res_skip"):
+            label += f"; stride-1 skip ({s['full_res_skip']} ch)"
         if s.get("lr_schedule", "plateau") != "plateau":
             label += f"; {s['lr_schedule']} LR"
         if s.get("tta"):

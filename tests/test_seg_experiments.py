@@ -158,8 +158,11 @@ def test_run_experiment_evaluates_validation_patients_and_is_cached(ap_data, tmp
 def test_run_experiment_with_a_lite0_encoder_keeps_old_keys(ap_data, tmp_path):
     res = sx.run_experiment(ap_data, tmp_path, "lite", loss="dice", n_boot=20, encoder="lite0-random", **FAST)
     assert res.config["encoder"] == "lite0-random" and res.val_prob().shape == ap_data.val_masks.shape
-    assert not {"encoder", "lr_schedule"} & set(sx.ExperimentConfig().to_dict())  # runs cached before keep their keys
+    assert not {"encoder", "lr_schedule", "full_res_skip"} & set(sx.ExperimentConfig().to_dict())  # old keys kept
     assert sx.ExperimentConfig(lr_schedule="cosine").to_dict()["lr_schedule"] == "cosine"
+    assert sx.ExperimentConfig(full_res_skip=8).to_dict()["full_res_skip"] == 8
+    with pytest.raises(ValueError, match="full_res_skip is an option of the Lite0"):
+        sx.run_experiment(ap_data, tmp_path, "x", full_res_skip=8)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         sx.run_experiment(ap_data, tmp_path, "x", lr_schedule="step")
     with pytest.raises(ValueError, match="encoder must be one of"):

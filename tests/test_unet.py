@@ -83,3 +83,25 @@ def test_lite0_unet_shapes_weights_and_frozen_batchnorm(tmp_path):
     for bad in ((60, 32, 1), (64, 32, 3)):
         with pytest.raises(ValueError, match="multiples of 32|height, width, 1"):
             lite0_unet(bad)
+
+
+def test_lite0_unet_full_resolution_skip():
+    import numpy as np
+
+    from spinelib.unet import lite0_unet
+
+    plain = lite0_unet((64, 32, 1), weights=None)
+    skip = lite0_unet((64, 32, 1), weights=None, full_res_skip=8)
+    assert skip.output.shape[1:] == (64, 32, 1)
+    assert [l.name for l in plain.layers if l.name.startswith("full_res_skip")] == []
+    concat = skip.get_layer("dec4_concat")  # the last (stride-1) level now has a skip
+    assert [tuple(t.shape[1:]) for t in concat.input] == [(64, 32, 24), (64, 32, 8)]
+    # two 3x3 convs (the preprocessed X-ray's 3 channels -> 8, 8 -> 8, no bias) + 2 BatchNorms,
+    # and dec4's first conv reads 8 more channels
+    extra = 9 * 3 * 8 + 9 * 8 * 8 + 2 * 4 * 8 + 9 * 8 * 16
+    assert skip.count_params() - plain.count_params() == extra
+    x = np.random.default_rng(0).random((1, 64, 32, 1)).astype("float32")
+    assert np.isfinite(skip.predict(x, verbose=0)).all()
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="full_res_skip"):
+            lite0_unet((64, 32, 1), weights=None, full_res_skip=bad)
