@@ -58,6 +58,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                          "height and width must be multiples of 32)")
     ap.add_argument("--full-res-skip", type=int, default=0, metavar="N",
                     help="Lite0 encoder only: a stride-1 skip of N channels from the X-ray (default 0: none)")
+    ap.add_argument("--decoder-filters", type=int, nargs=5, default=None, metavar="N",
+                    help="Lite0 encoder only: decoder widths from stride 16 to 1 (default: spinelib.unet.LITE0_DECODER)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
                     help="halve the LR on a validation plateau (default) or cosine decay to lr/100 over --epochs")
@@ -161,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
             print("--full-res-skip needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
             return 2
         common["full_res_skip"] = args.full_res_skip
+    if args.decoder_filters:
+        if args.encoder == "none":
+            print("--decoder-filters needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
+            return 2
+        common["decoder_filters"] = list(args.decoder_filters)
     stages = []
     if args.crop:
         # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                                       val_fraction=args.val_fraction, seed=args.seed, progress=False)
         assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
         # the spine finder is always a small plain U-Net (--encoder is for the crop network)
-        finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip")}
+        finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip", "decoder_filters")}
         stage1 = sx.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
                                    epochs=args.stage1_epochs, patience=args.stage1_epochs, **finder)
         stages.append(stage1)

@@ -236,11 +236,13 @@ class ExperimentConfig:
     encoder: str = "none"  # "none": the U-Net of spinelib.unet.unet; "lite0-imagenet" / "lite0-random": lite0_unet
     lr_schedule: str = "plateau"  # or "cosine" (spinelib.segmentation.cosine_lr)
     full_res_skip: int = 0  # lite0_unet only: channels of a stride-1 skip from the X-ray (0 = none)
+    decoder_filters: tuple | None = None  # lite0_unet only: 5 decoder widths (None = spinelib.unet.LITE0_DECODER)
 
     def to_dict(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))
         # the key of every run from before these fields existed stays the same
-        for field, default in (("encoder", "none"), ("lr_schedule", "plateau"), ("full_res_skip", 0)):
+        for field, default in (("encoder", "none"), ("lr_schedule", "plateau"), ("full_res_skip", 0),
+                               ("decoder_filters", None)):
             if d[field] == default:
                 del d[field]
         return d
@@ -411,7 +413,7 @@ def run_experiment(
 
     from spinelib.config import set_seed
     from spinelib.segmentation import train_segmentation
-    from spinelib.unet import lite0_unet, unet
+    from spinelib.unet import LITE0_DECODER, lite0_unet, unet
 
     if structures is not None:
         data = data.select(structures)
@@ -424,6 +426,9 @@ def run_experiment(
     if cfg.full_res_skip and cfg.encoder == "none":
         raise ValueError("full_res_skip is an option of the Lite0 encoder's network; the plain U-Net has its own "
                          "full-resolution skip")
+    if cfg.decoder_filters is not None and cfg.encoder == "none":
+        raise ValueError("decoder_filters is an option of the Lite0 encoder's network; the plain U-Net's widths "
+                         "follow from filters and depth")
     from spinelib.segmentation import LR_SCHEDULES
 
     if cfg.lr_schedule not in LR_SCHEDULES:
@@ -456,7 +461,8 @@ def run_experiment(
     else:  # a pretrained (or randomly initialised) EfficientNet-Lite0 encoder; filters/depth/up do not apply
         model = lite0_unet(data.train_images.shape[1:], n_classes=len(data.structures),
                            weights="imagenet" if cfg.encoder == "lite0-imagenet" else None,
-                           bn_momentum=cfg.bn_momentum, full_res_skip=cfg.full_res_skip, name=f"lite0_{name}"[:60])
+                           bn_momentum=cfg.bn_momentum, full_res_skip=cfg.full_res_skip,
+                           decoder_filters=tuple(cfg.decoder_filters or LITE0_DECODER), name=f"lite0_{name}"[:60])
     with quiet_tensorflow():
         trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                                      loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
@@ -1194,6 +1200,8 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
         label = ENCODER_LABELS.get(encoder, encoder) + ("; spine crop" if crop else "")
         if s.get("full_res_skip"):
             label += f"; stride-1 skip ({s['full_res_skip']} ch)"
+        if s.get("decoder_filters"):
+            label += f"; decoder {'-'.join(str(f) for f in s['decoder_filters'])}"
         if s.get("lr_schedule", "plateau") != "plateau":
             label += f"; {s['lr_schedule']} LR"
         if s.get("tta"):

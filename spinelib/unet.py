@@ -152,8 +152,10 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     h, w, _ = (int(s) for s in input_shape)
     if h < 32 or w < 32 or h % 32 or w % 32:
         raise ValueError(f"lite0_unet needs height and width that are multiples of 32, got {h} x {w}")
-    if len(decoder_filters) != 5:
-        raise ValueError(f"decoder_filters needs 5 widths (strides 16, 8, 4, 2, 1), got {decoder_filters!r}")
+    if len(decoder_filters) != 5 or not all(isinstance(f, int) and not isinstance(f, bool) and f > 0
+                                            for f in decoder_filters):
+        raise ValueError(f"decoder_filters needs 5 positive integer widths (strides 16, 8, 4, 2, 1), "
+                         f"got {decoder_filters!r}")
     if not isinstance(n_classes, int) or n_classes < 1:
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
     if isinstance(full_res_skip, bool) or not isinstance(full_res_skip, int) or full_res_skip < 0:

@@ -161,6 +161,9 @@ def test_run_experiment_with_a_lite0_encoder_keeps_old_keys(ap_data, tmp_path):
     assert not {"encoder", "lr_schedule", "full_res_skip"} & set(sx.ExperimentConfig().to_dict())  # old keys kept
     assert sx.ExperimentConfig(lr_schedule="cosine").to_dict()["lr_schedule"] == "cosine"
     assert sx.ExperimentConfig(full_res_skip=8).to_dict()["full_res_skip"] == 8
+    assert sx.ExperimentConfig(decoder_filters=(8, 8, 8, 8, 8)).to_dict()["decoder_filters"] == [8] * 5
+    with pytest.raises(ValueError, match="decoder_filters is an option of the Lite0"):
+        sx.run_experiment(ap_data, tmp_path, "x", decoder_filters=(8, 8, 8, 8, 8))
     with pytest.raises(ValueError, match="full_res_skip is an option of the Lite0"):
         sx.run_experiment(ap_data, tmp_path, "x", full_res_skip=8)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):

@@ -105,3 +105,8 @@ def test_lite0_unet_full_resolution_skip():
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="full_res_skip"):
             lite0_unet((64, 32, 1), weights=None, full_res_skip=bad)
+    wide = lite0_unet((64, 32, 1), weights=None, decoder_filters=(32, 32, 32, 32, 32))
+    assert wide.get_layer("dec4_conv1").output.shape[-1] == 32
+    for bad in ((8, 8, 8, 8), (8, 8, 8, 8, 0), (8, 8, 8, 8, 2.0)):
+        with pytest.raises(ValueError, match="decoder_filters"):
+            lite0_unet((64, 32, 1), weights=None, decoder_filters=bad)
