@@ -32,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", required=True, help="the run's committed folder (its metrics.json)")
     ap.add_argument("--work", required=True, help="the run's training folder (holds aasce_vertebra/val_prob.npz)")
     ap.add_argument("--aasce-dir", default=None, help="AASCE folder (default: the run's, else ../shared/data/aasce)")
+    ap.add_argument("--training-fit", action="store_true",
+                    help="also load the run's network (<work>/aasce_vertebra/last.keras) and measure its Dice on its "
+                         "own training images beside the validation ones (spinelib.seg_experiments.training_fit)")
     args = ap.parse_args(argv)
 
     import numpy as np
 
     from spinelib import seg_experiments as sx
     from spinelib.config import dataset_missing_message, find_dataset
-    from train_aasce import git_commit
+    from train_aasce import git_commit, write_readme
 
     record = Path(args.record)
     metrics = json.loads((record / "metrics.json").read_text())
@@ -80,7 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         "recorded_dice": metrics["dice_mean_over_val_patients"],
         "recorded_on": "aligned masks" if metrics.get("mask_convention") else "naive masks (0.4 px offset)",
     }
+    if args.training_fit:
+        import keras
+
+        model_path = prob_path.parent / "last.keras"
+        if not model_path.is_file():
+            print(f"{model_path} does not exist: --training-fit needs the run's network", file=sys.stderr)
+            return 2
+        model = keras.models.load_model(model_path, compile=False)
+        out["training_fit"] = sx.training_fit(model, data, batch_size=s["batch_size"], seed=s["seed"]) | {
+            "frame": "the network's frame"}
     (record / "rescored.json").write_text(json.dumps(out, indent=2))
+    write_readme(record, metrics)  # the README shows what rescored.json adds
     print(json.dumps(out, indent=2))
     return 0
 

@@ -117,9 +117,18 @@ def write_readme(out: Path, metrics: dict) -> Path:
         text += (f"Without the flip test-time augmentation the same network gives {plain['mean']:.4f} "
                  f"(95 % CI {plain['ci95'][0]:.4f}-{plain['ci95'][1]:.4f}).\n\n")
     rescored = out / "rescored.json"
+    again = json.loads(rescored.read_text()) if rescored.is_file() else {}
+    fit, fit_how = metrics.get("training_fit") or again.get("training_fit"), ""
+    if fit:
+        if not metrics.get("training_fit"):
+            fit_how = " (measured afterwards with the run's network by `scripts/rescore_aasce.py --training-fit`)"
+        text += (f"Training fit, no augmentation, no TTA, in {fit['frame']}{fit_how}: Dice "
+                 f"{fit['train']['mean']:.4f} over its {fit['n_train_patients']} training patients against "
+                 f"{fit['val']['mean']:.4f} over the {fit['n_val_patients']} validation patients (not a validation "
+                 "number: close together means the network underfits, far apart that it overfits).\n\n")
     original, how = metrics.get("dice_original_resolution"), ""
-    if original is None and rescored.is_file():  # recorded before the run itself measured it
-        original, how = json.loads(rescored.read_text())["dice_original_resolution"], \
+    if original is None and again:  # recorded before the run itself measured it
+        original, how = again["dice_original_resolution"], \
             " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`, `rescored.json`)"
     if original:
         text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {original['mean']:.4f} "
@@ -210,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     full = sx.full_resolution_dice(data, result.val_prob(), progress=False, seed=args.seed,
                                    boxes=boxes_val if args.crop else None).query("metric == 'dice'").iloc[0]
     wall = time.perf_counter() - t_start
+    t_fit = time.perf_counter()  # after the wall time, so wall times stay comparable with older runs
+    fit = sx.training_fit(result.load_model(), figure_data, batch_size=args.batch_size, seed=args.seed)
+    fit["frame"] = "the crops' frame" if args.crop else "the network's frame"
+    fit["seconds"] = round(time.perf_counter() - t_fit, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -232,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "against the corners drawn there (spinelib.seg_experiments.full_resolution_dice)"},
         "outline_errors_in_frame": sx.outline_error_summary(
             prob_frame, data.val_masks),  # wrong pixels on the true outline (blurred edges) or away from it
+        "training_fit": fit,  # own training images, no augmentation, no TTA: not a validation number
         "dice_without_tta": None if without_tta is None else {
             "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),

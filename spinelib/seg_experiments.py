@@ -307,6 +307,30 @@ def _patient_summary(cases: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFram
     return summarise(per_patient, n_boot=n_boot, seed=seed, metrics=metrics)
 
 
+def training_fit(model, data: SegmentationData, batch_size: int = 8, tta_flip: bool = False,
+                 seed: int = 0) -> dict:
+    """Dice of a trained ``model`` on its **own training images**, without augmentation, beside its
+    validation Dice: the mean over training patients and over validation patients, thresholded at
+    0.5, both in the network's frame.
+
+    Not a validation number: it says whether a network underfits (the two close together, both
+    low: more capacity, epochs or cleaner labels could help) or overfits (training far above
+    validation). Returns ``{"train": {"mean", "ci95"}, "val": {...}, "n_train_patients",
+    "n_val_patients"}``.
+    """
+    from spinelib.segmentation import predict
+
+    out: dict = {}
+    for split, images, masks, ids in (("train", data.train_images, data.train_masks, data.train_ids),
+                                      ("val", data.val_images, data.val_masks, data.val_ids)):
+        prob = predict(model, images, batch_size=batch_size, tta_flip=tta_flip)
+        _, summary = evaluate_probabilities(prob, masks, data.structures, ids, n_boot=200, seed=seed)
+        d = summary.query("metric == 'dice'")
+        out[split] = {"mean": float(d["mean"].mean()), "ci95": [float(d["ci_low"].mean()), float(d["ci_high"].mean())]}
+        out[f"n_{split}_patients"] = len(set(ids))
+    return out
+
+
 def outline_error_summary(prob: np.ndarray, masks: np.ndarray, bands: Sequence[float] = (1.0, 2.0)) -> dict:
     """How much of the disagreement between thresholded ``prob`` and ``masks`` (``(N, H, W, C)``,
     every image and channel) lies on the true outline (:func:`spinelib.seg_metrics.outline_errors`):

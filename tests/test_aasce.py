@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spinelib.aasce import (
@@ -256,3 +257,18 @@ def test_mask_grid_agreement_on_real_images(real):
     assert (table["dice_aligned"] > 0.99).all()
     assert (table["dice_aligned"] > table["dice_naive"]).all()
     assert (table["dx_naive"] > 0.2).all() and (table["dx_aligned"].abs() < 0.15).all()  # naive: right of the bodies
+
+
+@needs_aasce
+def test_corner_error_dice_falls_with_the_corner_error(real):
+    from spinelib.aasce import corner_error_dice
+
+    table = corner_error_dice(real, (384, 192), sigmas=(0.0, 0.5, 2.0), max_images=6, progress=False)
+    assert table["sigma_px"].tolist() == [0.0, 0.5, 2.0] and (table["images"] == 6).all()
+    assert table["dice_mean"].iloc[0] == 1.0 and table["dice_sd"].iloc[0] == 0.0  # no error: the same masks
+    assert 1.0 > table["dice_mean"].iloc[1] > table["dice_mean"].iloc[2] > 0.5
+    again = corner_error_dice(real, (384, 192), sigmas=(0.0, 0.5, 2.0), max_images=6, progress=False)
+    pd.testing.assert_frame_equal(table, again)  # seeded
+    for bad in ((), (-1.0,), (float("nan"),)):
+        with pytest.raises(ValueError, match="sigmas"):
+            corner_error_dice(real, (384, 192), sigmas=bad, max_images=2, progress=False)

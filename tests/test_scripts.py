@@ -36,7 +36,8 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     crop = variant == "crop"
     extra = {"full": [], "crop": ["--crop", "--stage1-size", "64", "32", "--stage1-filters", "4", "--stage1-epochs", "1",
                                   "--tta"],
-             "lite0": ["--encoder", "lite0-imagenet", "--lr-schedule", "cosine", "--tta"]}[variant]
+             "lite0": ["--encoder", "lite0-imagenet", "--lr-schedule", "cosine", "--tta", "--full-res-skip", "4",
+                       "--decoder-filters", "8", "8", "8", "8", "8"]}[variant]
     with assert_unchanged(AASCE):
         proc = run_script("train_aasce.py", *TOY, *extra, "--work", str(tmp_path / "work"), "--out", str(out))
     m = json.loads((out / "metrics.json").read_text())
@@ -64,10 +65,19 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert edge["mean_image_dice"] <= edge["within_1px"]["mean_image_dice_if_right"] + 1e-12
     full = m["dice_original_resolution"]
     assert 0.0 <= full["mean"] <= 1.0 and full["ci95"][0] <= full["mean"] <= full["ci95"][1]
+    fit = m["training_fit"]  # the network on its own training images, beside the validation ones
+    assert fit["n_val_patients"] == m["n_val_patients"] and fit["n_train_patients"] == m["n_train_patients"]
+    assert 0.0 <= fit["train"]["mean"] <= 1.0 and "Training fit" in (out / "README.md").read_text()
+    if variant == "full":  # no TTA, no crops: its validation half is the run's own validation Dice
+        assert fit["val"]["mean"] == pytest.approx(m["dice_mean_over_val_patients"], abs=1e-4)
+    if variant == "lite0":
+        assert m["settings"]["full_res_skip"] == 4 and m["settings"]["decoder_filters"] == [8] * 5
     if variant == "full":  # score the run again from its saved probabilities: the same numbers
         with assert_unchanged(AASCE):
-            run_script("rescore_aasce.py", "--record", str(out), "--work", str(tmp_path / "work"))
+            run_script("rescore_aasce.py", "--record", str(out), "--work", str(tmp_path / "work"), "--training-fit")
         again = json.loads((out / "rescored.json").read_text())
+        assert again["training_fit"]["val"]["mean"] == pytest.approx(fit["val"]["mean"], abs=1e-6)  # the same network
+        assert again["training_fit"]["train"]["mean"] == pytest.approx(fit["train"]["mean"], abs=1e-6)
         assert again["dice_in_frame_aligned_masks"]["mean"] == pytest.approx(m["dice_mean_over_val_patients"], abs=0.05)  # float16 copy
         assert again["dice_original_resolution"]["mean"] == pytest.approx(full["mean"], abs=0.05)
         assert again["recorded_on"] == "aligned masks"
@@ -75,9 +85,13 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
         sys.path.insert(0, str(REPO_ROOT / "scripts"))
         import train_aasce
 
-        older = {k: v for k, v in m.items() if k != "dice_original_resolution"}  # a record from before the field
+        older = {k: v for k, v in m.items() if k not in ("dice_original_resolution", "training_fit")}  # before the fields
         text = train_aasce.write_readme(out, older).read_text()
         assert "measured afterwards from the run's saved probabilities" in text
+        assert "rescore_aasce.py --training-fit" in text
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train_aasce.py"), *TOY, "--full-res-skip", "4",
+                               "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "o2")], capture_output=True, text=True)
+        assert proc.returncode == 2 and "--full-res-skip needs --encoder" in proc.stderr
     elif variant == "crop":  # crop boxes are not saved: a clear refusal
         proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "rescore_aasce.py"), "--record", str(out),
                                "--work", str(tmp_path / "work")], capture_output=True, text=True)
