@@ -1175,6 +1175,20 @@ def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
 ENCODER_LABELS = {"none": "U-Net", "lite0-imagenet": "Lite0 encoder, ImageNet", "lite0-random": "Lite0 encoder, random init"}
 
 
+def _long_run_label(s: dict) -> str:
+    """``long run (committed): <network>; <options>`` from a ``train_aasce.py`` record's settings."""
+    label = ENCODER_LABELS.get(s.get("encoder", "none"), s.get("encoder")) + ("; spine crop" if s.get("crop") else "")
+    if s.get("full_res_skip"):
+        label += f"; stride-1 skip ({s['full_res_skip']} ch)"
+    if s.get("decoder_filters"):
+        label += f"; decoder {'-'.join(str(f) for f in s['decoder_filters'])}"
+    if s.get("lr_schedule", "plateau") != "plateau":
+        label += f"; {s['lr_schedule']} LR"
+    if s.get("tta"):
+        label += "; flip TTA"
+    return f"long run (committed): {label}"
+
+
 def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike | Sequence[str | os.PathLike],
                      profile: str = "", data: SegmentationData | None = None) -> pd.DataFrame:
     """The AASCE vertebra Dice of this page's profile run beside the committed long runs
@@ -1221,16 +1235,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
         if crop:
             size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
                     f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
-        label = ENCODER_LABELS.get(encoder, encoder) + ("; spine crop" if crop else "")
-        if s.get("full_res_skip"):
-            label += f"; stride-1 skip ({s['full_res_skip']} ch)"
-        if s.get("decoder_filters"):
-            label += f"; decoder {'-'.join(str(f) for f in s['decoder_filters'])}"
-        if s.get("lr_schedule", "plateau") != "plateau":
-            label += f"; {s['lr_schedule']} LR"
-        if s.get("tta"):
-            label += "; flip TTA"
-        rows[f"long run (committed): {label}"] = {
+        rows[_long_run_label(s)] = {
             "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
             "validation patients": m["n_val_patients"], "input": size,
             "filters": s["filters"] if encoder == "none" else "Lite0", "loss": s["loss"], "epochs": m["epochs_run"],
@@ -1240,6 +1245,48 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "wrong pixels on the outline": math.nan if edges is None else edges["within_1px"]["share_of_wrong_pixels"],
             "source": f"{path} (commit {m['git_commit'][:12]})",
         }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def aasce_error_budget(long_dir: str | os.PathLike | Sequence[str | os.PathLike], yardstick: pd.DataFrame,
+                       size: tuple[int, int], target: float = 0.90) -> pd.DataFrame:
+    """Where the committed AASCE long runs stand, in two measures that say what limits them.
+
+    - ``training fit``: the run's network on its own training images (no augmentation) beside the
+      validation patients (:func:`training_fit`; from the record or its ``rescored.json``). Close
+      together = underfitting: more data, capacity or cleaner labels, not more regularisation.
+    - ``equivalent corner error (px)``: the Gaussian corner error, per coordinate in pixels of
+      ``size``, that would cost as much Dice (interpolated in ``yardstick``, the table of
+      :func:`spinelib.aasce.corner_error_dice` at ``size``); only for runs scored at ``size``.
+
+    A last row gives the corner error that ``target`` allows.
+    """
+    if not {"sigma_px", "dice_mean"} <= set(yardstick.columns) or len(yardstick) < 2:
+        raise ValueError("yardstick must be a spinelib.aasce.corner_error_dice table with at least 2 sigmas")
+    y = yardstick.sort_values("dice_mean")
+
+    def sigma(d: float) -> float:
+        if not y["dice_mean"].min() <= d <= y["dice_mean"].max():
+            return math.nan  # outside the yardstick: no extrapolation
+        return float(np.interp(d, y["dice_mean"], y["sigma_px"]))
+
+    size = tuple(int(v) for v in size)
+    dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
+    rows = {}
+    for path in (Path(d) / "metrics.json" for d in dirs):
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        rescored = path.parent / "rescored.json"
+        fit = m.get("training_fit") or (json.loads(rescored.read_text()) if rescored.is_file() else {}).get("training_fit")
+        dice = m["dice_mean_over_val_patients"]
+        same = tuple(m["settings"]["size"]) == size
+        rows[_long_run_label(m["settings"])] = {
+            "dice": dice, "training fit: train": math.nan if fit is None else fit["train"]["mean"],
+            "training fit: validation": math.nan if fit is None else fit["val"]["mean"],
+            "equivalent corner error (px)": sigma(dice) if same else math.nan}
+    rows[f"target {target:g}"] = {"dice": target, "training fit: train": math.nan, "training fit: validation": math.nan,
+                                  "equivalent corner error (px)": sigma(target)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 

@@ -274,6 +274,26 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     four = sx.aasce_comparison(None, [cos_dir, crop_dir])
     assert four.index.is_unique and four.index[-1].endswith("ImageNet; spine crop; cosine LR; flip TTA")
     assert "then crops 512x160" in four["input"].iloc[-1]
+    # what limits them: training fit (record or rescored.json) and the equivalent corner error
+    (lite_dir / "rescored.json").write_text(json.dumps({"training_fit": {"train": {"mean": 0.86}, "val": {"mean": 0.85}}}))
+    skip = json.loads((cos_dir / "metrics.json").read_text())
+    skip["settings"] |= {"full_res_skip": 16, "decoder_filters": [32] * 5}
+    skip["training_fit"] = {"train": {"mean": 0.95}, "val": {"mean": 0.92}}
+    skip_dir = tmp_path / "skip"
+    skip_dir.mkdir()
+    (skip_dir / "metrics.json").write_text(json.dumps(skip))
+    yardstick = pd.DataFrame({"sigma_px": [0.0, 1.0, 2.0], "dice_mean": [1.0, 0.94, 0.88]})
+    budget = sx.aasce_error_budget([long_dir, lite_dir, skip_dir], yardstick, (384, 192))
+    assert budget.index[2].endswith("stride-1 skip (16 ch); decoder 32-32-32-32-32; cosine LR; flip TTA")
+    np.testing.assert_allclose(budget["training fit: train"], [np.nan, 0.86, 0.95, np.nan])
+    # Dice 0.84 is below the yardstick (no extrapolation); 0.90 and 0.92 lie between sigma 1 and 2
+    np.testing.assert_allclose(budget["equivalent corner error (px)"], [np.nan, 1 + 0.04 / 0.06, 1 + 0.02 / 0.06, 1 + 0.04 / 0.06])
+    assert budget.index[-1] == "target 0.9"
+    other = sx.aasce_error_budget([skip_dir], yardstick, (256, 128))  # scored in another frame: no equivalent
+    assert np.isnan(other["equivalent corner error (px)"].iloc[0])
+    assert np.isnan(sx.aasce_error_budget([skip_dir], yardstick, (384, 192), target=0.5).iloc[-1, -1])  # off the scale
+    with pytest.raises(ValueError, match="yardstick"):
+        sx.aasce_error_budget([skip_dir], yardstick.iloc[:1], (384, 192))
 
 
 def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
