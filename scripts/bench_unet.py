@@ -9,6 +9,10 @@ structures), plus the ``ci`` profile's narrower network (filters 16) at 256x128.
 Usage::
 
     python scripts/bench_unet.py [--steps 3] [--warmup 2] [--batch 8] [--out benchmarks/unet_speed.csv]
+    python scripts/bench_unet.py --lite0 --batch 4 --out benchmarks/lite0_unet_speed.csv
+
+``--lite0`` times the AASCE long runs' network instead (``spinelib.unet.lite0_unet`` at 384x192,
+ImageNet weights, Dice loss): as it is, with a stride-1 skip, and with a wider decoder.
 
 Writes one row per configuration to the CSV (atomically). The machine is shared: the 1-minute
 load average at the start of each row is recorded so noisy numbers can be spotted.
@@ -36,17 +40,32 @@ CONFIGS = [  # (height, width, filters, n_classes)
     (256, 128, 16, 1),
 ]
 
+LITE0_CONFIGS = [  # (height, width, full_res_skip, decoder_filters); None = spinelib.unet.LITE0_DECODER
+    (384, 192, 0, None),
+    (384, 192, 16, None),
+    (384, 192, 16, (256, 128, 64, 32, 32)),
+    (384, 192, 16, (192, 96, 48, 32, 24)),
+]
 
-def bench(height: int, width: int, filters: int, n_classes: int, batch: int, warmup: int, steps: int) -> dict:
+
+def bench(height: int, width: int, filters: int | None, n_classes: int, batch: int, warmup: int, steps: int,
+          lite0: tuple | None = None) -> dict:
+    """One configuration; ``lite0=(full_res_skip, decoder_filters)`` times ``lite0_unet`` instead."""
     import keras
     import numpy as np
 
-    from spinelib.losses import paper_loss
-    from spinelib.unet import unet
+    from spinelib.losses import paper_loss, soft_dice_loss
+    from spinelib.unet import LITE0_DECODER, lite0_unet, unet
 
     keras.utils.set_random_seed(0)
-    model = unet((height, width, 1), filters=filters, n_classes=n_classes)
-    model.compile(keras.optimizers.Adam(1e-3), loss=paper_loss)
+    if lite0 is None:
+        model = unet((height, width, 1), filters=filters, n_classes=n_classes)
+        model.compile(keras.optimizers.Adam(1e-3), loss=paper_loss)
+    else:
+        skip, decoder = lite0
+        model = lite0_unet((height, width, 1), n_classes=n_classes, full_res_skip=skip,
+                           decoder_filters=tuple(decoder or LITE0_DECODER))
+        model.compile(keras.optimizers.Adam(1e-3), loss=soft_dice_loss)
     rng = np.random.default_rng(0)
     x = rng.random((batch, height, width, 1), dtype=np.float32)
     y = (rng.random((batch, height, width, n_classes)) > 0.9).astype(np.float32)
@@ -65,7 +84,9 @@ def bench(height: int, width: int, filters: int, n_classes: int, batch: int, war
     model.predict(x, batch_size=batch, verbose=0)
     infer = time.perf_counter() - t
     step = float(np.median(times))
-    return {
+    row = {} if lite0 is None else {"network": "lite0_unet", "full_res_skip": lite0[0],
+                                    "decoder_filters": "-".join(str(f) for f in (lite0[1] or LITE0_DECODER))}
+    return row | {
         "height": height, "width": width, "filters": filters, "depth": 5, "n_classes": n_classes,
         "params": model.count_params(), "batch": batch, "timed_steps": steps,
         "warmup_seconds": round(warm, 2), "sec_per_step": round(step, 3),
@@ -80,8 +101,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "unet_speed.csv"))
+    ap.add_argument("--out", default=None, help="CSV (default benchmarks/unet_speed.csv, "
+                                                "with --lite0 benchmarks/lite0_unet_speed.csv)")
+    ap.add_argument("--lite0", action="store_true", help="time the Lite0-encoder U-Net variants of the AASCE runs")
     args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "benchmarks" / ("lite0_unet_speed.csv" if args.lite0 else "unet_speed.csv"))
     if args.steps < 1 or args.warmup < 1 or args.batch < 1:
         ap.error("--steps, --warmup and --batch must be positive")
 
@@ -92,11 +116,14 @@ def main(argv=None) -> int:
 
     rows = []
     t_all = time.perf_counter()
-    for h, w, f, c in CONFIGS:
-        row = bench(h, w, f, c, args.batch, args.warmup, args.steps)
+    configs = [(h, w, None, 1, (skip, dec)) for h, w, skip, dec in LITE0_CONFIGS] if args.lite0 else \
+        [(h, w, f, c, None) for h, w, f, c in CONFIGS]
+    for h, w, f, c, lite0 in configs:
+        row = bench(h, w, f, c, args.batch, args.warmup, args.steps, lite0=lite0)
         row.update({"cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "machine": platform.machine()})
         rows.append(row)
-        print(f"{h}x{w} filters={f} n_classes={c}: {row['sec_per_step']:.2f} s/step, "
+        what = f"lite0 skip={lite0[0]} decoder={row['decoder_filters']}" if lite0 else f"filters={f} n_classes={c}"
+        print(f"{h}x{w} {what}: {row['sec_per_step']:.2f} s/step, "
               f"{row['sec_per_image_train']:.3f} s/image (train), {row['sec_per_image_predict']:.3f} s/image "
               f"(predict), warm-up {row['warmup_seconds']:.1f} s", flush=True)
     df = pd.DataFrame(rows)
