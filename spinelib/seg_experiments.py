@@ -316,7 +316,8 @@ def training_fit(model, data: SegmentationData, batch_size: int = 8, tta_flip: b
     Not a validation number: it says whether a network underfits (the two close together, both
     low: more capacity, epochs or cleaner labels could help) or overfits (training far above
     validation). Returns ``{"train": {"mean", "ci95"}, "val": {...}, "n_train_patients",
-    "n_val_patients"}``.
+    "n_val_patients"}``; with several structures, the means (and, only as a rough guide, the
+    interval bounds) are averaged over structures.
     """
     from spinelib.segmentation import predict
 
