@@ -206,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
     prob_frame = sx.uncrop(result.val_prob(), boxes_val, data.size) if args.crop else result.val_prob()
-    without_tta = None
+    without_tta = plain_prob = None
+    model = result.load_model()
     if args.tta:  # the same network without test-time flips: what TTA adds
         from spinelib.segmentation import predict
 
-        prob = predict(result.load_model(), figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
-        if args.crop:
-            prob = sx.uncrop(prob, boxes_val, data.size)
+        plain_prob = predict(model, figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
+        prob = sx.uncrop(plain_prob, boxes_val, data.size) if args.crop else plain_prob
         _, plain = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
         without_tta = plain.query("metric == 'dice'").iloc[0]
     # frame-free: the probabilities (or the crops') put back into each X-ray at its own size
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                                    boxes=boxes_val if args.crop else None).query("metric == 'dice'").iloc[0]
     wall = time.perf_counter() - t_start
     t_fit = time.perf_counter()  # after the wall time, so wall times stay comparable with older runs
-    fit = sx.training_fit(result.load_model(), figure_data, batch_size=args.batch_size, seed=args.seed)
+    fit = sx.training_fit(model, figure_data, batch_size=args.batch_size, seed=args.seed,
+                          val_prob=plain_prob)  # without TTA the validation half is predicted here
     fit["frame"] = "the crops' frame" if args.crop else "the network's frame"
     fit["seconds"] = round(time.perf_counter() - t_fit, 1)
     out = Path(args.out)

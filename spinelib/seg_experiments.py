@@ -308,7 +308,7 @@ def _patient_summary(cases: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFram
 
 
 def training_fit(model, data: SegmentationData, batch_size: int = 8, tta_flip: bool = False,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, val_prob: np.ndarray | None = None) -> dict:
     """Dice of a trained ``model`` on its **own training images**, without augmentation, beside its
     validation Dice: the mean over training patients and over validation patients, thresholded at
     0.5, both in the network's frame.
@@ -317,14 +317,17 @@ def training_fit(model, data: SegmentationData, batch_size: int = 8, tta_flip: b
     low: more capacity, epochs or cleaner labels could help) or overfits (training far above
     validation). Returns ``{"train": {"mean", "ci95"}, "val": {...}, "n_train_patients",
     "n_val_patients"}``; with several structures, the means (and, only as a rough guide, the
-    interval bounds) are averaged over structures.
+    interval bounds) are averaged over structures. ``val_prob``: the model's validation
+    probabilities (same ``tta_flip``) when the caller has them already, instead of predicting again.
     """
     from spinelib.segmentation import predict
 
     out: dict = {}
-    for split, images, masks, ids in (("train", data.train_images, data.train_masks, data.train_ids),
-                                      ("val", data.val_images, data.val_masks, data.val_ids)):
-        prob = predict(model, images, batch_size=batch_size, tta_flip=tta_flip)
+    for split, images, masks, ids, prob in (
+            ("train", data.train_images, data.train_masks, data.train_ids, None),
+            ("val", data.val_images, data.val_masks, data.val_ids, val_prob)):
+        if prob is None:
+            prob = predict(model, images, batch_size=batch_size, tta_flip=tta_flip)
         _, summary = evaluate_probabilities(prob, masks, data.structures, ids, n_boot=200, seed=seed)
         d = summary.query("metric == 'dice'")
         out[split] = {"mean": float(d["mean"].mean()), "ci95": [float(d["ci_low"].mean()), float(d["ci_high"].mean())]}
@@ -1176,6 +1179,25 @@ def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
 ENCODER_LABELS = {"none": "U-Net", "lite0-imagenet": "Lite0 encoder, ImageNet", "lite0-random": "Lite0 encoder, random init"}
 
 
+def _long_run_records(long_dir) -> list[tuple[Path, dict]]:
+    """``(metrics.json path, record)`` of each committed long-run folder in ``long_dir`` (one or
+    several; missing ones skipped). Fields a record predates are taken from a ``rescored.json``
+    beside it (``scripts/rescore_aasce.py``), so every reader sees them the same way."""
+    dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
+    out = []
+    for path in (Path(d) / "metrics.json" for d in dirs):
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        rescored = path.parent / "rescored.json"
+        again = json.loads(rescored.read_text()) if rescored.is_file() else {}
+        for name in ("dice_original_resolution", "outline_errors_in_frame", "training_fit"):
+            if not m.get(name) and again.get(name):
+                m[name] = again[name]
+        out.append((path, m))
+    return out
+
+
 def _long_run_label(s: dict) -> str:
     """``long run (committed): <network>; <options>`` from a ``train_aasce.py`` record's settings."""
     label = ENCODER_LABELS.get(s.get("encoder", "none"), s.get("encoder")) + ("; spine crop" if s.get("crop") else "")
@@ -1220,16 +1242,9 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
                 profile_run.val_prob(), data.val_masks, bands=(1.0,))["within_1px"]["share_of_wrong_pixels"],
             "source": "computed now",
         }
-    dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
-    for path in (Path(d) / "metrics.json" for d in dirs):
-        if not path.is_file():
-            continue
-        m = json.loads(path.read_text())
+    for path, m in _long_run_records(long_dir):
         s = m["settings"]
-        rescored = path.parent / "rescored.json"
-        again = json.loads(rescored.read_text()) if rescored.is_file() else {}
-        original = m.get("dice_original_resolution") or again.get("dice_original_resolution")
-        edges = m.get("outline_errors_in_frame") or again.get("outline_errors_in_frame")
+        original, edges = m.get("dice_original_resolution"), m.get("outline_errors_in_frame")
         encoder = s.get("encoder", "none")
         crop = s.get("crop", False)
         size = "x".join(str(v) for v in s["size"])
@@ -1272,14 +1287,9 @@ def aasce_error_budget(long_dir: str | os.PathLike | Sequence[str | os.PathLike]
         return float(np.interp(d, y["dice_mean"], y["sigma_px"]))
 
     size = tuple(int(v) for v in size)
-    dirs = [long_dir] if isinstance(long_dir, (str, os.PathLike)) else list(long_dir)
     rows = {}
-    for path in (Path(d) / "metrics.json" for d in dirs):
-        if not path.is_file():
-            continue
-        m = json.loads(path.read_text())
-        rescored = path.parent / "rescored.json"
-        fit = m.get("training_fit") or (json.loads(rescored.read_text()) if rescored.is_file() else {}).get("training_fit")
+    for _, m in _long_run_records(long_dir):
+        fit = m.get("training_fit")
         dice = m["dice_mean_over_val_patients"]
         same = tuple(m["settings"]["size"]) == size
         rows[_long_run_label(m["settings"])] = {
