@@ -7,8 +7,10 @@ Runs of ``scripts/train_aasce.py`` before the mask-grid fix (``spinelib.aasce.sc
 were trained and scored on masks 0.4 px off the bodies. This script does not retrain anything: it
 reads the probabilities the run saved (``<work>/aasce_vertebra/val_prob.npz``) and measures them
 (1) in the network's frame against the aligned masks and (2) at each X-ray's own size against the
-corners drawn there, the one measure that does not depend on any frame. It writes
-``<record>/rescored.json`` (with this command and the git commit) beside the run's own record.
+corners drawn there, the one measure that does not depend on any frame, and (3) vertebra by
+vertebra (``spinelib.seg_experiments.aasce_level_dice``). It writes ``<record>/rescored.json``
+(with this command and the git commit; fields an earlier rescoring measured and this one did not
+are kept, its command listed) and ``<record>/levels.csv`` beside the run's own record.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _, frame = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=s["seed"])
     full = sx.full_resolution_dice(data, prob, progress=False, seed=s["seed"])
+    per_level, span = sx.aasce_level_summary(*sx.aasce_level_dice(prob, data))  # where on the spine it errs
 
     def dice(summary):
         d = summary.query("metric == 'dice'").iloc[0]
@@ -80,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             "how": "probabilities resized to each X-ray's own size, against the corners drawn there "
                    "(spinelib.seg_experiments.full_resolution_dice)"},
         "outline_errors_in_frame": sx.outline_error_summary(prob, data.val_masks),
+        "span": span | {"how": "spinelib.seg_experiments.aasce_level_dice, in the network's frame; per vertebra: "
+                                + sx.LEVELS_FILE},
         "recorded_dice": metrics["dice_mean_over_val_patients"],
         "recorded_on": "aligned masks" if metrics.get("mask_convention") else "naive masks (0.4 px offset)",
     }
@@ -93,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         model = keras.models.load_model(model_path, compile=False)
         out["training_fit"] = sx.training_fit(model, data, batch_size=s["batch_size"], seed=s["seed"]) | {
             "frame": "the network's frame"}
-    (record / "rescored.json").write_text(json.dumps(out, indent=2))
+    path = record / "rescored.json"
+    if path.is_file():  # keep what an earlier rescoring measured and this one did not (e.g. --training-fit)
+        before = json.loads(path.read_text())
+        kept = sorted(k for k in before if k not in out and k != "earlier_commands")
+        out = {k: before[k] for k in kept} | out
+        out["earlier_commands"] = before.get("earlier_commands", []) + [
+            {"command": before.get("command"), "git_commit": before.get("git_commit")}]
+    path.write_text(json.dumps(out, indent=2))
+    per_level.to_csv(record / sx.LEVELS_FILE)
     write_readme(record, metrics)  # the README shows what rescored.json adds
     print(json.dumps(out, indent=2))
     return 0

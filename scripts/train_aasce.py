@@ -98,6 +98,8 @@ def record_long_run(out: Path, seed: int = 0) -> Path:
 
 def write_readme(out: Path, metrics: dict) -> Path:
     """``<out>/README.md``: the run's command, commit, Dice and times, from its ``metrics.json``."""
+    from spinelib.seg_experiments import LEVELS_FILE
+
     crop = metrics["settings"].get("crop", False)
     plain = metrics.get("dice_without_tta")
     text = (
@@ -126,6 +128,13 @@ def write_readme(out: Path, metrics: dict) -> Path:
                  f"{fit['train']['mean']:.4f} over its {fit['n_train_patients']} training patients against "
                  f"{fit['val']['mean']:.4f} over the {fit['n_val_patients']} validation patients (not a validation "
                  "number: close together means the network underfits, far apart that it overfits).\n\n")
+    span, span_how = metrics.get("span") or again.get("span"), ""
+    if span:
+        if not metrics.get("span"):
+            span_how = " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`)"
+        text += (f"Where it errs{span_how}: {span['outside_span_share']:.1%} of the predicted pixels lie above T1 or "
+                 f"below L5 (bodies the labels leave out); without them the Dice would be {span['dice_within_span']:.4f}. "
+                 f"Dice per vertebra, T1 to L5: `{LEVELS_FILE}`.\n\n")
     original, how = metrics.get("dice_original_resolution"), ""
     if original is None and again:  # recorded before the run itself measured it
         original, how = again["dice_original_resolution"], \
@@ -137,7 +146,8 @@ def write_readme(out: Path, metrics: dict) -> Path:
         text += ("Masks: the corners scaled with pixel centres aligned to the resized X-ray "
                  "(`spinelib.aasce.scale_landmarks`).\n\n")
     text += ("Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
-             "`history.png`, `cases.png` (best and worst validation patients).\n")
+             "`history.png`, `cases.png` (best and worst validation patients)"
+             + (f", `{LEVELS_FILE}` (Dice per vertebra)" if (out / LEVELS_FILE).is_file() else "") + ".\n")
     path = out / "README.md"
     path.write_text(text)
     return path
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                           val_prob=plain_prob)  # without TTA the validation half is predicted here
     fit["frame"] = "the crops' frame" if args.crop else "the network's frame"
     fit["seconds"] = round(time.perf_counter() - t_fit, 1)
+    per_level, span = sx.aasce_level_summary(*sx.aasce_level_dice(prob_frame, data))  # where on the spine it errs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -247,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "outline_errors_in_frame": sx.outline_error_summary(
             prob_frame, data.val_masks),  # wrong pixels on the true outline (blurred edges) or away from it
         "training_fit": fit,  # own training images, no augmentation, no TTA: not a validation number
+        "span": span | {"how": "spinelib.seg_experiments.aasce_level_dice, in the network's frame; per vertebra: levels.csv"},
         "dice_without_tta": None if without_tta is None else {
             "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),
@@ -272,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics["run"] = run_info(seed=args.seed, data_dirs={"aasce": root})  # versions, data fingerprint
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     cases.to_csv(out / "cases.csv", index=False)
+    per_level.to_csv(out / sx.LEVELS_FILE)
     result.history.to_csv(out / "history.csv", index=False)
     fig = plot_history(result.history, title="AASCE vertebra U-Net (real X-rays)")
     fig.savefig(out / "history.png", dpi=70)

@@ -46,6 +46,8 @@ AASCE_STRUCTURE = "AASCE_Vertebra"
 """Name of the single AASCE structure: the 17 vertebral bodies T1-L5, drawn from the corners."""
 
 RESULT_FILE, CASES_FILE, PROB_FILE, KEY_FILE = "result.json", "cases.csv", "val_prob.npz", "experiment_key.txt"
+LEVELS_FILE = "levels.csv"
+"""Dice per vertebra (:func:`aasce_level_summary`) beside an AASCE long run's ``metrics.json``."""
 
 # --------------------------------------------------------------------------------------------
 # 1. data
@@ -1191,7 +1193,7 @@ def _long_run_records(long_dir) -> list[tuple[Path, dict]]:
         m = json.loads(path.read_text())
         rescored = path.parent / "rescored.json"
         again = json.loads(rescored.read_text()) if rescored.is_file() else {}
-        for name in ("dice_original_resolution", "outline_errors_in_frame", "training_fit"):
+        for name in ("dice_original_resolution", "outline_errors_in_frame", "training_fit", "span"):
             if not m.get(name) and again.get(name):
                 m[name] = again[name]
         out.append((path, m))
@@ -1299,6 +1301,119 @@ def aasce_error_budget(long_dir: str | os.PathLike | Sequence[str | os.PathLike]
     rows[f"target {target:g}"] = {"dice": target, "training fit: train": math.nan, "training fit: validation": math.nan,
                                   "equivalent corner error (px)": sigma(target)}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def aasce_level_dice(prob: np.ndarray, data: SegmentationData, reach: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Where on the spine an AASCE network goes wrong, from its validation probabilities ``prob``
+    (``(N, H, W, 1)`` in the network's frame, in the order of ``data.val_*``; masks are drawn
+    again from each X-ray's corners, :func:`spinelib.aasce.scale_landmarks`). Returns
+    ``(levels, images)``:
+
+    - ``levels``, one row per validation image and vertebra: ``image, patient, level`` (0 = T1 ...
+      16 = L5), ``vertebra``, ``dice``. Each predicted pixel within ``reach`` px of a true body is
+      given to the nearest body; ``dice`` compares those pixels with that body (a body nothing was
+      predicted for scores 0).
+    - ``images``, one row per validation image: ``image, patient, dice`` (thresholded at 0.5, as
+      the runs are scored), ``stray_share`` (predicted pixels further than ``reach`` from every
+      true body, share of all predicted), ``outside_span_share`` (predicted pixels more than 2 rows
+      above T1's top or below L5's bottom: bodies the labels do not include, such as C7 or the
+      sacrum) and ``dice_within_span`` (the Dice with those removed: what knowing where the
+      labelled span starts and ends would be worth).
+    """
+    from scipy import ndimage as ndi
+
+    from spinelib.aasce import N_VERTEBRAE, VERTEBRA_NAMES, scale_landmarks, vertebra_mask
+    from spinelib.seg_metrics import dice
+
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 4 or prob.shape[-1] != 1 or len(prob) != len(data.val_sources):
+        raise ValueError(f"prob must be (N, H, W, 1) with one image per validation X-ray "
+                         f"({len(data.val_sources)}), got {prob.shape}")
+    if not reach > 0:
+        raise ValueError(f"reach must be positive, got {reach!r}")
+    size = prob.shape[1:3]
+    levels, images = [], []
+    for i, (record, p) in enumerate(zip(data.val_sources, prob[..., 0] > 0.5)):
+        lm = scale_landmarks(record["landmarks"], (record["height"], record["width"]), size)
+        label = np.zeros(size, np.int16)
+        for v in range(N_VERTEBRAE):  # one body at a time; where two overlap, the upper keeps the pixel
+            body = vertebra_mask(np.repeat(lm[v:v + 1], N_VERTEBRAE, axis=0), size)
+            label[body & (label == 0)] = v + 1
+        true = label > 0
+        dist, (iy, ix) = ndi.distance_transform_edt(~true, return_indices=True)
+        nearest = np.where(dist <= reach, label[iy, ix], 0)
+        for v in range(N_VERTEBRAE):
+            t, q = label == v + 1, p & (nearest == v + 1)
+            levels.append((i, data.val_ids[i], v, VERTEBRA_NAMES[v], dice(t, q)))
+        rows = np.flatnonzero(true.any(axis=1))
+        inside = np.zeros(size, bool)
+        inside[max(rows[0] - 2, 0):rows[-1] + 3] = True
+        n = max(p.sum(), 1)
+        images.append((i, data.val_ids[i], dice(p, true), (p & (nearest == 0)).sum() / n,
+                       (p & ~inside).sum() / n, dice(p & inside, true)))
+    return (pd.DataFrame(levels, columns=["image", "patient", "level", "vertebra", "dice"]),
+            pd.DataFrame(images, columns=["image", "patient", "dice", "stray_share", "outside_span_share",
+                                          "dice_within_span"]))
+
+
+def aasce_level_summary(levels: pd.DataFrame, images: pd.DataFrame, low: float = 0.7) -> tuple[pd.DataFrame, dict]:
+    """The tables of :func:`aasce_level_dice` summed up over patients (several X-rays of one
+    patient averaged first, as everywhere in the book). Returns ``(per_level, span)``:
+    ``per_level`` indexed by vertebra (T1 ... L5) with ``dice`` (mean over patients) and
+    ``share below <low>`` (of images); ``span``: ``dice``, ``dice_within_span``,
+    ``outside_span_share`` and ``stray_share``, each a mean over patients."""
+    if not 0 < low < 1:
+        raise ValueError(f"low must lie in (0, 1), got {low!r}")
+    per_patient = levels.groupby(["vertebra", "level", "patient"], sort=False)["dice"].mean().reset_index()
+    per_level = per_patient.groupby(["level", "vertebra"])["dice"].mean().reset_index(level=0, drop=True).to_frame()
+    per_level[f"share below {low:g}"] = (levels.assign(low=levels["dice"] < low)
+                                         .groupby("vertebra", sort=False)["low"].mean())
+    cols = ["dice", "dice_within_span", "outside_span_share", "stray_share"]
+    span = {c: float(v) for c, v in images.groupby("patient")[cols].mean().mean().items()}
+    return per_level, span
+
+
+def aasce_level_comparison(long_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                           profile_levels: pd.DataFrame | None = None, profile: str = "") -> pd.DataFrame:
+    """Dice per vertebra (rows T1 ... L5) of this page's run (``profile_levels``: the first table of
+    :func:`aasce_level_summary`) beside each committed long run that has one (``levels.csv``,
+    written by ``scripts/train_aasce.py`` or ``scripts/rescore_aasce.py``), one column per run.
+    A last row ``within labelled span`` gives the run's Dice with the pixels above T1 and below L5
+    removed, and ``all`` the Dice as it is (both means over patients)."""
+    from spinelib.aasce import VERTEBRA_NAMES
+
+    cols = {}
+    if profile_levels is not None:
+        cols[f"this page (profile {profile})"] = profile_levels["dice"]
+    spans = {}
+    for path, m in _long_run_records(long_dir):
+        levels = path.parent / LEVELS_FILE
+        if levels.is_file():
+            label = _long_run_label(m["settings"]).removeprefix("long run (committed): ")
+            cols[label] = pd.read_csv(levels, index_col="vertebra")["dice"]
+            if m.get("span"):
+                spans[label] = m["span"]
+    out = pd.DataFrame(cols).reindex(list(VERTEBRA_NAMES))
+    for row, key in (("all", "dice"), ("within labelled span", "dice_within_span")):
+        out.loc[row] = [spans[c][key] if c in spans else math.nan for c in out.columns]
+    return out
+
+
+def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice per vertebra"):
+    """Lines of :func:`aasce_level_comparison` (the vertebra rows only), one per run."""
+    import matplotlib.pyplot as plt
+    from spinelib.aasce import VERTEBRA_NAMES
+
+    levels = table.loc[[v for v in VERTEBRA_NAMES if v in table.index]]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for col in levels.columns:
+        ax.plot(levels.index, levels[col], marker="o", ms=3, label=_short(col, 70))
+    ax.set_ylabel("Dice (mean over patients)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center")
+    fig.tight_layout()
+    return fig
 
 
 def compare_with_long_run(final: pd.DataFrame, long_dir: str | os.PathLike, profile: str = "") -> pd.DataFrame:

@@ -70,11 +70,20 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert 0.0 <= fit["train"]["mean"] <= 1.0 and "Training fit" in (out / "README.md").read_text()
     if variant == "full":  # no TTA, no crops: its validation half is the run's own validation Dice
         assert fit["val"]["mean"] == pytest.approx(m["dice_mean_over_val_patients"], abs=1e-4)
+    levels = pd.read_csv(out / "levels.csv", index_col="vertebra")  # where on the spine it errs
+    assert list(levels.index) == [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    assert levels["dice"].between(0, 1).all()
+    span = m["span"]
+    assert span["dice"] == pytest.approx(m["dice_mean_over_val_patients"], abs=1e-6)  # the same probabilities, scored alike
+    assert all(0.0 <= span[k] <= 1.0 for k in ("dice_within_span", "outside_span_share", "stray_share"))
+    assert "Where it errs" in (out / "README.md").read_text() and "`levels.csv` (Dice per vertebra)" in (out / "README.md").read_text()
     if variant == "lite0":
         assert m["settings"]["full_res_skip"] == 4 and m["settings"]["decoder_filters"] == [8] * 5
     if variant == "full":  # score the run again from its saved probabilities: the same numbers
+        (out / "levels.csv").unlink()
         with assert_unchanged(AASCE):
             run_script("rescore_aasce.py", "--record", str(out), "--work", str(tmp_path / "work"), "--training-fit")
+        assert pd.read_csv(out / "levels.csv")["dice"].between(0, 1).all()  # written again
         again = json.loads((out / "rescored.json").read_text())
         assert again["training_fit"]["val"]["mean"] == pytest.approx(fit["val"]["mean"], abs=1e-6)  # the same network
         assert again["training_fit"]["train"]["mean"] == pytest.approx(fit["train"]["mean"], abs=1e-6)
@@ -82,12 +91,18 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
         assert again["dice_original_resolution"]["mean"] == pytest.approx(full["mean"], abs=0.05)
         assert again["recorded_on"] == "aligned masks"
         assert set(again["outline_errors_in_frame"]) == {"mean_image_dice", "within_1px", "within_2px"}
+        assert again["span"]["dice"] == pytest.approx(span["dice"], abs=0.05)  # float16 copy of the same probabilities
+        run_script("rescore_aasce.py", "--record", str(out), "--work", str(tmp_path / "work"))  # without --training-fit
+        third = json.loads((out / "rescored.json").read_text())
+        assert third["training_fit"] == again["training_fit"]  # kept from the earlier rescoring
+        assert "--training-fit" in third["earlier_commands"][-1]["command"] and "--training-fit" not in third["command"]
         sys.path.insert(0, str(REPO_ROOT / "scripts"))
         import train_aasce
 
-        older = {k: v for k, v in m.items() if k not in ("dice_original_resolution", "training_fit")}  # before the fields
+        older = {k: v for k, v in m.items() if k not in ("dice_original_resolution", "training_fit", "span")}  # before the fields
         text = train_aasce.write_readme(out, older).read_text()
         assert "measured afterwards from the run's saved probabilities" in text
+        assert "Where it errs (measured afterwards" in text
         assert "rescore_aasce.py --training-fit" in text
         proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "train_aasce.py"), *TOY, "--full-res-skip", "4",
                                "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "o2")], capture_output=True, text=True)

@@ -296,6 +296,84 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
         sx.aasce_error_budget([skip_dir], yardstick.iloc[:1], (384, 192))
 
 
+def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
+    data = sx.prepare_aasce_data(aasce_dir, (384, 192), max_images=8, progress=False)
+    true = data.val_masks
+    levels, images = sx.aasce_level_dice(true, data)  # the truth itself: every level perfect
+    assert len(levels) == 17 * len(true) and levels["dice"].eq(1.0).all()
+    assert images["dice"].eq(1.0).all() and images["dice_within_span"].eq(1.0).all()
+    assert images[["stray_share", "outside_span_share"]].eq(0.0).all().all()
+    # in the X-ray with most room above T1: L5 missed, a blob above T1 (nothing labelled there), the rest right
+    tops = [int(np.flatnonzero(t[..., 0].any(axis=1))[0]) for t in true]
+    k, top = int(np.argmax(tops)), max(tops)
+    assert top >= 8, "the fixture needs an X-ray with room above T1"
+    from spinelib.aasce import scale_landmarks, vertebra_mask
+
+    src = data.val_sources[k]
+    lm = scale_landmarks(src["landmarks"], (src["height"], src["width"]), (384, 192))
+    pred = true.copy()
+    pred[k, ..., 0][vertebra_mask(np.repeat(lm[16:17], 17, axis=0), (384, 192))] = 0
+    pred[k, max(top - 11, 0):top - 6, 40:50, 0] = 1  # up to 5 rows x 10 columns, 6 or more rows above T1's top
+    n_blob = 10 * (top - 6 - max(top - 11, 0))
+    levels, images = sx.aasce_level_dice(pred, data)
+    rows_k = levels.query("image == @k").set_index("vertebra")["dice"]
+    assert rows_k["L5"] == 0.0 and rows_k.drop("L5").eq(1.0).all()
+    row = images.iloc[k]
+    assert row["outside_span_share"] == pytest.approx(n_blob / pred[k].sum())
+    assert row["stray_share"] == pytest.approx(n_blob / pred[k].sum())  # >= 6 rows from any body, reach 4
+    assert row["dice"] < row["dice_within_span"] < 1.0  # the blob removed, L5 still missing
+    assert images.drop(index=k)["dice"].eq(1.0).all()
+    per_level, span = sx.aasce_level_summary(levels, images)
+    assert list(per_level.index) == [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    patients = images.groupby("patient")["dice"].mean()
+    assert span["dice"] == pytest.approx(patients.mean())  # patients first, as everywhere in the book
+    assert per_level.loc["L5", "share below 0.7"] == pytest.approx(1 / len(true))
+    k_share = 1 / (images["patient"] == images.loc[k, "patient"]).sum()  # X-ray k's part of its patient's mean
+    assert per_level.loc["L5", "dice"] == pytest.approx(1 - k_share / patients.size)  # one X-ray's L5 at 0
+    # a one-row shift costs every level something, but not everything
+    shifted = np.roll(true, 1, axis=1)
+    levels, _ = sx.aasce_level_dice(shifted, data)
+    assert levels["dice"].between(0.3, 0.999).mean() > 0.9
+    with pytest.raises(ValueError, match="one image per validation X-ray"):
+        sx.aasce_level_dice(true[1:], data)
+    with pytest.raises(ValueError, match="reach"):
+        sx.aasce_level_dice(true, data, reach=0)
+    with pytest.raises(ValueError, match="low"):
+        sx.aasce_level_summary(levels, images, low=1.5)
+
+
+def test_aasce_level_comparison_reads_the_committed_runs(tmp_path):
+    from spinelib.aasce import VERTEBRA_NAMES
+
+    runs = []
+    for name, settings, with_levels, span_where in (
+            ("a", {"encoder": "lite0-imagenet"}, True, "record"),
+            ("b", {"encoder": "lite0-imagenet", "lr_schedule": "cosine"}, True, "rescored"),
+            ("c", {"encoder": "none"}, False, None)):
+        d = tmp_path / name
+        d.mkdir()
+        m = {"settings": settings | {"size": [384, 192]}, "dice_mean_over_val_patients": 0.85}
+        span = {"dice": 0.85, "dice_within_span": 0.86 if name == "a" else 0.87}
+        if span_where == "record":
+            m["span"] = span
+        elif span_where == "rescored":
+            (d / "rescored.json").write_text(json.dumps({"span": span}))
+        (d / "metrics.json").write_text(json.dumps(m))
+        if with_levels:
+            pd.DataFrame({"vertebra": VERTEBRA_NAMES, "dice": np.linspace(0.8, 0.9, 17)}).to_csv(d / sx.LEVELS_FILE, index=False)
+        runs.append(d)
+    profile = pd.DataFrame({"dice": np.full(17, 0.5)}, index=pd.Index(VERTEBRA_NAMES, name="vertebra"))
+    table = sx.aasce_level_comparison(runs, profile, profile="tiny")
+    assert list(table.columns) == ["this page (profile tiny)", "Lite0 encoder, ImageNet",
+                                   "Lite0 encoder, ImageNet; cosine LR"]  # run c has no levels.csv
+    assert list(table.index) == list(VERTEBRA_NAMES) + ["all", "within labelled span"]
+    np.testing.assert_allclose(table.loc["within labelled span"], [np.nan, 0.86, 0.87])
+    assert table.loc["L5", "Lite0 encoder, ImageNet"] == pytest.approx(0.9)
+    fig = sx.level_dice_figure(table)
+    assert len(fig.axes[0].lines) == 3
+    assert sx.aasce_level_comparison([tmp_path / "missing"]).shape == (19, 0)  # no run, no column
+
+
 def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
     class Run:
         def __init__(self, values):
