@@ -120,25 +120,25 @@ def write_readme(out: Path, metrics: dict) -> Path:
                  f"(95 % CI {plain['ci95'][0]:.4f}-{plain['ci95'][1]:.4f}).\n\n")
     rescored = out / "rescored.json"
     again = json.loads(rescored.read_text()) if rescored.is_file() else {}
-    fit, fit_how = metrics.get("training_fit") or again.get("training_fit"), ""
+    afterwards = " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`)"
+
+    def field(name: str, note: str = afterwards) -> tuple[dict | None, str]:
+        """The record's own value, else the one rescore_aasce.py measured later (and a note saying so)."""
+        return (metrics[name], "") if metrics.get(name) else (again.get(name), note)
+
+    fit, how = field("training_fit", " (measured afterwards with the run's network by "
+                                     "`scripts/rescore_aasce.py --training-fit`)")
     if fit:
-        if not metrics.get("training_fit"):
-            fit_how = " (measured afterwards with the run's network by `scripts/rescore_aasce.py --training-fit`)"
-        text += (f"Training fit, no augmentation, no TTA, in {fit['frame']}{fit_how}: Dice "
+        text += (f"Training fit, no augmentation, no TTA, in {fit['frame']}{how}: Dice "
                  f"{fit['train']['mean']:.4f} over its {fit['n_train_patients']} training patients against "
                  f"{fit['val']['mean']:.4f} over the {fit['n_val_patients']} validation patients (not a validation "
                  "number: close together means the network underfits, far apart that it overfits).\n\n")
-    span, span_how = metrics.get("span") or again.get("span"), ""
+    span, how = field("span")
     if span:
-        if not metrics.get("span"):
-            span_how = " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`)"
-        text += (f"Where it errs{span_how}: {span['outside_span_share']:.1%} of the predicted pixels lie above T1 or "
-                 f"below L5 (bodies the labels leave out); without them the Dice would be {span['dice_within_span']:.4f}. "
-                 f"Dice per vertebra, T1 to L5: `{LEVELS_FILE}`.\n\n")
-    original, how = metrics.get("dice_original_resolution"), ""
-    if original is None and again:  # recorded before the run itself measured it
-        original, how = again["dice_original_resolution"], \
-            " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`, `rescored.json`)"
+        text += (f"Where it errs{how}: {span['outside_span_share']:.1%} of the predicted pixels lie more than two rows "
+                 f"above T1 or below L5 (bodies the labels leave out); with them removed the Dice would be "
+                 f"{span['dice_within_span']:.4f}. Dice per vertebra, T1 to L5: `{LEVELS_FILE}`.\n\n")
+    original, how = field("dice_original_resolution")
     if original:
         text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {original['mean']:.4f} "
                  f"(95 % CI {original['ci95'][0]:.4f}-{original['ci95'][1]:.4f}){how}.\n\n")
