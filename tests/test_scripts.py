@@ -74,7 +74,8 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
     assert list(levels.index) == [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
     assert levels["dice"].between(0, 1).all()
     span = m["span"]
-    assert span["dice"] == pytest.approx(m["dice_mean_over_val_patients"], abs=1e-6)  # the same probabilities, scored alike
+    # the same measure on the saved (float16) copy of the probabilities: a toy network's many values near 0.5 may round
+    assert span["dice"] == pytest.approx(m["dice_mean_over_val_patients"], abs=0.02)
     assert all(0.0 <= span[k] <= 1.0 for k in ("dice_within_span", "outside_span_share", "stray_share"))
     assert "Where it errs" in (out / "README.md").read_text() and "`levels.csv` (Dice per vertebra)" in (out / "README.md").read_text()
     if variant == "lite0":
