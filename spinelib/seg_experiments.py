@@ -1399,8 +1399,10 @@ def aasce_level_comparison(long_dir: str | os.PathLike | Sequence[str | os.PathL
     return out
 
 
-def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice per vertebra"):
-    """Lines of :func:`aasce_level_comparison` (the vertebra rows only), one per run."""
+def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice per vertebra",
+                      target: float | None = 0.90):
+    """Lines of :func:`aasce_level_comparison` (the vertebra rows only), one per run, and the
+    ``target`` Dice as a dashed line (``None``: none)."""
     import matplotlib.pyplot as plt
     from spinelib.aasce import VERTEBRA_NAMES
 
@@ -1408,6 +1410,8 @@ def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice p
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for col in levels.columns:
         ax.plot(levels.index, levels[col], marker="o", ms=3, label=_short(col, 70))
+    if target is not None:
+        ax.axhline(target, ls="--", lw=1, color="grey", label=f"target {target:g} (mean over the spine)")
     ax.set_ylabel("Dice (mean over patients)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

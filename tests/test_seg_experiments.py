@@ -369,8 +369,8 @@ def test_aasce_level_comparison_reads_the_committed_runs(tmp_path):
     assert list(table.index) == list(VERTEBRA_NAMES) + ["all", "within labelled span"]
     np.testing.assert_allclose(table.loc["within labelled span"], [np.nan, 0.86, 0.87])
     assert table.loc["L5", "Lite0 encoder, ImageNet"] == pytest.approx(0.9)
-    fig = sx.level_dice_figure(table)
-    assert len(fig.axes[0].lines) == 3
+    assert len(sx.level_dice_figure(table).axes[0].lines) == 4  # three runs and the target
+    assert len(sx.level_dice_figure(table, target=None).axes[0].lines) == 3
     assert sx.aasce_level_comparison([tmp_path / "missing"]).shape == (19, 0)  # no run, no column
 
 
