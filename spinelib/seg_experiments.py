@@ -1379,7 +1379,9 @@ def aasce_level_comparison(long_dir: str | os.PathLike | Sequence[str | os.PathL
     :func:`aasce_level_summary`) beside each committed long run that has one (``levels.csv``,
     written by ``scripts/train_aasce.py`` or ``scripts/rescore_aasce.py``), one column per run.
     A last row ``within labelled span`` gives the run's Dice with the pixels above T1 and below L5
-    removed, and ``all`` the Dice as it is (both means over patients)."""
+    removed, and ``all`` the Dice as it is (both means over patients). Every column is scored
+    against the aligned masks (:func:`spinelib.aasce.scale_landmarks`), also for runs trained and
+    recorded on the shifted ones, whose ``all`` is then a little below their recorded Dice."""
     from spinelib.aasce import VERTEBRA_NAMES
 
     cols = {}
