@@ -1200,9 +1200,16 @@ def _long_run_records(long_dir) -> list[tuple[Path, dict]]:
     return out
 
 
+LONG_RUN_SIZE = (384, 192)
+"""The input size most AASCE long runs share; :func:`_long_run_label` names any other."""
+
+
 def _long_run_label(s: dict) -> str:
-    """``long run (committed): <network>; <options>`` from a ``train_aasce.py`` record's settings."""
+    """``long run (committed): <network>; <options>`` from a ``train_aasce.py`` record's settings;
+    the input size is named when it is not :data:`LONG_RUN_SIZE`, the long runs' common frame."""
     label = ENCODER_LABELS.get(s.get("encoder", "none"), s.get("encoder")) + ("; spine crop" if s.get("crop") else "")
+    if not s.get("crop") and s.get("size") and tuple(s["size"]) != LONG_RUN_SIZE:
+        label += f"; {s['size'][0]}x{s['size'][1]} input"
     if s.get("full_res_skip"):
         label += f"; stride-1 skip ({s['full_res_skip']} ch)"
     if s.get("decoder_filters"):

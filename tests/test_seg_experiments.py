@@ -271,6 +271,13 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     crop = json.loads((cos_dir / "metrics.json").read_text())
     crop["settings"] |= {"crop": True, "stage1_size": [256, 128], "crop_size": [512, 160]}
     (crop_dir / "metrics.json").write_text(json.dumps(crop))
+    big_dir = tmp_path / "big"  # the cosine run at another input size: a row of its own, not the cosine row again
+    big_dir.mkdir()
+    big = json.loads((cos_dir / "metrics.json").read_text())
+    big["settings"] |= {"size": [512, 256]}
+    (big_dir / "metrics.json").write_text(json.dumps(big))
+    five = sx.aasce_comparison(None, [cos_dir, big_dir])
+    assert len(five) == 2 and five.index[-1].endswith("ImageNet; 512x256 input; cosine LR; flip TTA")
     four = sx.aasce_comparison(None, [cos_dir, crop_dir])
     assert four.index.is_unique and four.index[-1].endswith("ImageNet; spine crop; cosine LR; flip TTA")
     assert "then crops 512x160" in four["input"].iloc[-1]
