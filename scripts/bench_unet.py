@@ -11,7 +11,7 @@ Usage::
     python scripts/bench_unet.py [--steps 3] [--warmup 2] [--batch 8] [--out benchmarks/unet_speed.csv]
     python scripts/bench_unet.py --lite0 --batch 4 --out benchmarks/lite0_unet_speed.csv
 
-``--lite0`` times the AASCE long runs' network instead (``spinelib.unet.lite0_unet`` at 384x192,
+``--lite0`` times the AASCE long runs' network instead (``spinelib.seg.unet.lite0_unet`` at 384x192,
 ImageNet weights, Dice loss): as it is, with a stride-1 skip, and with a wider decoder.
 
 Writes one row per configuration to the CSV (atomically). The machine is shared: the 1-minute
@@ -40,7 +40,7 @@ CONFIGS = [  # (height, width, filters, n_classes)
     (256, 128, 16, 1),
 ]
 
-LITE0_CONFIGS = [  # (height, width, full_res_skip, decoder_filters); None = spinelib.unet.LITE0_DECODER
+LITE0_CONFIGS = [  # (height, width, full_res_skip, decoder_filters); None = spinelib.seg.unet.LITE0_DECODER
     (384, 192, 0, None),
     (384, 192, 16, None),
     (384, 192, 16, (256, 128, 64, 32, 32)),
@@ -54,8 +54,8 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
     import keras
     import numpy as np
 
-    from spinelib.losses import paper_loss, soft_dice_loss
-    from spinelib.unet import LITE0_DECODER, lite0_unet, unet
+    from spinelib.seg.losses import paper_loss, soft_dice_loss
+    from spinelib.seg.unet import LITE0_DECODER, lite0_unet, unet
 
     keras.utils.set_random_seed(0)
     if lite0 is None:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     import pandas as pd
     import tensorflow as tf
 
-    from spinelib.imageio import atomic_write_bytes
+    from spinelib.core.imageio import atomic_write_bytes
 
     rows = []
     t_all = time.perf_counter()

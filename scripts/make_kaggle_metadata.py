@@ -13,7 +13,7 @@ Each kernel folder gets a copy of its notebook and metadata that attaches three 
 - ``<user>/aasce``: the AASCE 2019 training split in its published layout (``data/``, ``labels/``);
 - ``<user>/spine-project-examples``: the two example patients.
 
-Inside Kaggle, ``spinelib.config.find_dataset`` finds ``/kaggle/input/<slug>`` and outputs go to
+Inside Kaggle, ``spinelib.core.config.find_dataset`` finds ``/kaggle/input/<slug>`` and outputs go to
 ``/kaggle/working``. Kernels run without internet, like everything in this project.
 """
 

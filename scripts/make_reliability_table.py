@@ -47,7 +47,8 @@ def run_corpus() -> tuple[list[dict], dict]:
     sys.path[:0] = [str(REPO), str(REPO / "tests")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import test_bad_inputs as corpus
-    from spinelib.provenance import InputsChangedError
+
+    from spinelib.core.provenance import InputsChangedError
 
     rows, changed, failed = [], 0, 0
     for case in corpus.CASES:
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
             print(f"{PAGE} is out of date: run scripts/make_reliability_table.py", file=sys.stderr)
             return 1
     elif new != text:
-        from spinelib.imageio import atomic_write_bytes
+        from spinelib.core.imageio import atomic_write_bytes
 
         atomic_write_bytes(PAGE, new.encode("utf-8"))
         print(f"wrote {PAGE}")

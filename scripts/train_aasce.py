@@ -48,7 +48,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--depth", type=int, default=5, help="resolution levels (paper: 5); the size must divide by 2**(depth-1)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--loss", default="paper", help="a spinelib.losses name (default: the paper's)")
+    ap.add_argument("--loss", default="paper", help="a spinelib.seg.losses name (default: the paper's)")
     ap.add_argument("--augment", action="store_true", help="random affine + intensity augmentation (with flips)")
     ap.add_argument("--batch-norm", action="store_true", help="BatchNorm after every convolution")
     ap.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNorm moving-average momentum (Keras: 0.99)")
@@ -59,7 +59,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--full-res-skip", type=int, default=0, metavar="N",
                     help="Lite0 encoder only: a stride-1 skip of N channels from the X-ray (default 0: none)")
     ap.add_argument("--decoder-filters", type=int, nargs=5, default=None, metavar="N",
-                    help="Lite0 encoder only: decoder widths from stride 16 to 1 (default: spinelib.unet.LITE0_DECODER)")
+                    help="Lite0 encoder only: decoder widths from stride 16 to 1 (default: spinelib.seg.unet.LITE0_DECODER)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-schedule", default="plateau", choices=("plateau", "cosine"),
                     help="halve the LR on a validation plateau (default) or cosine decay to lr/100 over --epochs")
@@ -88,17 +88,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def record_long_run(out: Path, seed: int = 0) -> Path:
     """The run's headline row for the results page: ``<out>/../headlines/<out name>.csv``, linked
     to page 3 (which shows the run beside its own)."""
-    from spinelib import report
-    from spinelib import seg_experiments as sx
+    from spinelib.paper import aasce_runs, report
 
-    rows = sx.segmentation_headlines(aasce=sx.aasce_comparison(None, out), long_run=True)
+    rows = report.segmentation_headlines(aasce=aasce_runs.aasce_comparison(None, out), long_run=True)
     return report.record_headlines(out.parent, "03_unet_segmentation", rows, profile="long run", seed=seed,
                                    name=out.name)
 
 
 def write_readme(out: Path, metrics: dict) -> Path:
     """``<out>/README.md``: the run's command, commit, Dice and times, from its ``metrics.json``."""
-    from spinelib.seg_experiments import LEVELS_FILE
+    from spinelib.seg.long_runs import LEVELS_FILE
 
     crop = metrics["settings"].get("crop", False)
     plain = metrics.get("dice_without_tta")
@@ -144,7 +143,7 @@ def write_readme(out: Path, metrics: dict) -> Path:
                  f"(95 % CI {original['ci95'][0]:.4f}-{original['ci95'][1]:.4f}){how}.\n\n")
     if metrics.get("mask_convention"):
         text += ("Masks: the corners scaled with pixel centres aligned to the resized X-ray "
-                 "(`spinelib.aasce.scale_landmarks`).\n\n")
+                 "(`spinelib.data.aasce.scale_landmarks`).\n\n")
     text += ("Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
              "`history.png`, `cases.png` (best and worst validation patients)"
              + (f", `{LEVELS_FILE}` (Dice per vertebra)" if (out / LEVELS_FILE).is_file() else "") + ".\n")
@@ -158,15 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
-    from spinelib import seg_experiments as sx
-    from spinelib.config import dataset_missing_message, find_dataset
-    from spinelib.segmentation import plot_history
+    from spinelib import viz
+    from spinelib.core.config import dataset_missing_message, find_dataset
+    from spinelib.data import segdata
+    from spinelib.paper import aasce_runs
+    from spinelib.seg import experiment, long_runs, spine_crop
+    from spinelib.viz import plot_history
 
     root = find_dataset("aasce", args.aasce_dir)
     if root is None:
         print(dataset_missing_message("aasce"), file=sys.stderr)
         return 2
-    data = sx.prepare_aasce_data(root, tuple(args.size), max_images=args.max_images,
+    data = segdata.prepare_aasce_data(root, tuple(args.size), max_images=args.max_images,
                                  val_fraction=args.val_fraction, seed=args.seed, progress=False)
     print(f"{len(data.train_ids)} training images ({len(set(data.train_ids))} patients), "
           f"{len(data.val_ids)} validation images ({len(set(data.val_ids))} patients)", flush=True)
@@ -190,51 +192,51 @@ def main(argv: list[str] | None = None) -> int:
     stages = []
     if args.crop:
         # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
-        small = sx.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
+        small = segdata.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
                                       val_fraction=args.val_fraction, seed=args.seed, progress=False)
         assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
         # the spine finder is always a small plain U-Net (--encoder is for the crop network)
         finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip", "decoder_filters")}
-        stage1 = sx.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
+        stage1 = experiment.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
                                    epochs=args.stage1_epochs, patience=args.stage1_epochs, **finder)
         stages.append(stage1)
         print(f"stage 1 Dice {stage1.dice().iloc[0]:.4f}", flush=True)
-        boxes_val = sx.spine_boxes(stage1.val_prob(), margin=args.margin)  # predicted, never the truth
-        boxes_train = sx.spine_boxes(small.train_masks, margin=args.margin)
-        crop = sx.crop_data(data, boxes_train, boxes_val, tuple(args.crop_size or args.size), progress=False)
-        result = sx.run_experiment(crop, args.work, "aasce_crop", filters=args.filters, epochs=args.epochs,
+        boxes_val = spine_crop.spine_boxes(stage1.val_prob(), margin=args.margin)  # predicted, never the truth
+        boxes_train = spine_crop.spine_boxes(small.train_masks, margin=args.margin)
+        crop = spine_crop.crop_data(data, boxes_train, boxes_val, tuple(args.crop_size or args.size), progress=False)
+        result = experiment.run_experiment(crop, args.work, "aasce_crop", filters=args.filters, epochs=args.epochs,
                                    patience=args.patience, depth=args.depth, tta=args.tta, **common)
         stages.append(result)
         print(f"Dice inside the predicted crops {result.dice().iloc[0]:.4f}", flush=True)
-        prob = sx.uncrop(result.val_prob(), boxes_val, data.size)
-        cases, summary = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids)
+        prob = spine_crop.uncrop(result.val_prob(), boxes_val, data.size)
+        cases, summary = experiment.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids)
         figure_data, figure_result = crop, result
     else:
-        result = sx.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
+        result = experiment.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
                                    patience=args.patience, depth=args.depth, tta=args.tta, **common)
         stages.append(result)
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
-    prob_frame = sx.uncrop(result.val_prob(), boxes_val, data.size) if args.crop else result.val_prob()
+    prob_frame = spine_crop.uncrop(result.val_prob(), boxes_val, data.size) if args.crop else result.val_prob()
     without_tta = plain_prob = None
     model = result.load_model()
     if args.tta:  # the same network without test-time flips: what TTA adds
-        from spinelib.segmentation import predict
+        from spinelib.seg.inference import predict
 
         plain_prob = predict(model, figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
-        prob = sx.uncrop(plain_prob, boxes_val, data.size) if args.crop else plain_prob
-        _, plain = sx.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
+        prob = spine_crop.uncrop(plain_prob, boxes_val, data.size) if args.crop else plain_prob
+        _, plain = experiment.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
         without_tta = plain.query("metric == 'dice'").iloc[0]
     # frame-free: the probabilities (or the crops') put back into each X-ray at its own size
-    full = sx.full_resolution_dice(data, result.val_prob(), progress=False, seed=args.seed,
+    full = spine_crop.full_resolution_dice(data, result.val_prob(), progress=False, seed=args.seed,
                                    boxes=boxes_val if args.crop else None).query("metric == 'dice'").iloc[0]
     wall = time.perf_counter() - t_start
     t_fit = time.perf_counter()  # after the wall time, so wall times stay comparable with older runs
-    fit = sx.training_fit(model, figure_data, batch_size=args.batch_size, seed=args.seed,
+    fit = experiment.training_fit(model, figure_data, batch_size=args.batch_size, seed=args.seed,
                           val_prob=plain_prob)  # without TTA the validation half is predicted here
     fit["frame"] = "the crops' frame" if args.crop else "the network's frame"
     fit["seconds"] = round(time.perf_counter() - t_fit, 1)
-    per_level, span = sx.aasce_level_summary(*sx.aasce_level_dice(prob_frame, data))  # where on the spine it errs
+    per_level, span = aasce_runs.aasce_level_summary(*aasce_runs.aasce_level_dice(prob_frame, data))  # where on the spine it errs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "git_commit": commit,
         "dataset": "AASCE 2019 training split (real AP X-rays), vertebra bodies T1-L5 from the corner landmarks",
-        "validation": "patients (not images), spinelib.splits.patient_split",
+        "validation": "patients (not images), spinelib.data.splits.patient_split",
         "settings": vars(args) | {"size": list(args.size)},
         "n_train_images": len(data.train_ids), "n_train_patients": len(set(data.train_ids)),
         "n_val_images": len(data.val_ids), "n_val_patients": len(set(data.val_ids)),
@@ -251,18 +253,18 @@ def main(argv: list[str] | None = None) -> int:
         "dice_ci95": [float(dice["ci_low"]), float(dice["ci_high"])],
         "dice_sd": float(dice["sd"]),
         "dice_frame": f"the full X-ray resized to {args.size[0]}x{args.size[1]} (the network's input size)",
-        "mask_convention": "corners scaled with pixel centres aligned (spinelib.aasce.scale_landmarks)",
+        "mask_convention": "corners scaled with pixel centres aligned (spinelib.data.aasce.scale_landmarks)",
         "dice_original_resolution": {"mean": float(full["mean"]), "ci95": [float(full["ci_low"]), float(full["ci_high"])],
                                      "how": "probabilities resized (or crops put back) to each X-ray's own size, "
-                                            "against the corners drawn there (spinelib.seg_experiments.full_resolution_dice)"},
-        "outline_errors_in_frame": sx.outline_error_summary(
+                                            "against the corners drawn there (spinelib.seg.spine_crop.full_resolution_dice)"},
+        "outline_errors_in_frame": experiment.outline_error_summary(
             prob_frame, data.val_masks),  # wrong pixels on the true outline (blurred edges) or away from it
         "training_fit": fit,  # own training images, no augmentation, no TTA: not a validation number
-        "span": span | {"how": "spinelib.seg_experiments.aasce_level_dice, in the network's frame; per vertebra: levels.csv"},
+        "span": span | {"how": "spinelib.paper.aasce_runs.aasce_level_dice, in the network's frame; per vertebra: levels.csv"},
         "dice_without_tta": None if without_tta is None else {
             "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
         "summary": json.loads(summary.to_json(orient="records")),
-        "stages": [{"name": r.name, "input": list(sx._input_size(r)), "params": r.params,
+        "stages": [{"name": r.name, "input": list(experiment.input_size(r)), "params": r.params,
                     "epochs_run": r.epochs_run, "train_seconds": round(r.train_seconds, 1),
                     "dice_in_its_frame": float(r.dice().iloc[0])} for r in stages],
         "params": sum(r.params for r in stages),
@@ -279,16 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     metrics["tensorflow"] = tf.__version__
-    from spinelib.provenance import run_info
+    from spinelib.core.provenance import run_info
 
     metrics["run"] = run_info(seed=args.seed, data_dirs={"aasce": root})  # versions, data fingerprint
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     cases.to_csv(out / "cases.csv", index=False)
-    per_level.to_csv(out / sx.LEVELS_FILE)
+    per_level.to_csv(out / long_runs.LEVELS_FILE)
     result.history.to_csv(out / "history.csv", index=False)
     fig = plot_history(result.history, title="AASCE vertebra U-Net (real X-rays)")
     fig.savefig(out / "history.png", dpi=70)
-    fig = sx.cases_figure(figure_data, figure_result, n=3)
+    fig = viz.cases_figure(figure_data, figure_result, n=3)
     fig.savefig(out / "cases.png", dpi=70)
     write_readme(out, metrics)
     record_long_run(out, args.seed)

@@ -5,8 +5,8 @@ remedies for small structures, at a larger size and for more epochs than the ``c
     .venv/bin/python scripts/train_unet_synthetic.py --size 384 192 --filters 16 --epochs 60 \
         --line-epochs 40 --out results/unet_synthetic
 
-Same code as the page (:mod:`spinelib.seg_experiments`), same synthetic dataset as the ``ci``
-profile (60 patients, generated if missing), same recipe (:data:`spinelib.seg_experiments.RECIPE`).
+Same code as the page (:mod:`spinelib.seg.experiment`), same synthetic dataset as the ``ci``
+profile (60 patients, generated if missing), same recipe (:data:`spinelib.core.plans.RECIPE`).
 Training files go to ``--work`` (not committed; an interrupted run resumes from there); the
 committed record goes to ``--out``: ``table3.csv``, ``lines.csv``, ``final_table3.csv``,
 ``metrics.json`` (command, git commit, timings, machine), figures and ``README.md``; the headline
@@ -55,14 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
-    from spinelib import config, seg_experiments as sx, synthetic
-    from spinelib.segmentation import plot_history
     from train_aasce import git_commit
+
+    from spinelib import viz
+    from spinelib.core import config, plans
+    from spinelib.data import segdata
+    from spinelib.data.synthetic import generator
+    from spinelib.paper import report, table3_unet
+    from spinelib.seg import experiment
+    from spinelib.viz import plot_history
 
     commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
 
     h, w = args.size
-    plan = sx.PagePlan(
+    plan = plans.PagePlan(
         profile="long", size=(h, w), filters=args.filters, batch_size=args.batch_size, epochs=args.epochs,
         single_epochs=args.epochs, line_epochs=args.line_epochs,
         large_size=tuple(args.large_size) if args.large_size else (2 * h, 2 * w),
@@ -70,15 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         aasce_size=(h, w), aasce_images=None, aasce_epochs=args.epochs, seed=args.seed,
     )
     syn_dir = config.default_synthetic_dir(args.synthetic_dir, "ci")
-    synthetic.generate_dataset(syn_dir, n_patients=args.n_synthetic, seed=args.seed, scale=args.scale, progress=False)
-    views = {v: sx.prepare_view_data(syn_dir, v, plan.size, seed=args.seed, progress=False) for v in ("AP", "LAT")}
+    generator.generate_dataset(syn_dir, n_patients=args.n_synthetic, seed=args.seed, scale=args.scale, progress=False)
+    views = {v: segdata.prepare_view_data(syn_dir, v, plan.size, seed=args.seed, progress=False) for v in ("AP", "LAT")}
     work = Path(args.work)
-    runs = {v: sx.run_experiment(d, work, f"table3_{v}", verbose=2, **plan.recipe("table3")) for v, d in views.items()}
-    table3 = sx.table3(list(runs.values()), views=views)
+    runs = {v: experiment.run_experiment(d, work, f"table3_{v}", verbose=2, **plan.recipe("table3")) for v, d in views.items()}
+    table3 = table3_unet.table3(list(runs.values()), views=views)
     print(table3.round(3).to_string(), flush=True)
-    remedies = sx.remedy_experiments(views, runs, work, plan)
+    remedies = table3_unet.remedy_experiments(views, runs, work, plan)
     print(remedies.dice.round(3).to_string(), flush=True)
-    final = sx.final_table3(remedies.dice, input_frame=remedies.input_frame_dice())
+    final = table3_unet.final_table3(remedies.dice, input_frame=remedies.input_frame_dice())
     print(final.round(3).to_string(), flush=True)
     wall = time.perf_counter() - t_start
 
@@ -86,19 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table3.to_csv(out / "table3.csv")
     remedies.dice.to_csv(out / "remedies.csv")
-    sx.remedy_timing(remedies).to_csv(out / "remedy_timing.csv")
+    table3_unet.remedy_timing(remedies).to_csv(out / "remedy_timing.csv")
     final.to_csv(out / "final_table3.csv")
     command = ".venv/bin/python scripts/train_unet_synthetic.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     import tensorflow as tf
 
-    from spinelib.provenance import run_info
+    from spinelib.core.provenance import run_info
 
     metrics = {
         "command": command, "git_commit": commit,
-        "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.synthetic, seed {args.seed}, scale {args.scale})",
-        "validation": "patients (not images), spinelib.splits.patient_split",
+        "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.data.synthetic.generator, seed {args.seed}, scale {args.scale})",
+        "validation": "patients (not images), spinelib.data.splits.patient_split",
         "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(plan).items()},
-        "recipe": sx.RECIPE,
+        "recipe": plans.RECIPE,
         "structures_at_or_above_paper": int(final["at_or_above_paper"].sum()),
         "n_structures": int(len(final)),
         "training_minutes": {r.name: round(r.train_seconds / 60, 1)
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_history(r.history, title=f"{v} network, long run (synthetic)").savefig(out / f"history_{v}.png", dpi=60)
     for v, r in runs.items():
         worst = table3.loc[list(r.structures), "dice"].idxmin()
-        sx.cases_figure(views[v], r, worst, n=2).savefig(out / f"cases_{worst}.png", dpi=60)
+        viz.cases_figure(views[v], r, worst, n=2).savefig(out / f"cases_{worst}.png", dpi=60)
     for structure in ("Lat_Anterior_Vertebral_Line", "Ap_Pedicle"):
         remedies.figure(structure).savefig(out / f"crop_{structure}.png", dpi=60)
     (out / "README.md").write_text(
@@ -131,11 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         "`remedy_timing.csv`, `final_table3.csv` (spine crop + Dice loss), `metrics.json`, `history_*.png`, "
         "`cases_*.png` (best and worst validation patients of the weakest structure per view), `crop_*.png`.\n"
     )
-    from spinelib import report
 
     dataset = f"synthetic, {args.n_synthetic} patients, {len(set(views['AP'].val_ids))} validation patients"
     rows = [dict(r, profile="long run", note=f"committed long run ({h}x{w}): {r['note']}")
-            for r in sx.segmentation_headlines(table3=table3, final=final, synthetic_dataset=dataset)]
+            for r in report.segmentation_headlines(table3=table3, final=final, synthetic_dataset=dataset)]
     report.record_headlines(out.parent, "03_unet_segmentation", rows, profile="long run", seed=args.seed, name=out.name)
     print(json.dumps({k: metrics[k] for k in ("structures_at_or_above_paper", "wall_seconds_this_call")}))
     return 0

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import REPO_ROOT, default_output_dir, default_synthetic_dir, get_profile
+from spinelib.core.config import (
+    REPO_ROOT,
+    default_output_dir,
+    default_synthetic_dir,
+    get_profile,
+)
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "intro.md", "references.bib")
 BOOK_DIRS = ("docs", "_ext")
@@ -93,7 +98,7 @@ def count_figures(notebook: str | os.PathLike) -> int:
 
 def prepare_synthetic(profile_name: str, synthetic_dir: Path, seed: int = 0):
     """Generate (or reuse, when cached with the same settings) the embedded synthetic dataset."""
-    from .synthetic import generate_dataset
+    from spinelib.data.synthetic.generator import generate_dataset
 
     prof = get_profile(profile_name)
     return generate_dataset(synthetic_dir, n_patients=prof.n_synthetic, seed=seed,

@@ -9,7 +9,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from spinelib.config import find_dataset, get_profile  # noqa: E402
+from spinelib.core.config import find_dataset, get_profile
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def aasce_dir():
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory):
     """The tiny profile's synthetic dataset, generated once for the whole session."""
-    from spinelib.synthetic import generate_dataset
+    from spinelib.data.synthetic.generator import generate_dataset
 
     prof = get_profile("tiny")
     root = tmp_path_factory.mktemp("synthetic-tiny")

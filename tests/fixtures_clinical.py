@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spinelib.structures import STRUCTURES, STRUCTURES_BY_VIEW, VIEWS
+from spinelib.core.structures import STRUCTURES, STRUCTURES_BY_VIEW, VIEWS
 
 SHAPE = (48, 24)
 """(height, width) of the fixture X-rays and masks."""

@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spinelib.aasce import (
+from spinelib.core.config import find_dataset
+from spinelib.data.aasce import (
     load_aasce,
     load_aasce_arrays,
     patient_id_of,
     vertebra_mask,
     vertebra_polygons,
 )
-from spinelib.config import find_dataset
-from spinelib.splits import patient_kfold, patient_split
+from spinelib.data.splits import patient_kfold, patient_split
 
 try:
     from fixtures_aasce import fake_aasce as _fake_aasce
@@ -218,8 +218,8 @@ def test_split_functions_validate_and_group():
 def test_scale_landmarks_aligns_pixel_centres():
     """A mask drawn at the small size from scaled corners matches the full-size mask resized the
     way the X-ray is resized (area average, threshold 1/2); the naive x * w / W is offset."""
-    from spinelib.aasce import scale_landmarks
-    from spinelib.imageio import resize_mask
+    from spinelib.core.imageio import resize_mask
+    from spinelib.data.aasce import scale_landmarks
 
     rng = np.random.default_rng(3)
     H, W, h, w = 1000, 500, 200, 100
@@ -250,7 +250,7 @@ def test_scale_landmarks_aligns_pixel_centres():
 
 @needs_aasce
 def test_mask_grid_agreement_on_real_images(real):
-    from spinelib.aasce import mask_grid_agreement
+    from spinelib.data.aasce import mask_grid_agreement
 
     table = mask_grid_agreement(real, (384, 192), max_images=5, progress=False)
     assert len(table) == 5 and table["image_name"].tolist() == real["image_name"].iloc[:5].tolist()
@@ -261,7 +261,7 @@ def test_mask_grid_agreement_on_real_images(real):
 
 @needs_aasce
 def test_corner_error_dice_falls_with_the_corner_error(real):
-    from spinelib.aasce import corner_error_dice
+    from spinelib.data.aasce import corner_error_dice
 
     table = corner_error_dice(real, (384, 192), sigmas=(0.0, 0.5, 2.0), max_images=6, progress=False)
     assert table["sigma_px"].tolist() == [0.0, 0.5, 2.0] and (table["images"] == 6).all()

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spinelib.aasce import load_aasce
-from spinelib.audit import SEVERITY_LABELS, audit_aasce, audit_clinical
-from spinelib.clinical import scan_clinical
-from spinelib.config import find_dataset
-from spinelib.structures import STRUCTURES
+from spinelib.core.config import find_dataset
+from spinelib.core.structures import STRUCTURES
+from spinelib.data.aasce import load_aasce
+from spinelib.data.audit import SEVERITY_LABELS, audit_aasce, audit_clinical
+from spinelib.data.clinical import scan_clinical
 
 try:
     from fixtures_clinical import build_messy_tree, write_patient
@@ -110,7 +110,7 @@ def test_audit_real_aasce():
 def test_audit_flags_files_that_load_but_deserve_a_look(tmp_path):
     from PIL import Image
 
-    from spinelib.audit import PROBLEM_KINDS
+    from spinelib.data.audit import PROBLEM_KINDS
 
     write_patient(tmp_path / "Normal" / "P1")
     ap = tmp_path / "Normal" / "P1" / "AP"
@@ -130,7 +130,7 @@ def test_audit_flags_files_that_load_but_deserve_a_look(tmp_path):
 
 
 def test_audit_records_provenance(tmp_path):
-    from spinelib.provenance import data_fingerprint
+    from spinelib.core.provenance import data_fingerprint
 
     write_patient(tmp_path / "Normal" / "P1")
     ds = scan_clinical(tmp_path, progress=False)

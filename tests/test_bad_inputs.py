@@ -4,13 +4,13 @@
 
 ``error``     the call raises the expected exception type, and its message names the file (or the
               parameter) and contains every keyword;
-``excluded``  :func:`~spinelib.clinical.scan_clinical` excludes the patient, reason has the keywords;
+``excluded``  :func:`~spinelib.data.clinical.scan_clinical` excludes the patient, reason has the keywords;
 ``ignored``   the scan ignores the file or folder, ``ignored_reasons`` has the keywords;
-``problem``   :func:`~spinelib.audit.audit_clinical` lists the file in ``problems`` with that kind;
+``problem``   :func:`~spinelib.data.audit.audit_clinical` lists the file in ``problems`` with that kind;
 ``warned``    the loader skips the patient with a warning naming the file and the problem;
 ``loaded``    the input is read, and a check asserts what was read.
 
-Every call runs inside :func:`spinelib.provenance.assert_unchanged` over the input tree: no
+Every call runs inside :func:`spinelib.core.provenance.assert_unchanged` over the input tree: no
 loader may add, remove or change an input file. ``scripts/make_reliability_table.py`` runs the
 same table (:func:`run_case`) and writes the book's table of behaviours.
 """
@@ -35,12 +35,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinelib.aasce import load_aasce
-from spinelib.audit import PROBLEM_KINDS, audit_clinical
-from spinelib.clinical import load_segmentation_arrays, load_view, scan_clinical
-from spinelib.config import check_parameters, get_profile
-from spinelib.imageio import ImageReadError, image_size, read_mask, read_xray
-from spinelib.provenance import assert_unchanged
+from spinelib.core.config import check_parameters, get_profile
+from spinelib.core.imageio import ImageReadError, image_size, read_mask, read_xray
+from spinelib.core.provenance import assert_unchanged
+from spinelib.data.aasce import load_aasce
+from spinelib.data.audit import PROBLEM_KINDS, audit_clinical
+from spinelib.data.clinical import load_segmentation_arrays, load_view, scan_clinical
 
 try:
     from fixtures_aasce import fake_aasce
@@ -90,7 +90,11 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 def _dicom(path: Path, array: np.ndarray | None, photometric: str = "MONOCHROME2", syntax=None,
            shape: tuple[int, int] | None = None, encapsulated: bytes | None = None) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -620,7 +624,7 @@ def make_aasce_mat_disagrees(tmp):
 
 
 def make_landmarks_nan(tmp):
-    from spinelib.aasce import vertebra_mask
+    from spinelib.data.aasce import vertebra_mask
 
     lm = np.zeros((17, 4, 2))
     lm[3, 1, 0] = np.nan
@@ -813,7 +817,7 @@ def _has_keywords(text: str, keywords, workdir: Path) -> None:
 def run_case(case: Case, workdir: Path) -> CaseResult:
     """Make the input under ``workdir``, run the call inside :func:`assert_unchanged`, and assert the
     decided outcome; returns what was observed. Raises ``AssertionError`` on any deviation
-    (:class:`~spinelib.provenance.InputsChangedError` when an input file changed)."""
+    (:class:`~spinelib.core.provenance.InputsChangedError` when an input file changed)."""
     assert case.outcome in OUTCOMES, case.outcome
     workdir.mkdir(parents=True, exist_ok=True)
     trial = case.make(workdir)
@@ -903,7 +907,7 @@ def test_assert_unchanged_catches_a_loader_that_writes(tmp_path):
     root = _dataset(tmp_path)
     bad = Case("a loader that writes", lambda tmp: Trial(lambda: (root / "Normal" / "P1" / "x.txt").write_text("x"),
                                                          "", (root,)), "loaded", (), "")
-    from spinelib.provenance import InputsChangedError
+    from spinelib.core.provenance import InputsChangedError
 
     with pytest.raises(InputsChangedError, match="added Normal/P1/x.txt"):
         run_case(bad, tmp_path)

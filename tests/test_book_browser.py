@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from spinelib.config import REPO_ROOT
+from spinelib.core.config import REPO_ROOT
 
 HTML = REPO_ROOT / "_build" / "html"
 REQUIRED = os.environ.get("SPINELIB_REQUIRE_BOOK") == "1"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from spinelib import classifier as C
-from spinelib.gradcam import grad_cam, last_conv_layer_name, overlay_heatmap
+from spinelib.cls import cv, heads
+from spinelib.cls.gradcam import grad_cam, last_conv_layer_name, overlay_heatmap
 
 matplotlib.use("Agg")
 
@@ -28,11 +28,11 @@ def _separable(n_patients=24, per_patient=2, d=12, seed=0):
 def test_paper_head_parameter_count_from_shapes():
     n = 2 * 16 * 8 * 2048
     assert n == 524_288
-    assert C.head_parameter_count(n) == C.PAPER_HEAD_PARAMS == 10_486_045
-    head = C.paper_head(n)
+    assert heads.head_parameter_count(n) == heads.PAPER_HEAD_PARAMS == 10_486_045
+    head = heads.paper_head(n)
     assert head.count_params() == 10_486_045
     assert [l.count_params() for l in head.layers if l.weights] == [10_485_780, 252, 13]  # the paper's Figure 6
-    two = C.two_view_head(C.PAPER_FEATURE_SHAPE, C.PAPER_FEATURE_SHAPE)
+    two = heads.two_view_head(heads.PAPER_FEATURE_SHAPE, heads.PAPER_FEATURE_SHAPE)
     assert two.count_params() == 10_486_045
     assert [tuple(i.shape[1:]) for i in two.inputs] == [(16, 8, 2048)] * 2
 
@@ -40,24 +40,24 @@ def test_paper_head_parameter_count_from_shapes():
 def test_two_view_head_equals_flattened_concatenation():
     ap = np.random.default_rng(0).random((3, 2, 1, 4)).astype(np.float32)
     lat = np.random.default_rng(1).random((3, 2, 1, 4)).astype(np.float32)
-    two = C.two_view_head(ap.shape[1:], lat.shape[1:])
-    flat = C.paper_head(16)
+    two = heads.two_view_head(ap.shape[1:], lat.shape[1:])
+    flat = heads.paper_head(16)
     flat.set_weights(two.get_weights())
-    np.testing.assert_allclose(np.asarray(two([ap, lat])), np.asarray(flat(C.flatten_features((ap, lat)))), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(two([ap, lat])), np.asarray(flat(heads.flatten_features((ap, lat)))), atol=1e-6)
 
 
 def test_head_arguments_are_checked():
     with pytest.raises(ValueError, match="n_features"):
-        C.paper_head(0)
+        heads.paper_head(0)
     with pytest.raises(ValueError, match="hidden"):
-        C.paper_head(4, hidden=(20, 0))
+        heads.paper_head(4, hidden=(20, 0))
     with pytest.raises(ValueError, match="dropout"):
-        C.paper_head(4, dropout=1.0)
+        heads.paper_head(4, dropout=1.0)
 
 
 def test_train_head_learns_and_decays_the_learning_rate():
     X, y, _ = _separable()
-    model, hist = C.train_head(X[:36], y[:36], X[36:], y[36:], epochs=20, batch_size=4, lr=3e-3, seed=0)
+    model, hist = heads.train_head(X[:36], y[:36], X[36:], y[36:], epochs=20, batch_size=4, lr=3e-3, seed=0)
     assert set(hist) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert len(hist["loss"]) == 20 and hist["loss"][-1] < 0.5 * hist["loss"][0]
     prob = model.predict(X[36:], verbose=0).ravel()
@@ -68,25 +68,25 @@ def test_train_head_learns_and_decays_the_learning_rate():
 
 def test_train_head_is_deterministic_for_a_seed():
     X, y, _ = _separable(n_patients=10)
-    preds = [C.train_head(X, y, epochs=3, batch_size=4, lr=1e-2, seed=7)[0].predict(X, verbose=0) for _ in range(2)]
+    preds = [heads.train_head(X, y, epochs=3, batch_size=4, lr=1e-2, seed=7)[0].predict(X, verbose=0) for _ in range(2)]
     np.testing.assert_array_equal(preds[0], preds[1])
 
 
 def test_train_head_rejects_bad_input():
     X, y, _ = _separable(n_patients=4)
     with pytest.raises(ValueError, match="labels"):
-        C.train_head(X, y + 1, epochs=1)
+        heads.train_head(X, y + 1, epochs=1)
     with pytest.raises(ValueError, match="labels for"):
-        C.train_head(X, y[:-1], epochs=1)
+        heads.train_head(X, y[:-1], epochs=1)
     with pytest.raises(ValueError, match="both"):
-        C.train_head(X, y, X_val=X, epochs=1)
+        heads.train_head(X, y, X_val=X, epochs=1)
     with pytest.raises(ValueError, match="epochs"):
-        C.train_head(X, y, epochs=0)
+        heads.train_head(X, y, epochs=0)
 
 
 def test_cross_validate_keeps_patients_on_one_side():
     X, y, groups = _separable()
-    df = C.cross_validate(X, y, groups, k=3, fit_kwargs={"epochs": 12, "batch_size": 4, "lr": 5e-3}, progress=False)
+    df = cv.cross_validate(X, y, groups, k=3, fit_kwargs={"epochs": 12, "batch_size": 4, "lr": 5e-3}, progress=False)
     assert list(df.columns) == ["index", "patient_id", "fold", "y_true", "prob"]
     assert len(df) == len(y) and df["index"].tolist() == list(range(len(y)))
     assert df.groupby("patient_id")["fold"].nunique().max() == 1  # a patient is never on both sides
@@ -100,9 +100,9 @@ def test_cross_validate_keeps_patients_on_one_side():
 def test_cross_validate_two_view_model_and_logistic_share_folds():
     X, y, groups = _separable(n_patients=12)
     ap, lat = X[:, :6].reshape(-1, 2, 3, 1), X[:, 6:].reshape(-1, 2, 3, 1)
-    df = C.cross_validate((ap, lat), y, groups, k=3, make_model=lambda: C.two_view_head(ap.shape[1:], lat.shape[1:]),
+    df = cv.cross_validate((ap, lat), y, groups, k=3, make_model=lambda: heads.two_view_head(ap.shape[1:], lat.shape[1:]),
                           fit_kwargs={"epochs": 2, "batch_size": 8}, seed=3, progress=False)
-    lg = C.logistic_cv((ap, lat), y, groups, k=3, seed=3, progress=False)
+    lg = cv.logistic_cv((ap, lat), y, groups, k=3, seed=3, progress=False)
     np.testing.assert_array_equal(df["fold"], lg["fold"])
     assert roc_auc_score(lg["y_true"], lg["prob"]) > 0.85
     assert len(lg.attrs["models"]) == 3
@@ -111,20 +111,20 @@ def test_cross_validate_two_view_model_and_logistic_share_folds():
 def test_logistic_cv_checks_groups():
     X, y, groups = _separable(n_patients=6)
     with pytest.raises(ValueError, match="patient ids"):
-        C.logistic_cv(X, y, groups[:-1], k=2)
+        cv.logistic_cv(X, y, groups[:-1], k=2)
 
 
 def test_choose_threshold():
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.6, 0.4, 0.8, 0.9])
     # Youden: at 0.8 -> TPR 2/3, FPR 0 (J=0.667); at 0.4 -> TPR 1, FPR 1/3 (J=0.667): tie -> highest
-    assert C.choose_threshold(y, p) == pytest.approx(0.8)
-    assert C.choose_threshold(y, p, "f1") == pytest.approx(0.4)  # F1 0.857 beats 0.8 at 0.8
-    assert C.choose_threshold([0, 1], [0.3, 0.7]) == pytest.approx(0.7)
+    assert cv.choose_threshold(y, p) == pytest.approx(0.8)
+    assert cv.choose_threshold(y, p, "f1") == pytest.approx(0.4)  # F1 0.857 beats 0.8 at 0.8
+    assert cv.choose_threshold([0, 1], [0.3, 0.7]) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="both classes"):
-        C.choose_threshold([1, 1], [0.3, 0.7])
+        cv.choose_threshold([1, 1], [0.3, 0.7])
     with pytest.raises(ValueError, match="criterion"):
-        C.choose_threshold(y, p, "accuracy")
+        cv.choose_threshold(y, p, "accuracy")
 
 
 # ------------------------------------------------------------------------------------ Grad-CAM

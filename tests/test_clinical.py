@@ -5,20 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinelib.clinical import (
+from spinelib.core.config import find_dataset
+from spinelib.core.imageio import ImageReadError
+from spinelib.core.structures import (
+    AP_STRUCTURES,
+    LAT_STRUCTURES,
+    STRUCTURES,
+    STRUCTURES_BY_VIEW,
+)
+from spinelib.data.clinical import (
     load_classification_pairs,
     load_segmentation_arrays,
     load_view,
     scan_clinical,
 )
-from spinelib.config import find_dataset
-from spinelib.imageio import ImageReadError
-from spinelib.structures import AP_STRUCTURES, LAT_STRUCTURES, STRUCTURES, STRUCTURES_BY_VIEW
 
 try:
-    from fixtures_clinical import SHAPE, build_messy_tree, build_patientless_tree, expected_mask, write_patient
+    from fixtures_clinical import (
+        SHAPE,
+        build_messy_tree,
+        build_patientless_tree,
+        expected_mask,
+        write_patient,
+    )
 except ImportError:  # pragma: no cover - tests/ imported as a package
-    from tests.fixtures_clinical import SHAPE, build_messy_tree, build_patientless_tree, expected_mask, write_patient
+    from tests.fixtures_clinical import (
+        SHAPE,
+        build_messy_tree,
+        build_patientless_tree,
+        expected_mask,
+        write_patient,
+    )
 
 EXAMPLES = find_dataset("spine-project-examples")
 needs_examples = pytest.mark.skipif(EXAMPLES is None, reason="../shared/data/spine-project-examples is absent")

@@ -9,37 +9,37 @@ import pytest
 import skimage.data
 import skimage.transform
 
-from spinelib import efficientnet_lite as E
+from spinelib.cls import efficientnet_lite
 
 
 @pytest.fixture(scope="module")
 def state():
-    return E.read_legacy_torch_checkpoint(E.checkpoint_path())
+    return efficientnet_lite.read_legacy_torch_checkpoint(efficientnet_lite.checkpoint_path())
 
 
 @pytest.fixture(scope="module")
 def chelsea():
     img = skimage.transform.resize(skimage.data.chelsea(), (224, 224), preserve_range=True, anti_aliasing=True)
-    return E.preprocess_input(img[None])
+    return efficientnet_lite.preprocess_input(img[None])
 
 
 @pytest.fixture(scope="module")
 def imagenet_model():
-    return E.efficientnet_lite0(weights="imagenet")
+    return efficientnet_lite.efficientnet_lite0(weights="imagenet")
 
 
 def _top5(probs: np.ndarray) -> list[tuple[int, str, float]]:
     top = np.argsort(probs)[::-1][:5]
-    return [(int(i), E.IMAGENET_CAT_NAMES.get(int(i), "?"), round(float(probs[i]), 4)) for i in top]
+    return [(int(i), efficientnet_lite.IMAGENET_CAT_NAMES.get(int(i), "?"), round(float(probs[i]), 4)) for i in top]
 
 
 def test_checkpoint_is_found_in_the_installed_package():
-    p = E.checkpoint_path()
+    p = efficientnet_lite.checkpoint_path()
     assert p.name == "efficientnet-lite0-57934424.pth" and p.stat().st_size > 18_000_000
 
 
 def test_reader_returns_all_296_tensors_with_torch_shapes(state):
-    assert len(state) == E.N_CHECKPOINT_TENSORS == 296
+    assert len(state) == efficientnet_lite.N_CHECKPOINT_TENSORS == 296
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_blocks.3._depthwise_conv.weight"].shape == (144, 1, 5, 5)
     assert state["_fc.weight"].shape == (1000, 1280)
@@ -67,39 +67,39 @@ def test_reader_honours_non_contiguous_strides(state):
 
 def test_reader_rejects_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
-        E.read_legacy_torch_checkpoint(tmp_path / "missing.pth")
+        efficientnet_lite.read_legacy_torch_checkpoint(tmp_path / "missing.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(pickle.dumps(12345) + b"junk")
     with pytest.raises(ValueError, match="magic number"):
-        E.read_legacy_torch_checkpoint(bad)
+        efficientnet_lite.read_legacy_torch_checkpoint(bad)
     zipped = tmp_path / "new.pth"
     zipped.write_bytes(b"PK\x03\x04rest")
     with pytest.raises(ValueError, match="zip-based"):
-        E.read_legacy_torch_checkpoint(zipped)
+        efficientnet_lite.read_legacy_torch_checkpoint(zipped)
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(E.checkpoint_path().read_bytes()[:-1000])
+    truncated.write_bytes(efficientnet_lite.checkpoint_path().read_bytes()[:-1000])
     with pytest.raises(ValueError, match="truncated"):
-        E.read_legacy_torch_checkpoint(truncated)
+        efficientnet_lite.read_legacy_torch_checkpoint(truncated)
 
 
 def test_keras_layer_names():
-    assert E.keras_layer_name("_blocks.12._bn1") == "blocks_12_bn1"
-    assert E.keras_layer_name("_conv_stem") == "conv_stem"
+    assert efficientnet_lite.keras_layer_name("_blocks.12._bn1") == "blocks_12_bn1"
+    assert efficientnet_lite.keras_layer_name("_conv_stem") == "conv_stem"
 
 
 def test_architecture_parameter_count():
-    m = E.efficientnet_lite0(weights=None)
+    m = efficientnet_lite.efficientnet_lite0(weights=None)
     assert m.count_params() == 4_694_024
     assert sum(int(np.prod(w.shape)) for w in m.trainable_weights) == 4_652_008
     assert not any("se" in l.name.split("_") for l in m.layers)  # no squeeze-excitation
 
 
 def test_every_tensor_consumed_and_shapes_match():
-    m = E.efficientnet_lite0(weights=None)
-    report = E.load_imagenet_weights(m)
+    m = efficientnet_lite.efficientnet_lite0(weights=None)
+    report = efficientnet_lite.load_imagenet_weights(m)
     assert report.n_checkpoint == 296 and report.consumed == 296
     assert len(report.assigned) == 296 - 49 and len(report.ignored) == 49  # 49 BN num_batches_tracked
-    np.testing.assert_array_equal(m.get_layer("fc").get_weights()[1], E.read_legacy_torch_checkpoint(E.checkpoint_path())["_fc.bias"])
+    np.testing.assert_array_equal(m.get_layer("fc").get_weights()[1], efficientnet_lite.read_legacy_torch_checkpoint(efficientnet_lite.checkpoint_path())["_fc.bias"])
 
 
 def test_imagenet_port_recognises_the_cat(imagenet_model, chelsea):
@@ -108,7 +108,7 @@ def test_imagenet_port_recognises_the_cat(imagenet_model, chelsea):
     print("EfficientNet-Lite0 top-5 on skimage chelsea:", top5)
     assert top5[0][0] == 285  # Egyptian cat
     assert probs[285] > 0.7
-    assert probs[sorted(E.IMAGENET_CLASS_CAT)].sum() > 0.9
+    assert probs[sorted(efficientnet_lite.IMAGENET_CLASS_CAT)].sum() > 0.9
     assert abs(probs.sum() - 1) < 1e-4
 
 
@@ -116,9 +116,9 @@ def test_random_weights_do_not_recognise_the_cat(chelsea):
     import keras
 
     keras.utils.set_random_seed(0)
-    probs = E.efficientnet_lite0(weights=None).predict(chelsea, verbose=0)[0]
-    assert int(np.argmax(probs)) not in E.IMAGENET_CLASS_CAT
-    assert probs[sorted(E.IMAGENET_CLASS_CAT)].sum() < 0.05
+    probs = efficientnet_lite.efficientnet_lite0(weights=None).predict(chelsea, verbose=0)[0]
+    assert int(np.argmax(probs)) not in efficientnet_lite.IMAGENET_CLASS_CAT
+    assert probs[sorted(efficientnet_lite.IMAGENET_CLASS_CAT)].sum() < 0.05
 
 
 def test_tf_padding_and_lite_normalisation_fit_the_checkpoint_best(imagenet_model, chelsea):
@@ -126,32 +126,32 @@ def test_tf_padding_and_lite_normalisation_fit_the_checkpoint_best(imagenet_mode
     # correct answer than PyTorch-style symmetric padding, and (x-127)/128 beats ImageNet mean/std.
     img = skimage.transform.resize(skimage.data.chelsea(), (224, 224), preserve_range=True, anti_aliasing=True)
     p_tf = imagenet_model.predict(chelsea, verbose=0)[0, 285]
-    p_torch_pad = E.efficientnet_lite0(padding="torch").predict(chelsea, verbose=0)[0, 285]
-    p_meanstd = imagenet_model.predict(E.preprocess_input(img[None], mode="torch"), verbose=0)[0, 285]
+    p_torch_pad = efficientnet_lite.efficientnet_lite0(padding="torch").predict(chelsea, verbose=0)[0, 285]
+    p_meanstd = imagenet_model.predict(efficientnet_lite.preprocess_input(img[None], mode="torch"), verbose=0)[0, 285]
     assert p_tf > p_torch_pad + 0.05
     assert p_tf > p_meanstd
 
 
 def test_feature_extractor_without_top():
-    m = E.efficientnet_lite0(input_shape=(64, 32, 3), include_top=False, weights="imagenet")
+    m = efficientnet_lite.efficientnet_lite0(input_shape=(64, 32, 3), include_top=False, weights="imagenet")
     assert m.output.shape[1:] == (2, 1, 1280)
-    pooled = E.efficientnet_lite0(input_shape=(64, 32, 3), include_top=False, weights=None, pooling="avg")
+    pooled = efficientnet_lite.efficientnet_lite0(input_shape=(64, 32, 3), include_top=False, weights=None, pooling="avg")
     assert pooled.output.shape[1:] == (1280,)
 
 
 def test_preprocess_input():
     x = np.array([[[0, 127, 255]]], np.uint8)
-    np.testing.assert_allclose(E.preprocess_input(x), [[[-127 / 128, 0.0, 1.0]]])
+    np.testing.assert_allclose(efficientnet_lite.preprocess_input(x), [[[-127 / 128, 0.0, 1.0]]])
     with pytest.raises(ValueError, match="3 channels"):
-        E.preprocess_input(np.zeros((4, 4)))
+        efficientnet_lite.preprocess_input(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="mode"):
-        E.preprocess_input(x, mode="caffe")
+        efficientnet_lite.preprocess_input(x, mode="caffe")
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="weights"):
-        E.efficientnet_lite0(weights="noisy-student")
+        efficientnet_lite.efficientnet_lite0(weights="noisy-student")
     with pytest.raises(ValueError, match="input_shape"):
-        E.efficientnet_lite0(input_shape=(224, 224, 1), weights=None)
+        efficientnet_lite.efficientnet_lite0(input_shape=(224, 224, 1), weights=None)
     with pytest.raises(ValueError, match="classes"):
-        E.efficientnet_lite0(classes=2)
+        efficientnet_lite.efficientnet_lite0(classes=2)

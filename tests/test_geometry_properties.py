@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.draw import ellipse
 
-from spinelib.aasce import vertebra_mask
-from spinelib.imageio import resize_image, resize_mask
+from spinelib.core.imageio import resize_image, resize_mask
+from spinelib.data.aasce import vertebra_mask
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True)  # same examples on every run: CI is not flaky
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spinelib.imageio import (
+from spinelib.core.imageio import (
     ImageReadError,
     atomic_write_bytes,
     image_size,
@@ -39,7 +39,11 @@ def _png_with_header_size(path: Path, width: int, height: int) -> Path:
 def _write_dicom(path: Path, array: np.ndarray | None, photometric: str = "MONOCHROME2",
                  syntax=None, shape: tuple[int, int] | None = None, encapsulated: bytes | None = None) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

@@ -16,7 +16,7 @@ import uuid
 import nbformat
 import pytest
 
-from spinelib.config import REPO_ROOT
+from spinelib.core.config import REPO_ROOT
 
 
 def _free_port() -> int:

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from spinelib.config import REPO_ROOT
+from spinelib.core.config import REPO_ROOT
 
 REQUIRED = {"id", "title", "code_file", "language", "kernel_type", "is_private", "enable_gpu",
             "enable_internet", "dataset_sources"}

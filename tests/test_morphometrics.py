@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from skimage.draw import polygon
 
-from spinelib import morphometrics as M
+from spinelib.geometry import morphometrics
 
 
 def _draw(quads, shape) -> np.ndarray:
@@ -45,15 +45,15 @@ def test_wedge_ratios_of_known_trapezoids():
     ant = [40, 24, 40, 40]
     post = [40, 40, 40, 32]
     quads, h = _lateral_column(ant, post)
-    v = M.vertebra_heights(_draw(quads, (h, 160)))
+    v = morphometrics.vertebra_heights(_draw(quads, (h, 160)))
     assert len(v) == 4
     np.testing.assert_allclose(v["wedge_ratio"], np.array(ant) / np.array(post), atol=0.06)
     np.testing.assert_allclose(v["anterior_height"], ant, rtol=0.1)
     # facing right swaps anterior and posterior
-    v_right = M.vertebra_heights(_draw(quads, (h, 160)), anterior="right")
+    v_right = morphometrics.vertebra_heights(_draw(quads, (h, 160)), anterior="right")
     np.testing.assert_allclose(v_right["wedge_ratio"], np.array(post) / np.array(ant), atol=0.1)
     with pytest.raises(ValueError, match="anterior"):
-        M.vertebra_heights(_draw(quads, (h, 160)), anterior="up")
+        morphometrics.vertebra_heights(_draw(quads, (h, 160)), anterior="up")
 
 
 def test_disk_heights_and_local_loss():
@@ -62,7 +62,7 @@ def test_disk_heights_and_local_loss():
     for hgt in heights:
         quads.append(np.array([[30, y], [90, y], [90, y + hgt], [30, y + hgt]]))
         y += hgt + 30
-    d = M.disk_heights(_draw(quads, (y + 10, 120)))
+    d = morphometrics.disk_heights(_draw(quads, (y + 10, 120)))
     np.testing.assert_allclose(d["height"], np.array(heights) + 1, atol=1.0)  # a filled polygon includes both edges
     assert d["neighbour_ratio"].idxmin() == 2 and d["neighbour_ratio"].min() < 0.6
     assert d["neighbour_ratio"].drop(2).min() > 0.9 or d["neighbour_ratio"].drop(2).min() == pytest.approx(d["neighbour_ratio"][1])
@@ -71,7 +71,7 @@ def test_disk_heights_and_local_loss():
 def test_listhesis_offset_of_a_slipped_body():
     # body 1 slipped 12 px anteriorly (to the left = anterior) relative to body 2
     quads, h = _lateral_column([40] * 4, [40] * 4, shifts=[0, -12, 0, 0])
-    s = M.listhesis_offsets(_draw(quads, (h, 160)))
+    s = morphometrics.listhesis_offsets(_draw(quads, (h, 160)))
     assert len(s) == 3
     assert s.loc[1, "offset"] == pytest.approx(12, abs=1.5)  # pair (1, 2): upper slipped anteriorly
     assert s.loc[0, "offset"] == pytest.approx(-12, abs=1.5)  # pair (0, 1): the lower one is anterior
@@ -83,95 +83,95 @@ def test_cobb_angle_from_landmarks_is_the_largest_tilt_difference():
     tilts = np.array([0, 5, 12, 18, 10, 0, -8, -15, -10, -4, 0, 2, 3, 1, 0, -1, -2], float)
     lm = np.stack([_tilted_body(200, 40 + 30 * i, 60, 20, t) for i, t in enumerate(tilts)])
     lm = lm[:, [0, 1, 3, 2]]  # AASCE corner order: TL, TR, BL, BR
-    ang = M.landmark_endplate_angles(lm)
+    ang = morphometrics.landmark_endplate_angles(lm)
     np.testing.assert_allclose(ang["midline_deg"], tilts, atol=1e-6)
     np.testing.assert_allclose(ang["superior_deg"], tilts, atol=1e-6)
-    assert M.cobb_angle_from_landmarks(lm) == pytest.approx(33.0)
-    assert M.cobb_angle_from_landmarks(lm, "endplates") == pytest.approx(33.0)
+    assert morphometrics.cobb_angle_from_landmarks(lm) == pytest.approx(33.0)
+    assert morphometrics.cobb_angle_from_landmarks(lm, "endplates") == pytest.approx(33.0)
     with pytest.raises(ValueError, match="method"):
-        M.cobb_angle_from_landmarks(lm, "median")
+        morphometrics.cobb_angle_from_landmarks(lm, "median")
     with pytest.raises(ValueError, match="17, 4, 2"):
-        M.cobb_angle_from_landmarks(lm[:5])
+        morphometrics.cobb_angle_from_landmarks(lm[:5])
 
 
 def test_cobb_angle_from_a_mask_of_tilted_bodies():
     tilts = [0, 8, 16, 8, 0, -10, -20, -10, 0]
     quads = [_tilted_body(120, 40 + 36 * i, 60, 22, t) for i, t in enumerate(tilts)]
     mask = _draw(quads, (40 + 36 * len(tilts), 240))
-    ang = M.mask_endplate_angles(mask)
+    ang = morphometrics.mask_endplate_angles(mask)
     assert len(ang) == len(tilts)
     np.testing.assert_allclose(ang["tilt_deg"], tilts, atol=2.5)
-    assert M.cobb_angle_from_mask(mask, "tilt") == pytest.approx(36, abs=3)
-    assert M.cobb_angle_from_mask(mask, "endplates") == pytest.approx(36, abs=5)
+    assert morphometrics.cobb_angle_from_mask(mask, "tilt") == pytest.approx(36, abs=3)
+    assert morphometrics.cobb_angle_from_mask(mask, "endplates") == pytest.approx(36, abs=5)
     # the centre line of a straight column has no curve; of this one, a large one
     straight = _draw([_tilted_body(120, 40 + 36 * i, 60, 22, 0) for i in range(9)], mask.shape)
-    assert M.cobb_angle_from_mask(straight, "centerline") < 2
-    assert M.cobb_angle_from_mask(mask, "centerline") > 5
+    assert morphometrics.cobb_angle_from_mask(straight, "centerline") < 2
+    assert morphometrics.cobb_angle_from_mask(mask, "centerline") > 5
     with pytest.raises(ValueError, match="method"):
-        M.cobb_angle_from_mask(mask, "angles")
-    assert np.isnan(M.cobb_angle_from_mask(np.zeros((20, 20), bool), "tilt"))
+        morphometrics.cobb_angle_from_mask(mask, "angles")
+    assert np.isnan(morphometrics.cobb_angle_from_mask(np.zeros((20, 20), bool), "tilt"))
 
 
 def test_square_pixels_restore_the_angle():
     body = [_tilted_body(100, 100, 80, 20, 20)]
     mask = _draw(body, (200, 200))
     squeezed = mask[:, ::2]  # pixels twice as wide as tall
-    tilt_wrong = M.mask_endplate_angles(squeezed)["tilt_deg"].iloc[0]
-    tilt_right = M.mask_endplate_angles(M.to_square_pixels(squeezed, 2.0))["tilt_deg"].iloc[0]
+    tilt_wrong = morphometrics.mask_endplate_angles(squeezed)["tilt_deg"].iloc[0]
+    tilt_right = morphometrics.mask_endplate_angles(morphometrics.to_square_pixels(squeezed, 2.0))["tilt_deg"].iloc[0]
     assert abs(tilt_right - 20) < 2.5 < abs(tilt_wrong - 20)
     with pytest.raises(ValueError, match="pixel_aspect"):
-        M.to_square_pixels(mask, 0)
+        morphometrics.to_square_pixels(mask, 0)
 
 
 def test_measurements_match_the_generator_truth():
-    from spinelib.synthetic import generate_patient
+    from spinelib.data.synthetic.generator import generate_patient
 
     patient = generate_patient(1, 1, seed=3, scale=0.5)  # Damaged
-    lat_v, f = M.downscale_mask(patient.masks["Lat_Vertebra"], 1024)
-    lat_d, _ = M.downscale_mask(patient.masks["Lat_Disk_Height"], 1024)
-    ap_v, _ = M.downscale_mask(patient.masks["Ap_Vertebra"], 1024)
+    lat_v, f = morphometrics.downscale_mask(patient.masks["Lat_Vertebra"], 1024)
+    lat_d, _ = morphometrics.downscale_mask(patient.masks["Lat_Disk_Height"], 1024)
+    ap_v, _ = morphometrics.downscale_mask(patient.masks["Ap_Vertebra"], 1024)
     meta = patient.metadata
-    v = M.vertebra_heights(lat_v)
+    v = morphometrics.vertebra_heights(lat_v)
     assert len(v) == len(meta["vertebrae"])
     truth = np.array([x["lat"]["wedge_ratio"] for x in meta["vertebrae"]])
     assert np.abs(v["wedge_ratio"].to_numpy() - truth).max() < 0.08
-    d = M.disk_heights(lat_d)
+    d = morphometrics.disk_heights(lat_d)
     assert len(d) == len(meta["disks"])
     truth_d = np.array([x["lat"]["height_px"] for x in meta["disks"]])
     assert np.corrcoef(d["height"] * f, truth_d)[0, 1] > 0.9
-    assert M.cobb_angle_from_mask(ap_v) == pytest.approx(meta["cobb_angle_deg"], abs=3)
-    feats = M.patient_features(ap_v, lat_v, lat_d)
-    assert set(feats) == set(M.SYNTHETIC_FEATURES)
+    assert morphometrics.cobb_angle_from_mask(ap_v) == pytest.approx(meta["cobb_angle_deg"], abs=3)
+    feats = morphometrics.patient_features(ap_v, lat_v, lat_d)
+    assert set(feats) == set(morphometrics.SYNTHETIC_FEATURES)
     assert all(np.isfinite(v) for v in feats.values())
 
 
 def test_aasce_agreement_on_the_fixture(tmp_path):
     from fixtures_aasce import fake_aasce
 
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(fake_aasce(tmp_path / "aasce", n=3))
-    agree = M.aasce_cobb_agreement(frame)
+    agree = morphometrics.aasce_cobb_agreement(frame)
     assert list(agree["cobb_midline"]) == pytest.approx([0, 0, 0])  # all boxes level
     assert list(agree["error_midline"]) == pytest.approx([-10, -30, -50])
-    feats = M.ap_features(landmarks=frame.landmarks[0])
+    feats = morphometrics.ap_features(landmarks=frame.landmarks[0])
     assert feats["cobb_angle_deg"] == pytest.approx(0) and feats["n_vertebrae"] == 17
     with pytest.raises(ValueError, match="columns"):
-        M.aasce_cobb_agreement(frame.drop(columns=["landmarks"]))
+        morphometrics.aasce_cobb_agreement(frame.drop(columns=["landmarks"]))
 
 
 def test_agreement_summary_and_input_errors():
-    s = M.agreement_summary([10, 22, 29], [10, 20, 30])
+    s = morphometrics.agreement_summary([10, 22, 29], [10, 20, 30])
     assert s["n"] == 3 and s["mae"] == pytest.approx(1.0) and s["bias"] == pytest.approx(1 / 3)
     assert s["smape"] == pytest.approx(100 * 3 / 121)
-    assert M.agreement_summary([np.nan], [1.0])["n"] == 0
+    assert morphometrics.agreement_summary([np.nan], [1.0])["n"] == 0
     with pytest.raises(ValueError, match="shape"):
-        M.agreement_summary([1, 2], [1])
+        morphometrics.agreement_summary([1, 2], [1])
     with pytest.raises(ValueError, match="2-D"):
-        M.vertebra_heights(np.zeros((2, 3, 4)))
+        morphometrics.vertebra_heights(np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="exactly one"):
-        M.ap_features()
+        morphometrics.ap_features()
     with pytest.raises(FileNotFoundError, match="meta.json"):
-        M.synthetic_truth("/nonexistent/patient")
-    assert M.vertebra_heights(np.zeros((10, 10), bool)).empty
-    assert isinstance(M.listhesis_offsets(np.zeros((10, 10), bool)), pd.DataFrame)
+        morphometrics.synthetic_truth("/nonexistent/patient")
+    assert morphometrics.vertebra_heights(np.zeros((10, 10), bool)).empty
+    assert isinstance(morphometrics.listhesis_offsets(np.zeros((10, 10), bool)), pd.DataFrame)

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from spinelib.book import count_figures, run_notebook, toc_notebooks
-from spinelib.config import REPO_ROOT, find_dataset
+from spinelib.core.config import REPO_ROOT, find_dataset
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

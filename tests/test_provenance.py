@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import spinelib.provenance as prov
-from spinelib.config import REPO_ROOT, find_dataset
-from spinelib.provenance import (
+import spinelib.core.provenance as prov
+from spinelib.core.config import REPO_ROOT, find_dataset
+from spinelib.core.provenance import (
     InputsChangedError,
     assert_unchanged,
     data_fingerprint,
@@ -212,7 +212,7 @@ def test_run_info_errors(tmp_path):
 
 
 def test_run_info_does_not_import_tensorflow():
-    code = ("import sys; from spinelib.provenance import run_info; run_info('tiny', 0, {}); "
+    code = ("import sys; from spinelib.core.provenance import run_info; run_info('tiny', 0, {}); "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert out.stdout.split() == ["False", "False"]

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from spinelib.report import collect_headlines, headline_table, record_headlines
+from spinelib.paper.report import collect_headlines, headline_table, record_headlines
 
 
 def test_headlines_round_trip_and_render(tmp_path):

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinelib.audit import audit_clinical
-from spinelib.clinical import scan_clinical
-from spinelib.config import REPO_ROOT
-from spinelib.provenance import assert_unchanged
-from spinelib.splits import patient_kfold, patient_split
+from spinelib.core.config import REPO_ROOT
+from spinelib.core.provenance import assert_unchanged
+from spinelib.data.audit import audit_clinical
+from spinelib.data.clinical import scan_clinical
+from spinelib.data.splits import patient_kfold, patient_split
 
 try:
     from fixtures_clinical import build_messy_tree
@@ -64,8 +64,8 @@ def test_scan_and_audit_twice_give_identical_tables(tree):
 AUDIT_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from spinelib.audit import audit_clinical
-    from spinelib.clinical import scan_clinical
+    from spinelib.data.audit import audit_clinical
+    from spinelib.data.clinical import scan_clinical
 
     root = Path(sys.argv[1])
     ds = scan_clinical(root, progress=False)
@@ -114,8 +114,8 @@ def test_splits_are_deterministic():
 
 
 def _training_ready() -> str | None:
-    """None when spinelib.unet.unet and spinelib.segmentation.train_segmentation exist, else why not."""
-    for module, name in (("spinelib.unet", "unet"), ("spinelib.segmentation", "train_segmentation")):
+    """None when spinelib.seg.unet.unet and spinelib.seg.training.train_segmentation exist, else why not."""
+    for module, name in (("spinelib.seg.unet", "unet"), ("spinelib.seg.training", "train_segmentation")):
         if importlib.util.find_spec(module) is None:
             return f"{module} does not exist yet"
         source = Path(importlib.util.find_spec(module).origin).read_text()
@@ -128,9 +128,9 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     import numpy as np
     import keras  # imported before set_seed, so that it also asks TensorFlow for deterministic ops
-    from spinelib.config import set_seed
-    from spinelib.segmentation import train_segmentation
-    from spinelib.unet import unet
+    from spinelib.core.config import set_seed
+    from spinelib.seg.training import train_segmentation
+    from spinelib.seg.unet import unet
 
     seed, out_dir = int(sys.argv[1]), sys.argv[2]
     rng = set_seed(seed)

@@ -12,8 +12,8 @@ import sys
 import pandas as pd
 import pytest
 
-from spinelib.config import REPO_ROOT, find_dataset
-from spinelib.provenance import assert_unchanged
+from spinelib.core.config import REPO_ROOT, find_dataset
+from spinelib.core.provenance import assert_unchanged
 
 pytest.importorskip("keras")
 AASCE = find_dataset("aasce")
@@ -119,7 +119,7 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
 
 @pytest.mark.slow
 def test_train_unet_synthetic_writes_its_record_and_changes_no_input(tmp_path, tiny_synthetic):
-    from spinelib.config import get_profile
+    from spinelib.core.config import get_profile
 
     P = get_profile("tiny")
     out = tmp_path / "results" / "unet_toy"

@@ -12,11 +12,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from spinelib import seg_experiments as sx  # noqa: E402
-from spinelib.config import set_seed  # noqa: E402
-from spinelib.segmentation import epoch_dataset, epoch_plan, train_segmentation  # noqa: E402
-from spinelib.structures import AP_STRUCTURES, LAT_STRUCTURES, PAPER_DICE  # noqa: E402
-from spinelib.unet import unet  # noqa: E402
+from spinelib import viz
+from spinelib.core import plans
+from spinelib.core.config import set_seed
+from spinelib.core.structures import AP_STRUCTURES, LAT_STRUCTURES, PAPER_DICE
+from spinelib.data import segdata
+from spinelib.paper import aasce_runs, report, table2_losses, table3_unet
+from spinelib.seg import experiment, long_runs, spine_crop
+from spinelib.seg.training import epoch_dataset, epoch_plan, train_segmentation
+from spinelib.seg.unet import unet
 
 SIZE = (64, 32)
 FAST = dict(filters=4, depth=3, epochs=2, batch_size=4)
@@ -24,12 +28,12 @@ FAST = dict(filters=4, depth=3, epochs=2, batch_size=4)
 
 @pytest.fixture(scope="module")
 def ap_data(tiny_synthetic):
-    return sx.prepare_view_data(tiny_synthetic, "AP", SIZE, progress=False)
+    return segdata.prepare_view_data(tiny_synthetic, "AP", SIZE, progress=False)
 
 
 @pytest.fixture(scope="module")
 def lat_data(tiny_synthetic):
-    return sx.prepare_view_data(tiny_synthetic, "LAT", SIZE, progress=False)
+    return segdata.prepare_view_data(tiny_synthetic, "LAT", SIZE, progress=False)
 
 
 # ---------------------------------------------------------------- resume equals an uninterrupted run
@@ -113,27 +117,27 @@ def test_view_data_is_split_by_patient(ap_data, lat_data):
     with pytest.raises(ValueError, match="not among"):
         ap_data.select("Lat_Vertebra")
     with pytest.raises(FileNotFoundError):
-        sx.prepare_view_data("/nonexistent/dataset", "AP", SIZE)
+        segdata.prepare_view_data("/nonexistent/dataset", "AP", SIZE)
 
 
 def test_aasce_data_keeps_patients_together(aasce_dir):
-    data = sx.prepare_aasce_data(aasce_dir, SIZE, max_images=12, progress=False)
-    assert data.structures == (sx.AASCE_STRUCTURE,) and data.source == "real AASCE"
+    data = segdata.prepare_aasce_data(aasce_dir, SIZE, max_images=12, progress=False)
+    assert data.structures == (segdata.AASCE_STRUCTURE,) and data.source == "real AASCE"
     assert not set(data.train_ids) & set(data.val_ids)
     assert 0.02 < data.train_masks.mean() < 0.4  # vertebra bodies cover part of the image
-    image, mask = sx.load_original(data, data.val_sources[0])
+    image, mask = segdata.load_original(data, data.val_sources[0])
     assert image.shape == mask.shape[:2] == (data.val_sources[0]["height"], data.val_sources[0]["width"])
-    crop = sx.crop_data(data, sx.spine_boxes(data.train_masks), sx.spine_boxes(data.val_masks), SIZE, progress=False)
+    crop = spine_crop.crop_data(data, spine_crop.spine_boxes(data.train_masks), spine_crop.spine_boxes(data.val_masks), SIZE, progress=False)
     assert crop.train_masks.mean() > data.train_masks.mean()  # the spine fills more of a crop
     with pytest.raises(ValueError, match="only the structure"):
-        sx.load_original(data, data.val_sources[0], ["Ap_Vertebra"])
+        segdata.load_original(data, data.val_sources[0], ["Ap_Vertebra"])
 
 
 # ---------------------------------------------------------------- one experiment, cached
 
 
 def test_run_experiment_evaluates_validation_patients_and_is_cached(ap_data, tmp_path):
-    res = sx.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
+    res = experiment.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
     assert res.structures == AP_STRUCTURES and res.epochs_run == 2 and res.params > 0
     assert set(res.cases["patient"]) == set(ap_data.val_ids)
     assert len(res.cases) == len(ap_data.val_ids) * 3
@@ -145,76 +149,76 @@ def test_run_experiment_evaluates_validation_patients_and_is_cached(ap_data, tmp
     assert res.val_prob().shape == ap_data.val_masks.shape
     # cached: a second call trains nothing and returns the same numbers
     mtime = (tmp_path / "multi" / "history.csv").stat().st_mtime_ns
-    again = sx.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
+    again = experiment.run_experiment(ap_data, tmp_path, "multi", loss="paper", n_boot=20, **FAST)
     assert (tmp_path / "multi" / "history.csv").stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(again.summary, res.summary)
     # another config in the same folder: trained again
-    other = sx.run_experiment(ap_data, tmp_path, "multi", loss="dice", n_boot=20, **FAST)
+    other = experiment.run_experiment(ap_data, tmp_path, "multi", loss="dice", n_boot=20, **FAST)
     assert other.config["loss"] == "dice" and other.key != res.key
     with pytest.raises(ValueError, match="unknown experiment setting"):
-        sx.run_experiment(ap_data, tmp_path, "x", optimiser="sgd")
+        experiment.run_experiment(ap_data, tmp_path, "x", optimiser="sgd")
 
 
 def test_run_experiment_with_a_lite0_encoder_keeps_old_keys(ap_data, tmp_path):
-    res = sx.run_experiment(ap_data, tmp_path, "lite", loss="dice", n_boot=20, encoder="lite0-random", **FAST)
+    res = experiment.run_experiment(ap_data, tmp_path, "lite", loss="dice", n_boot=20, encoder="lite0-random", **FAST)
     assert res.config["encoder"] == "lite0-random" and res.val_prob().shape == ap_data.val_masks.shape
-    assert not {"encoder", "lr_schedule", "full_res_skip"} & set(sx.ExperimentConfig().to_dict())  # old keys kept
-    assert sx.ExperimentConfig(lr_schedule="cosine").to_dict()["lr_schedule"] == "cosine"
-    assert sx.ExperimentConfig(full_res_skip=8).to_dict()["full_res_skip"] == 8
-    assert sx.ExperimentConfig(decoder_filters=(8, 8, 8, 8, 8)).to_dict()["decoder_filters"] == [8] * 5
+    assert not {"encoder", "lr_schedule", "full_res_skip"} & set(experiment.ExperimentConfig().to_dict())  # old keys kept
+    assert experiment.ExperimentConfig(lr_schedule="cosine").to_dict()["lr_schedule"] == "cosine"
+    assert experiment.ExperimentConfig(full_res_skip=8).to_dict()["full_res_skip"] == 8
+    assert experiment.ExperimentConfig(decoder_filters=(8, 8, 8, 8, 8)).to_dict()["decoder_filters"] == [8] * 5
     with pytest.raises(ValueError, match="decoder_filters is an option of the Lite0"):
-        sx.run_experiment(ap_data, tmp_path, "x", decoder_filters=(8, 8, 8, 8, 8))
+        experiment.run_experiment(ap_data, tmp_path, "x", decoder_filters=(8, 8, 8, 8, 8))
     with pytest.raises(ValueError, match="full_res_skip is an option of the Lite0"):
-        sx.run_experiment(ap_data, tmp_path, "x", full_res_skip=8)
+        experiment.run_experiment(ap_data, tmp_path, "x", full_res_skip=8)
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
-        sx.run_experiment(ap_data, tmp_path, "x", lr_schedule="step")
+        experiment.run_experiment(ap_data, tmp_path, "x", lr_schedule="step")
     with pytest.raises(ValueError, match="encoder must be one of"):
-        sx.run_experiment(ap_data, tmp_path, "x", encoder="resnet")
+        experiment.run_experiment(ap_data, tmp_path, "x", encoder="resnet")
 
 
 def test_tables_compare_against_the_paper(ap_data, tmp_path):
     ped = ap_data.select("Ap_Pedicle")
-    runs = {"bce": sx.run_experiment(ped, tmp_path, "bce", loss="bce", n_boot=20, **FAST),
-            "paper": sx.run_experiment(ped, tmp_path, "paper", loss="paper", n_boot=20, **FAST)}
-    t2 = sx.table2(runs)
+    runs = {"bce": experiment.run_experiment(ped, tmp_path, "bce", loss="bce", n_boot=20, **FAST),
+            "paper": experiment.run_experiment(ped, tmp_path, "paper", loss="paper", n_boot=20, **FAST)}
+    t2 = table2_losses.table2(runs)
     assert list(t2.index) == ["bce", "paper"] and t2.loc["bce", "paper_result"] == "black mask"
     assert set(t2["verdict"]) <= {"black mask", "mostly black", "mostly white", "a mask"}
     assert (t2["true white %"] > 0).all()
-    t3 = sx.table3(runs["paper"])
+    t3 = table3_unet.table3(runs["paper"])
     assert t3.loc["Ap_Pedicle", "paper_dice"] == PAPER_DICE["Ap_Pedicle"]
     assert t3.loc["Ap_Pedicle", "at_or_above_paper"] == (t3.loc["Ap_Pedicle", "dice"] >= PAPER_DICE["Ap_Pedicle"])
-    comp = sx.compare_results(runs)
+    comp = experiment.compare_results(runs)
     assert list(comp.columns) == ["bce", "paper"] and list(comp.index) == ["Ap_Pedicle"]
-    timing = sx.timing_table({"two": list(runs.values())})
+    timing = experiment.timing_table({"two": list(runs.values())})
     assert timing.loc["two", "networks"] == 2 and timing.loc["two", "training minutes"] > 0
-    variants = sx.inference_variants(runs["paper"], ap_data, n_boot=20)
+    variants = table3_unet.inference_variants(runs["paper"], ap_data, n_boot=20)
     assert {"threshold 0.5", "flip TTA"} <= set(variants.columns)
     assert variants.loc["Ap_Pedicle"].between(0, 1).all()
     two = copy.copy(runs["paper"])
     cases = runs["paper"].cases
     two.cases = pd.concat([cases.assign(dice=0.2), cases.assign(dice=0.8)], ignore_index=True)
-    titles = [ax.get_title() for ax in sx.cases_figure(ped, two, n=1).axes]
+    titles = [ax.get_title() for ax in viz.cases_figure(ped, two, n=1).axes]
     assert [t.split(":")[0] for t in titles] == ["BEST", "WORST"] and "0.80" in titles[0] and "0.20" in titles[1]
     black = copy.copy(runs["paper"])
     black.cases = black.cases.assign(dice=0.0)  # every case alike: neither best nor worst
-    titles = [ax.get_title() for ax in sx.cases_figure(ped, black, n=1).axes]
+    titles = [ax.get_title() for ax in viz.cases_figure(ped, black, n=1).axes]
     assert titles and all(t.startswith("CASE") for t in titles)
-    fig = sx.white_fraction_figure(runs)
+    fig = viz.white_fraction_figure(runs)
     assert len(fig.axes[0].lines) == 3  # two experiments + the true fraction
-    assert len(sx.train_val_figure(runs).axes[0].lines) == 4
-    with_full = sx.table3(runs["paper"], views={"AP": ap_data}, n_boot=10)
+    assert len(viz.train_val_figure(runs).axes[0].lines) == 4
+    with_full = table3_unet.table3(runs["paper"], views={"AP": ap_data}, n_boot=10)
     assert 0.0 <= with_full.loc["Ap_Pedicle", "dice_original_resolution"] <= 1.0
-    remedies = pd.DataFrame({"paper_dice": [PAPER_DICE["Ap_Pedicle"], PAPER_DICE[sx.LINES[0]]],
+    remedies = pd.DataFrame({"paper_dice": [PAPER_DICE["Ap_Pedicle"], PAPER_DICE[table3_unet.LINES[0]]],
                              "Dice loss": [0.1, 0.2], "spine crop + Dice loss": [0.7, 0.9]},
-                            index=["Ap_Pedicle", sx.LINES[0]])
-    final = sx.final_table3(remedies)
-    assert final.loc[sx.LINES[0], "final_dice"] == 0.9 and final.loc[sx.LINES[0], "pipeline"].startswith("spine crop")
+                            index=["Ap_Pedicle", table3_unet.LINES[0]])
+    final = table3_unet.final_table3(remedies)
+    assert final.loc[table3_unet.LINES[0], "final_dice"] == 0.9 and final.loc[table3_unet.LINES[0], "pipeline"].startswith("spine crop")
     with pytest.raises(ValueError, match="no column"):
-        sx.final_table3(remedies, pipeline="magic")
+        table3_unet.final_table3(remedies, pipeline="magic")
     assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
-    framed = sx.final_table3(remedies, input_frame=pd.Series({"Ap_Pedicle": 0.5, sx.LINES[0]: 0.95}))
+    framed = table3_unet.final_table3(remedies, input_frame=pd.Series({"Ap_Pedicle": 0.5, table3_unet.LINES[0]: 0.95}))
     assert list(framed["input_frame_at_or_above_paper"]) == [False, True]
-    rows = sx.segmentation_headlines(table2=t2, table3=t3, final=final)
+    rows = report.segmentation_headlines(table2=t2, table3=t3, final=final)
     assert [r["section"].split(":")[1].strip() for r in rows] == [
         "Table 2 (failed experiments)"] * 2 + ["Table 3 (paper's recipe)"] + ["final pipeline"] * 2
     assert rows[0]["ours"] == t2.loc["bce", "dice"] and "paper: black mask" in rows[0]["note"]
@@ -222,7 +226,7 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
 
 
 def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
-    from spinelib.report import collect_headlines, record_headlines
+    from spinelib.paper.report import collect_headlines, record_headlines
 
     long_dir = tmp_path / "long"
     long_dir.mkdir()
@@ -230,9 +234,9 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
         "settings": {"size": [384, 192], "filters": 8, "loss": "dice"}, "n_val_patients": 47,
         "dice_mean_over_val_patients": 0.84, "dice_ci95": [0.82, 0.86], "epochs_run": 50,
         "train_seconds": 3600.0, "git_commit": "0123456789abcdef"}))
-    table = sx.aasce_comparison(None, long_dir, profile="tiny")
-    assert sx.segmentation_headlines(aasce=table) == []  # the page records its own run only
-    rows = sx.segmentation_headlines(aasce=table, long_run=True)
+    table = aasce_runs.aasce_comparison(None, long_dir, profile="tiny")
+    assert report.segmentation_headlines(aasce=table) == []  # the page records its own run only
+    rows = report.segmentation_headlines(aasce=table, long_run=True)
     assert len(rows) == 1 and rows[0]["data"] == "real" and rows[0]["ours"] == 0.84
     record_headlines(tmp_path / "out", "03_unet_segmentation", rows, profile="tiny")
     frame = collect_headlines(tmp_path / "out")
@@ -244,10 +248,10 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
         "settings": {"size": [384, 192], "filters": 16, "loss": "dice", "encoder": "lite0-imagenet"},
         "n_val_patients": 47, "dice_mean_over_val_patients": 0.9, "dice_ci95": [0.88, 0.91], "epochs_run": 40,
         "train_seconds": 3000.0, "git_commit": "fedcba9876543210"}))
-    both = sx.aasce_comparison(None, [long_dir, lite_dir, tmp_path / "missing"])
+    both = aasce_runs.aasce_comparison(None, [long_dir, lite_dir, tmp_path / "missing"])
     assert list(both.index) == ["long run (committed): U-Net", "long run (committed): Lite0 encoder, ImageNet"]
     assert list(both["filters"]) == [8, "Lite0"]
-    rows = sx.segmentation_headlines(aasce=both, long_run=True)
+    rows = report.segmentation_headlines(aasce=both, long_run=True)
     assert [r["ours"] for r in rows] == [0.84, 0.9] and rows[0]["quantity"] != rows[1]["quantity"]
     assert list(both["mask grid"]) == ["naive (0.4 px offset)"] * 2
     # the same encoder again with a cosine schedule and flip TTA, on aligned masks: a row of its own
@@ -261,7 +265,7 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
         "n_val_patients": 47, "dice_mean_over_val_patients": 0.92,
         "dice_ci95": [0.9, 0.93], "epochs_run": 40, "train_seconds": 3000.0, "git_commit": "aaaabbbbccccdddd"}))
     (lite_dir / "rescored.json").write_text(json.dumps({"dice_original_resolution": {"mean": 0.85, "ci95": [0.8, 0.9]}}))
-    three = sx.aasce_comparison(None, [long_dir, lite_dir, cos_dir])
+    three = aasce_runs.aasce_comparison(None, [long_dir, lite_dir, cos_dir])
     np.testing.assert_allclose(three["dice, original size"], [np.nan, 0.85, 0.91])  # none, rescored, in the record
     np.testing.assert_allclose(three["wrong pixels on the outline"], [np.nan, np.nan, 0.4])
     assert three.index[-1] == "long run (committed): Lite0 encoder, ImageNet; cosine LR; flip TTA"
@@ -276,9 +280,9 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     big = json.loads((cos_dir / "metrics.json").read_text())
     big["settings"] |= {"size": [512, 256]}
     (big_dir / "metrics.json").write_text(json.dumps(big))
-    five = sx.aasce_comparison(None, [cos_dir, big_dir])
+    five = aasce_runs.aasce_comparison(None, [cos_dir, big_dir])
     assert len(five) == 2 and five.index[-1].endswith("ImageNet; 512x256 input; cosine LR; flip TTA")
-    four = sx.aasce_comparison(None, [cos_dir, crop_dir])
+    four = aasce_runs.aasce_comparison(None, [cos_dir, crop_dir])
     assert four.index.is_unique and four.index[-1].endswith("ImageNet; spine crop; cosine LR; flip TTA")
     assert "then crops 512x160" in four["input"].iloc[-1]
     # what limits them: training fit (record or rescored.json) and the equivalent corner error
@@ -290,23 +294,23 @@ def test_aasce_headlines_keep_the_long_run_apart(tmp_path):
     skip_dir.mkdir()
     (skip_dir / "metrics.json").write_text(json.dumps(skip))
     yardstick = pd.DataFrame({"sigma_px": [0.0, 1.0, 2.0], "dice_mean": [1.0, 0.94, 0.88]})
-    budget = sx.aasce_error_budget([long_dir, lite_dir, skip_dir], yardstick, (384, 192))
+    budget = aasce_runs.aasce_error_budget([long_dir, lite_dir, skip_dir], yardstick, (384, 192))
     assert budget.index[2].endswith("stride-1 skip (16 ch); decoder 32-32-32-32-32; cosine LR; flip TTA")
     np.testing.assert_allclose(budget["training fit: train"], [np.nan, 0.86, 0.95, np.nan])
     # Dice 0.84 is below the yardstick (no extrapolation); 0.90 and 0.92 lie between sigma 1 and 2
     np.testing.assert_allclose(budget["equivalent corner error (px)"], [np.nan, 1 + 0.04 / 0.06, 1 + 0.02 / 0.06, 1 + 0.04 / 0.06])
     assert budget.index[-1] == "target 0.9"
-    other = sx.aasce_error_budget([skip_dir], yardstick, (256, 128))  # scored in another frame: no equivalent
+    other = aasce_runs.aasce_error_budget([skip_dir], yardstick, (256, 128))  # scored in another frame: no equivalent
     assert np.isnan(other["equivalent corner error (px)"].iloc[0])
-    assert np.isnan(sx.aasce_error_budget([skip_dir], yardstick, (384, 192), target=0.5).iloc[-1, -1])  # off the scale
+    assert np.isnan(aasce_runs.aasce_error_budget([skip_dir], yardstick, (384, 192), target=0.5).iloc[-1, -1])  # off the scale
     with pytest.raises(ValueError, match="yardstick"):
-        sx.aasce_error_budget([skip_dir], yardstick.iloc[:1], (384, 192))
+        aasce_runs.aasce_error_budget([skip_dir], yardstick.iloc[:1], (384, 192))
 
 
 def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
-    data = sx.prepare_aasce_data(aasce_dir, (384, 192), max_images=8, progress=False)
+    data = segdata.prepare_aasce_data(aasce_dir, (384, 192), max_images=8, progress=False)
     true = data.val_masks
-    levels, images = sx.aasce_level_dice(true, data)  # the truth itself: every level perfect
+    levels, images = aasce_runs.aasce_level_dice(true, data)  # the truth itself: every level perfect
     assert len(levels) == 17 * len(true) and levels["dice"].eq(1.0).all()
     assert images["dice"].eq(1.0).all() and images["dice_within_span"].eq(1.0).all()
     assert images[["stray_share", "outside_span_share"]].eq(0.0).all().all()
@@ -314,7 +318,7 @@ def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
     tops = [int(np.flatnonzero(t[..., 0].any(axis=1))[0]) for t in true]
     k, top = int(np.argmax(tops)), max(tops)
     assert top >= 8, "the fixture needs an X-ray with room above T1"
-    from spinelib.aasce import scale_landmarks, vertebra_mask
+    from spinelib.data.aasce import scale_landmarks, vertebra_mask
 
     src = data.val_sources[k]
     lm = scale_landmarks(src["landmarks"], (src["height"], src["width"]), (384, 192))
@@ -322,7 +326,7 @@ def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
     pred[k, ..., 0][vertebra_mask(np.repeat(lm[16:17], 17, axis=0), (384, 192))] = 0
     pred[k, max(top - 11, 0):top - 6, 40:50, 0] = 1  # up to 5 rows x 10 columns, 6 or more rows above T1's top
     n_blob = 10 * (top - 6 - max(top - 11, 0))
-    levels, images = sx.aasce_level_dice(pred, data)
+    levels, images = aasce_runs.aasce_level_dice(pred, data)
     rows_k = levels.query("image == @k").set_index("vertebra")["dice"]
     assert rows_k["L5"] == 0.0 and rows_k.drop("L5").eq(1.0).all()
     row = images.iloc[k]
@@ -330,7 +334,7 @@ def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
     assert row["stray_share"] == pytest.approx(n_blob / pred[k].sum())  # >= 6 rows from any body, reach 4
     assert row["dice"] < row["dice_within_span"] < 1.0  # the blob removed, L5 still missing
     assert images.drop(index=k)["dice"].eq(1.0).all()
-    per_level, span = sx.aasce_level_summary(levels, images)
+    per_level, span = aasce_runs.aasce_level_summary(levels, images)
     assert list(per_level.index) == [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
     patients = images.groupby("patient")["dice"].mean()
     assert span["dice"] == pytest.approx(patients.mean())  # patients first, as everywhere in the book
@@ -339,18 +343,18 @@ def test_aasce_level_dice_finds_where_on_the_spine_a_prediction_errs(aasce_dir):
     assert per_level.loc["L5", "dice"] == pytest.approx(1 - k_share / patients.size)  # one X-ray's L5 at 0
     # a one-row shift costs every level something, but not everything
     shifted = np.roll(true, 1, axis=1)
-    levels, _ = sx.aasce_level_dice(shifted, data)
+    levels, _ = aasce_runs.aasce_level_dice(shifted, data)
     assert levels["dice"].between(0.3, 0.999).mean() > 0.9
     with pytest.raises(ValueError, match="one image per validation X-ray"):
-        sx.aasce_level_dice(true[1:], data)
+        aasce_runs.aasce_level_dice(true[1:], data)
     with pytest.raises(ValueError, match="reach"):
-        sx.aasce_level_dice(true, data, reach=0)
+        aasce_runs.aasce_level_dice(true, data, reach=0)
     with pytest.raises(ValueError, match="low"):
-        sx.aasce_level_summary(levels, images, low=1.5)
+        aasce_runs.aasce_level_summary(levels, images, low=1.5)
 
 
 def test_aasce_level_comparison_reads_the_committed_runs(tmp_path):
-    from spinelib.aasce import VERTEBRA_NAMES
+    from spinelib.data.aasce import VERTEBRA_NAMES
 
     runs = []
     for name, settings, with_levels, span_where in (
@@ -367,18 +371,18 @@ def test_aasce_level_comparison_reads_the_committed_runs(tmp_path):
             (d / "rescored.json").write_text(json.dumps({"span": span}))
         (d / "metrics.json").write_text(json.dumps(m))
         if with_levels:
-            pd.DataFrame({"vertebra": VERTEBRA_NAMES, "dice": np.linspace(0.8, 0.9, 17)}).to_csv(d / sx.LEVELS_FILE, index=False)
+            pd.DataFrame({"vertebra": VERTEBRA_NAMES, "dice": np.linspace(0.8, 0.9, 17)}).to_csv(d / long_runs.LEVELS_FILE, index=False)
         runs.append(d)
     profile = pd.DataFrame({"dice": np.full(17, 0.5)}, index=pd.Index(VERTEBRA_NAMES, name="vertebra"))
-    table = sx.aasce_level_comparison(runs, profile, profile="tiny")
+    table = aasce_runs.aasce_level_comparison(runs, profile, profile="tiny")
     assert list(table.columns) == ["this page (profile tiny)", "Lite0 encoder, ImageNet",
                                    "Lite0 encoder, ImageNet; cosine LR"]  # run c has no levels.csv
     assert list(table.index) == list(VERTEBRA_NAMES) + ["all", "within labelled span"]
     np.testing.assert_allclose(table.loc["within labelled span"], [np.nan, 0.86, 0.87])
     assert table.loc["L5", "Lite0 encoder, ImageNet"] == pytest.approx(0.9)
-    assert len(sx.level_dice_figure(table).axes[0].lines) == 4  # three runs and the target
-    assert len(sx.level_dice_figure(table, target=None).axes[0].lines) == 3
-    assert sx.aasce_level_comparison([tmp_path / "missing"]).shape == (19, 0)  # no run, no column
+    assert len(aasce_runs.level_dice_figure(table).axes[0].lines) == 4  # three runs and the target
+    assert len(aasce_runs.level_dice_figure(table, target=None).axes[0].lines) == 3
+    assert aasce_runs.aasce_level_comparison([tmp_path / "missing"]).shape == (19, 0)  # no run, no column
 
 
 def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
@@ -389,11 +393,11 @@ def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
         def dice(self):
             return pd.Series(self.values)
 
-    index = ["Lat_Vertebra", *sx.LINES]
-    rem = sx.Remedies(dice=pd.DataFrame(index=index), crops={}, boxes={}, results={
-        ("spine crop + Dice loss", "LAT"): Run({"Lat_Vertebra": 0.9, sx.LINES[0]: 0.1, sx.LINES[1]: 0.2}),
-        ("spine crop + Dice loss", "lines"): Run({sx.LINES[0]: 0.6, sx.LINES[1]: 0.7}),
-        ("Dice loss", "LAT"): Run({"Lat_Vertebra": 0.5, sx.LINES[0]: 0.0, sx.LINES[1]: 0.0}),
+    index = ["Lat_Vertebra", *table3_unet.LINES]
+    rem = table3_unet.Remedies(dice=pd.DataFrame(index=index), crops={}, boxes={}, results={
+        ("spine crop + Dice loss", "LAT"): Run({"Lat_Vertebra": 0.9, table3_unet.LINES[0]: 0.1, table3_unet.LINES[1]: 0.2}),
+        ("spine crop + Dice loss", "lines"): Run({table3_unet.LINES[0]: 0.6, table3_unet.LINES[1]: 0.7}),
+        ("Dice loss", "LAT"): Run({"Lat_Vertebra": 0.5, table3_unet.LINES[0]: 0.0, table3_unet.LINES[1]: 0.0}),
     })
     assert list(rem.input_frame_dice()) == [0.9, 0.6, 0.7]
     assert list(rem.input_frame_dice("Dice loss")) == [0.5, 0.0, 0.0]
@@ -402,10 +406,10 @@ def test_input_frame_dice_takes_the_lines_from_their_own_crop_network():
 def test_all_black_prediction_is_reported_as_such():
     masks = np.zeros((3, 16, 8, 1), np.float32)
     masks[:, 4:8, 2:5] = 1
-    cases, summary = sx.evaluate_probabilities(np.zeros_like(masks), masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
+    cases, summary = experiment.evaluate_probabilities(np.zeros_like(masks), masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
     assert (cases["pred_fraction"] == 0).all() and (cases["dice"] == 0).all()
     assert summary.query("metric == 'dice'")["n"].item() == 2  # two patients, not three images
-    cases, _ = sx.evaluate_probabilities(masks, masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
+    cases, _ = experiment.evaluate_probabilities(masks, masks, ["Ap_Pedicle"], ["a", "a", "b"], n_boot=10)
     assert (cases["dice"] == 1).all()
 
 
@@ -415,16 +419,16 @@ def test_all_black_prediction_is_reported_as_such():
 def test_spine_boxes_surround_the_mask_and_crops_invert():
     m = np.zeros((2, 40, 20), np.float32)
     m[0, 10:30, 5:15] = 1  # box rows 10-30 of 40, columns 5-15 of 20
-    boxes = sx.spine_boxes(m, margin=0.1)
+    boxes = spine_crop.spine_boxes(m, margin=0.1)
     np.testing.assert_allclose(boxes[0], [10 / 40 - 0.05, 5 / 20 - 0.05, 30 / 40 + 0.05, 15 / 20 + 0.05])
     np.testing.assert_array_equal(boxes[1], [0, 0, 1, 1])  # nothing predicted: the whole image
-    wide = sx.spine_boxes(m[:1], margin=(0.0, 0.5))  # (vertical, horizontal)
+    wide = spine_crop.spine_boxes(m[:1], margin=(0.0, 0.5))  # (vertical, horizontal)
     np.testing.assert_allclose(wide[0], [10 / 40, 5 / 20 - 0.25, 30 / 40, 15 / 20 + 0.25])
     x = np.linspace(0, 1, 40 * 20, dtype=np.float32).reshape(1, 40, 20, 1).repeat(2, 0)
-    crops = sx.crop_resize(x, boxes, (32, 16))
+    crops = spine_crop.crop_resize(x, boxes, (32, 16))
     assert crops.shape == (2, 32, 16, 1)
-    np.testing.assert_allclose(crops[1], sx.crop_resize(x[1:], boxes[1:], (32, 16))[0])
-    back = sx.uncrop(crops, boxes, (40, 20))
+    np.testing.assert_allclose(crops[1], spine_crop.crop_resize(x[1:], boxes[1:], (32, 16))[0])
+    back = spine_crop.uncrop(crops, boxes, (40, 20))
     assert back.shape == x.shape
     assert back[0, :8].max() == 0 and back[0, 34:].max() == 0  # outside the box: zeros
     np.testing.assert_allclose(back[0, 14:26, 6:14], x[0, 14:26, 6:14], atol=0.03)  # inside: the image again
@@ -432,49 +436,49 @@ def test_spine_boxes_surround_the_mask_and_crops_invert():
     # (a box rounded to whole pixels of the frame would shift it by up to half a pixel)
     ramp = (np.arange(40)[:, None] * 0.02 + np.arange(20)[None, :] * 0.05).astype(np.float32)[None, ..., None]
     box = np.array([[0.2137, 0.1511, 0.7913, 0.8288]])
-    big = sx.crop_resize(ramp, box, (69, 41))
-    again = sx.uncrop(big, box, (40, 20))
+    big = spine_crop.crop_resize(ramp, box, (69, 41))
+    again = spine_crop.uncrop(big, box, (40, 20))
     np.testing.assert_allclose(again[0, 10:31, 4:16], ramp[0, 10:31, 4:16], atol=1e-4)
     assert again[0, :8].max() == 0 and again[0, :, :3].max() == 0  # centres outside the box stay 0
     with pytest.raises(ValueError, match="y1 > y0"):
-        sx.uncrop(big, np.array([[0.5, 0.1, 0.4, 0.9]]), (40, 20))
+        spine_crop.uncrop(big, np.array([[0.5, 0.1, 0.4, 0.9]]), (40, 20))
     with pytest.raises(ValueError):
-        sx.spine_boxes(np.zeros((4, 4)))
+        spine_crop.spine_boxes(np.zeros((4, 4)))
 
 
 def test_resolution_ceiling_is_perfect_at_full_size_and_drops_for_thin_lines(lat_data):
-    small = [s for s in lat_data.structures if s in sx.LINES or s == "Lat_Vertebra"]
-    ceiling = sx.resolution_ceiling(lat_data, [(16, 8), (64, 32)], small, n_boot=10)
+    small = [s for s in lat_data.structures if s in table3_unet.LINES or s == "Lat_Vertebra"]
+    ceiling = table3_unet.resolution_ceiling(lat_data, [(16, 8), (64, 32)], small, n_boot=10)
     assert list(ceiling.columns) == ["16x8", "64x32"] and list(ceiling.index) == small
     assert (ceiling["64x32"] >= ceiling["16x8"] - 1e-9).all()  # more pixels, a higher ceiling
-    assert ceiling.loc["Lat_Vertebra", "64x32"] > ceiling.loc[sx.LINES[0], "64x32"]  # lines suffer most
+    assert ceiling.loc["Lat_Vertebra", "64x32"] > ceiling.loc[table3_unet.LINES[0], "64x32"]  # lines suffer most
     assert 0.0 <= ceiling.to_numpy().min() and ceiling.to_numpy().max() <= 1.0
 
 
 def test_crop_data_and_full_resolution_dice(lat_data):
-    boxes_train = sx.spine_boxes(lat_data.train_masks[..., :1])
-    boxes_val = sx.spine_boxes(lat_data.val_masks[..., :1])
+    boxes_train = spine_crop.spine_boxes(lat_data.train_masks[..., :1])
+    boxes_val = spine_crop.spine_boxes(lat_data.val_masks[..., :1])
     lines = ["Lat_Anterior_Vertebral_Line", "Lat_Posterior_Vertebral_Line"]
-    crop = sx.crop_data(lat_data, boxes_train, boxes_val, SIZE, structures=lines, progress=False)
+    crop = spine_crop.crop_data(lat_data, boxes_train, boxes_val, SIZE, structures=lines, progress=False)
     assert crop.structures == tuple(lines) and crop.val_images.shape == (len(lat_data.val_ids), *SIZE, 1)
     # a crop around the vertebrae keeps (almost) all of each line and makes it a larger share of the image
     assert crop.train_masks.mean() > lat_data.select(lines).train_masks.mean()
     sub = lat_data.select("Lat_Vertebra")
-    perfect = sx.full_resolution_dice(sub, sub.val_masks, n_boot=10, progress=False)
+    perfect = spine_crop.full_resolution_dice(sub, sub.val_masks, n_boot=10, progress=False)
     assert perfect.query("metric == 'dice'")["mean"].item() > 0.8
-    empty = sx.full_resolution_dice(sub, np.zeros_like(sub.val_masks), n_boot=10, progress=False)
+    empty = spine_crop.full_resolution_dice(sub, np.zeros_like(sub.val_masks), n_boot=10, progress=False)
     assert empty.query("metric == 'dice'")["mean"].item() == 0.0
     # the crop's own (true) masks put back at the original size: straight from the crop they keep
     # its finer pixels; through the smaller full frame they lose them
     line_data = lat_data.select(lines)
-    direct = sx.full_resolution_dice(line_data, crop.val_masks, n_boot=10, progress=False, boxes=boxes_val)
-    via_frame = sx.full_resolution_dice(line_data, sx.uncrop(crop.val_masks, boxes_val, lat_data.size), n_boot=10,
+    direct = spine_crop.full_resolution_dice(line_data, crop.val_masks, n_boot=10, progress=False, boxes=boxes_val)
+    via_frame = spine_crop.full_resolution_dice(line_data, spine_crop.uncrop(crop.val_masks, boxes_val, lat_data.size), n_boot=10,
                                         progress=False)
     d, v = (t.query("metric == 'dice'")["mean"].to_numpy() for t in (direct, via_frame))
     assert (d > v + 0.1).all(), (d, v)  # measured 0.23 / 0.18 against 0.007 / 0.0 here
     with pytest.raises(ValueError, match="boxes must be"):
-        sx.full_resolution_dice(line_data, crop.val_masks, progress=False, boxes=boxes_val[:, :3])
-    widths = sx.line_width_table(lat_data, structures=lines, sizes=[SIZE], n=2)
+        spine_crop.full_resolution_dice(line_data, crop.val_masks, progress=False, boxes=boxes_val[:, :3])
+    widths = table3_unet.line_width_table(lat_data, structures=lines, sizes=[SIZE], n=2)
     assert widths.loc[(lines[0], "original"), "rows hit %"] > widths.loc[(lines[0], f"{SIZE[0]}x{SIZE[1]}"), "rows hit %"] - 1e-9
 
 
@@ -483,32 +487,32 @@ def test_crop_data_and_full_resolution_dice(lat_data):
     (0.5, 0.5, 0.0, "a mask"), (19.0, 0.5, 0.0, "mostly white"), (0.6, 0.5, 60.0, "black mask"),
 ])
 def test_mask_verdict(pred, true, black, verdict):
-    assert sx.mask_verdict(pred, true, black) == verdict
+    assert table2_losses.mask_verdict(pred, true, black) == verdict
 
 
 def test_page_plans_grow_with_the_profile():
-    tiny, ci = sx.page_plan("tiny"), sx.page_plan("ci")
+    tiny, ci = plans.page_plan("tiny"), plans.page_plan("ci")
     assert tiny.epochs < ci.epochs and tiny.size < ci.size and tiny.single_views == ("AP",)
     assert ci.recipe("table3")["loss"] == "paper" and ci.recipe("table3")["bn_momentum"] == 0.9
     assert ci.recipe("large")["filters"] == ci.large_filters and "augment" in ci.recipe("aasce")
-    assert sx.page_plan("ci", epochs=2 * ci.epochs).single_epochs == 2 * ci.single_epochs
+    assert plans.page_plan("ci", epochs=2 * ci.epochs).single_epochs == 2 * ci.single_epochs
     with pytest.raises(ValueError, match="unknown recipe"):
         ci.recipe("nope")
     with pytest.raises(ValueError, match="epochs"):
-        sx.page_plan("ci", epochs=0)
+        plans.page_plan("ci", epochs=0)
 
 
 def test_case_titles_cut_long_patient_names():
-    assert sx._short("sunhl-1th-20-Jul-2016-coronal12") == "sunhl-1th-20-…"
-    assert sx._short("ID (3)") == "ID (3)"
+    assert viz.short_label("sunhl-1th-20-Jul-2016-coronal12") == "sunhl-1th-20-…"
+    assert viz.short_label("ID (3)") == "ID (3)"
 
 
 def test_outline_error_summary_counts_edge_errors():
     t = np.zeros((2, 20, 20, 1), np.float32)
     t[:, 5:15, 5:15] = 1
     p = np.roll(t, 1, axis=1) * 0.9  # every prediction one row low: all errors on the outline
-    r = sx.outline_error_summary(p, t)
+    r = experiment.outline_error_summary(p, t)
     assert r["within_1px"]["share_of_wrong_pixels"] == 1.0 and r["within_1px"]["mean_image_dice_if_right"] == 1.0
     assert r["mean_image_dice"] == pytest.approx(0.9)
     with pytest.raises(ValueError):
-        sx.outline_error_summary(p[..., 0], t)
+        experiment.outline_error_summary(p[..., 0], t)

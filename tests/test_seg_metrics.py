@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spinelib.seg_metrics import (
+from spinelib.seg.metrics import (
     bootstrap_ci,
     dice,
     dice_metric,
@@ -127,7 +127,7 @@ def _full_image_surface_distances(a, b):
 
 
 def test_surface_distances_cropped_to_the_structures_equal_the_full_image_ones():
-    from spinelib.seg_metrics import surface_distances
+    from spinelib.seg.metrics import surface_distances
 
     rng = np.random.default_rng(0)
     for _ in range(40):
@@ -142,7 +142,7 @@ def test_surface_distances_cropped_to_the_structures_equal_the_full_image_ones()
 
 
 def test_outline_errors_split_edge_from_gross_errors():
-    from spinelib.seg_metrics import outline_errors
+    from spinelib.seg.metrics import outline_errors
 
     t = np.zeros((40, 40), bool)
     t[10:20, 10:30] = True

@@ -3,17 +3,19 @@
 import numpy as np
 import pytest
 
-from spinelib import cls_experiments as X
-from spinelib import segment_measure as SM
-from spinelib.config import get_profile
-from spinelib.morphometrics import SYNTHETIC_FEATURES
-from spinelib.provenance import assert_unchanged
-from spinelib.synthetic import generate_dataset
+from spinelib.cls import cv, segment_measure
+from spinelib.core import plans
+from spinelib.core.config import get_profile
+from spinelib.core.provenance import assert_unchanged
+from spinelib.data import clsdata
+from spinelib.data.synthetic.generator import generate_dataset
+from spinelib.geometry.morphometrics import SYNTHETIC_FEATURES
+from spinelib.paper import final_classifier
 
 
 @pytest.fixture(scope="module")
 def segmenter_set(tmp_path_factory, tiny_synthetic):
-    plan = SM.segmenter_plan("tiny")
+    plan = plans.segmenter_plan("tiny")
     root = tmp_path_factory.mktemp("seg-train") / "synthetic"
     generate_dataset(root, n_patients=plan.n_patients, seed=plan.seed_offset,
                      scale=get_profile("tiny").synthetic_scale, progress=False)
@@ -22,46 +24,46 @@ def segmenter_set(tmp_path_factory, tiny_synthetic):
 
 def test_plans_exist_for_every_profile_and_custom_profiles_get_ci():
     for name in ("tiny", "ci", "paper"):
-        assert SM.segmenter_plan(name) == SM.SEGMENTER_PLANS[name]
-    assert SM.segmenter_plan(get_profile("ci", n_synthetic=10)) == SM.SEGMENTER_PLANS["ci"]
-    assert SM.segmenter_plan("ci").size[0] > get_profile("ci").seg_size[0]  # measured at a larger input
+        assert plans.segmenter_plan(name) == plans.SEGMENTER_PLANS[name]
+    assert plans.segmenter_plan(get_profile("ci", n_synthetic=10)) == plans.SEGMENTER_PLANS["ci"]
+    assert plans.segmenter_plan("ci").size[0] > get_profile("ci").seg_size[0]  # measured at a larger input
 
 
 def test_check_disjoint_refuses_shared_patients(tiny_synthetic, segmenter_set, tmp_path):
-    SM.check_disjoint(segmenter_set, tiny_synthetic)  # another seed: no shared patient
+    segment_measure.check_disjoint(segmenter_set, tiny_synthetic)  # another seed: no shared patient
     with pytest.raises(ValueError, match="same folder"):
-        SM.check_disjoint(tiny_synthetic, tiny_synthetic)
+        segment_measure.check_disjoint(tiny_synthetic, tiny_synthetic)
     copy = tmp_path / "same-seed"
     generate_dataset(copy, n_patients=3, seed=0, scale=get_profile("tiny").synthetic_scale, progress=False)
     with pytest.raises(ValueError, match="also in"):
-        SM.check_disjoint(copy, tiny_synthetic)
+        segment_measure.check_disjoint(copy, tiny_synthetic)
 
 
 def test_train_then_measure_predicted_masks(tiny_synthetic, segmenter_set, tmp_path):
-    plan = SM.segmenter_plan("tiny")
+    plan = plans.segmenter_plan("tiny")
     with assert_unchanged(tiny_synthetic, segmenter_set):
-        paths = SM.train_segmenters(segmenter_set, tmp_path, plan, progress=False)
+        paths = segment_measure.train_segmenters(segmenter_set, tmp_path, plan, progress=False)
         assert set(paths) == {"AP", "LAT"} and all(p.is_file() for p in paths.values())
         mtimes = {v: p.stat().st_mtime for v, p in paths.items()}
-        again = SM.train_segmenters(segmenter_set, tmp_path, plan, progress=False)  # finished: reused
+        again = segment_measure.train_segmenters(segmenter_set, tmp_path, plan, progress=False)  # finished: reused
         assert {v: p.stat().st_mtime for v, p in again.items()} == mtimes
-        data = X.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
-        feats, dice = SM.predicted_morphometrics(data, paths, tmp_path, progress=False)
+        data = clsdata.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
+        feats, dice = segment_measure.predicted_morphometrics(data, paths, tmp_path, progress=False)
     assert list(feats.columns) == list(SYNTHETIC_FEATURES) and len(feats) == len(data)
     assert len(dice) == 3 * len(data)
     assert set(dice["structure"]) == {"Ap_Vertebra", "Lat_Vertebra", "Lat_Disk_Height"}
     assert dice["dice"].between(0, 1).all()
-    cached, cached_dice = SM.predicted_morphometrics(data, paths, tmp_path, progress=False)
+    cached, cached_dice = segment_measure.predicted_morphometrics(data, paths, tmp_path, progress=False)
     np.testing.assert_allclose(cached.to_numpy(float), feats.to_numpy(float), equal_nan=True)
     assert len(list((tmp_path / "morphometrics").glob("synthetic-predicted-*.csv"))) == 2
-    summary = SM.dice_summary(dice)
+    summary = segment_measure.dice_summary(dice)
     assert list(summary.index) == sorted(set(dice["structure"])) and (summary["patients"] == len(data)).all()
 
 
 def test_predicted_morphometrics_needs_both_segmenters(tiny_synthetic, tmp_path):
-    data = X.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
+    data = clsdata.load_synthetic_inputs(tiny_synthetic, (64, 32), with_masks=False, progress=False)
     with pytest.raises(FileNotFoundError, match="train_segmenters"):
-        SM.predicted_morphometrics(data, {"AP": tmp_path / "missing.keras"}, progress=False)
+        segment_measure.predicted_morphometrics(data, {"AP": tmp_path / "missing.keras"}, progress=False)
 
 
 def _inputs(n: int, seed: int = 0):
@@ -71,7 +73,7 @@ def _inputs(n: int, seed: int = 0):
     labels = np.arange(n) % 2
     ids = np.array([f"ID ({i})" for i in range(n)])
     blank = np.zeros((n, 8, 4, 1), np.float32)
-    data = X.ClassificationInputs("synthetic", blank, blank, None, labels, ids, pd.DataFrame({"i": range(n)}))
+    data = clsdata.ClassificationInputs("synthetic", blank, blank, None, labels, ids, pd.DataFrame({"i": range(n)}))
     feats = pd.DataFrame({"signal": labels * 2.0 + rng.normal(0, 0.5, n), "noise": rng.normal(0, 1, n)})
     return data, feats
 
@@ -79,12 +81,12 @@ def _inputs(n: int, seed: int = 0):
 @pytest.mark.parametrize("C_", [1.0, "cv"])
 def test_morphometric_cv_learns_a_signal_out_of_fold(C_):
     data, feats = _inputs(40)
-    res = X.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=C_)
+    res = final_classifier.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=C_)
     assert len(res.oof) == 40 and set(res.oof["fold"]) == set(range(5))
     assert ((res.oof.prob > 0.5) == res.oof.y_true).mean() > 0.85
     assert len(res.info["C per fold"]) == 5
     if C_ == "cv":  # chosen on the training folds, from the grid
-        assert set(res.info["C per fold"]) <= set(X.MORPHOMETRIC_CS)
+        assert set(res.info["C per fold"]) <= set(cv.MORPHOMETRIC_CS)
     else:
         assert res.info["C per fold"] == [1.0] * 5
     assert (res.coefficients["signal"].abs() > res.coefficients["noise"].abs()).all()
@@ -93,6 +95,6 @@ def test_morphometric_cv_learns_a_signal_out_of_fold(C_):
 def test_morphometric_cv_rejects_bad_input():
     data, feats = _inputs(20)
     with pytest.raises(ValueError, match="C_"):
-        X.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=0)
+        final_classifier.morphometric_cv("toy", feats, data, get_profile("ci"), None, C_=0)
     with pytest.raises(ValueError, match="feature rows"):
-        X.morphometric_cv("toy", feats.iloc[:10], data, get_profile("ci"), None)
+        final_classifier.morphometric_cv("toy", feats.iloc[:10], data, get_profile("ci"), None)

@@ -8,17 +8,15 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from spinelib.segmentation import (  # noqa: E402
+from spinelib.seg.inference import postprocess, predict, predict_folder
+from spinelib.seg.training import (
     augment_pair,
-    make_dataset,
-    plot_history,
-    postprocess,
-    predict,
     cosine_lr,
-    predict_folder,
+    make_dataset,
     train_segmentation,
 )
-from spinelib.unet import unet  # noqa: E402
+from spinelib.seg.unet import unet
+from spinelib.viz import plot_history
 
 H, W = 64, 32
 
@@ -117,7 +115,7 @@ def test_tiny_unet_overfits_discs(tmp_path):
     assert len(res.history) == 30 and res.seconds_per_epoch > 0
     best = keras.models.load_model(res.best_model_path, compile=False)
     prob = predict(best, x)
-    from spinelib.seg_metrics import dice
+    from spinelib.seg.metrics import dice
 
     assert np.mean([dice(t, p) for t, p in zip(y, prob)]) == pytest.approx(res.best_val_dice, abs=1e-4)
     fig = plot_history(res.history, title="discs")

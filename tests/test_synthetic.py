@@ -13,8 +13,13 @@ import pytest
 from PIL import Image
 from skimage.measure import label, regionprops
 
-from spinelib.structures import AP_STRUCTURES, LAT_STRUCTURES, PAPER_TABLE1, STRUCTURES
-from spinelib.synthetic import (
+from spinelib.core.structures import (
+    AP_STRUCTURES,
+    LAT_STRUCTURES,
+    PAPER_TABLE1,
+    STRUCTURES,
+)
+from spinelib.data.synthetic.generator import (
     IRREGULARITIES,
     METADATA_COLUMNS,
     SyntheticConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinelib.unet import unet
+from spinelib.seg.unet import unet
 
 
 def test_paper_unet_has_the_papers_parameter_count():
@@ -62,8 +62,8 @@ def test_lite0_unet_shapes_weights_and_frozen_batchnorm(tmp_path):
     import keras
     import numpy as np
 
-    from spinelib.efficientnet_lite import efficientnet_lite0
-    from spinelib.unet import lite0_unet
+    from spinelib.cls.efficientnet_lite import efficientnet_lite0
+    from spinelib.seg.unet import lite0_unet
 
     net = lite0_unet((64, 32, 1), n_classes=2)
     assert net.output.shape[1:] == (64, 32, 2)
@@ -88,7 +88,7 @@ def test_lite0_unet_shapes_weights_and_frozen_batchnorm(tmp_path):
 def test_lite0_unet_full_resolution_skip():
     import numpy as np
 
-    from spinelib.unet import lite0_unet
+    from spinelib.seg.unet import lite0_unet
 
     plain = lite0_unet((64, 32, 1), weights=None)
     skip = lite0_unet((64, 32, 1), weights=None, full_res_skip=8)

@@ -263,12 +263,12 @@ def run_info(profile=None, seed: int | None = None,
     "profile": {"name", ...fields} or None, "datasets": {name: {"path", "fingerprint", "method",
     "n_files", "bytes", "n_hashed"} or None}, "timestamp_utc"}``.
 
-    ``profile`` is a profile name, a :class:`spinelib.config.Profile` or None; a dataset given as
+    ``profile`` is a profile name, a :class:`spinelib.core.config.Profile` or None; a dataset given as
     ``None`` (not on this machine) is recorded as None; a given path that does not exist raises
     ``FileNotFoundError``. No package is imported (versions come from the installed metadata).
     """
     from spinelib import __version__
-    from spinelib.config import REPO_ROOT, Profile, get_profile
+    from spinelib.core.config import REPO_ROOT, Profile, get_profile
 
     if profile is not None and not isinstance(profile, Profile):
         profile = get_profile(profile)
@@ -354,7 +354,7 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 def write_results(path: str | os.PathLike, frame_or_dict, info: Mapping) -> Path:
     """Write results to ``path`` (``.csv`` or ``.json``) and ``info`` to ``<stem>.run.json`` beside
-    it, both atomically (:func:`spinelib.imageio.atomic_write_bytes`); returns ``path``.
+    it, both atomically (:func:`spinelib.core.imageio.atomic_write_bytes`); returns ``path``.
 
     - ``.csv``: a DataFrame (its index kept when it is not the default 0..n-1), a dict of columns,
       a dict of scalars (one row) or a list of row dicts;
@@ -364,7 +364,7 @@ def write_results(path: str | os.PathLike, frame_or_dict, info: Mapping) -> Path
     The sidecar is ``info`` plus ``results_file`` (the file name) and ``results_sha256`` (of the
     bytes written), so a results file and its sidecar can be checked to belong together.
     """
-    from spinelib.imageio import atomic_write_bytes
+    from spinelib.core.imageio import atomic_write_bytes
 
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}: {path!r}")

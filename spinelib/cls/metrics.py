@@ -39,7 +39,7 @@ from sklearn.metrics import (
 )
 from tqdm.auto import tqdm
 
-from spinelib.structures import CLASSES
+from spinelib.core.structures import CLASSES
 
 MEASURES: dict[str, tuple[str, str]] = {
     "sensitivity": ("Sensitivity", "TPR = TP / (TP + FN)"),
@@ -54,11 +54,13 @@ MEASURES: dict[str, tuple[str, str]] = {
 }
 """Key -> (the paper's name, formula), in the order of Figure 9."""
 
+
 PROB_MEASURES: dict[str, tuple[str, str]] = {
     "auroc": ("AUROC", "area under the ROC curve"),
     "auprc": ("AUPRC", "average precision"),
     "brier": ("Brier score", "mean((p - y)^2)"),
 }
+
 
 PAPER_CONFUSION = {"tp": 322, "fp": 28, "fn": 7, "tn": 321}
 """The paper's Figure 9 counts (validation set, ResNet-50 features + dense head)."""
@@ -329,3 +331,12 @@ def confusion_figure(
            title=title or f"Confusion matrix (n = {cm.sum()}{'' if prob is None else f', threshold {threshold:.2f}'})")
     fig.tight_layout()
     return fig
+
+
+PAPER_ACCURACY = 0.9484
+"""The paper's reported accuracy (Figure 9)."""
+
+
+def paper_confusion_total() -> int:
+    """TP + FP + FN + TN of the paper's Figure 9: 678, its whole dataset (training included)."""
+    return int(sum(PAPER_CONFUSION.values()))

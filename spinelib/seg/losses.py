@@ -3,7 +3,7 @@
 Conventions shared by every function here:
 
 - ``y_true`` and ``y_pred`` are ``(batch, H, W, C)`` tensors (or NumPy arrays); ``y_true`` holds
-  0/1 masks, ``y_pred`` holds *probabilities* (the sigmoid outputs of :func:`spinelib.unet.unet`).
+  0/1 masks, ``y_pred`` holds *probabilities* (the sigmoid outputs of :func:`spinelib.seg.unet.unet`).
 - Sums run over the pixels of one image and one channel (structure); the per-image, per-channel
   values are then averaged over the batch and the channels, so every structure of every image
   weighs the same, whatever its size. The result is a scalar.

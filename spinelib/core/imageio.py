@@ -458,7 +458,7 @@ def _to_pil(array: np.ndarray, for_jpeg: bool = False) -> Image.Image:
     raise TypeError(
         f"cannot save an array of dtype {a.dtype} and shape {a.shape}; expected uint8 (H,W) or "
         f"(H,W,3/4){'' if for_jpeg else ', uint16 (H,W) or bool (H,W)'}; "
-        "convert floats with spinelib.imageio.to_uint8 first"
+        "convert floats with spinelib.core.imageio.to_uint8 first"
     )
 
 

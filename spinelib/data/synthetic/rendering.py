@@ -1,30 +1,9 @@
-"""Anatomy and drawing behind :mod:`spinelib.synthetic`: a vertebral column, its pathologies,
-and the two X-ray views (AP and lateral) with their eight masks.
-
-The column is a chain of vertebral bodies (quadrilaterals) separated by intervertebral disks,
-built from the top down (:func:`build_column`). Every body ``i`` has a front and a back height
-and a width; every disk a front and a back height. A body or disk whose front and back heights
-differ turns the column by
-
-.. math:: \\Delta\\psi = \\arctan\\frac{h_\\mathrm{front} - h_\\mathrm{back}}{w},
-
-so kyphosis, lordosis, scoliosis and wedge fractures are all the same mechanism, and every
-endplate angle in the image is exact. "Front" is the image's left side in both views: the
-patient's anterior side in the lateral view (the patient faces left, as in the real examples)
-and the patient's right side in the AP view.
-
-Pixel coordinates are ``(x, y) = (column, row)`` with the origin at the top-left corner.
-Intensities are built as an X-ray attenuation map ``A`` (air 0, soft tissue about 0.6-1.0,
-lungs about 0.3-0.5 lower, bone adds 0.1-0.4), processed as a digital radiograph (dynamic-range
-compression and detail gain) and exposed as :math:`I = 1 - e^{-\\kappa A}` (bone is bright),
-see :func:`expose`. The background (soft tissue, lungs, ribs, bowel gas, pelvis) is drawn at a
-quarter of the resolution and upsampled; the vertebrae and all masks at full resolution.
-"""
+"""Drawing a synthetic column as an X-ray: the attenuation painter, the background, the AP and lateral views and their masks (anatomy in :mod:`spinelib.data.synthetic.anatomy`)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -32,359 +11,21 @@ from scipy import ndimage as ndi
 from skimage.draw import line as draw_line
 from skimage.transform import resize
 
-LEVELS: tuple[str, ...] = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
-"""Thoracic and lumbar vertebrae, top to bottom; a synthetic column is a suffix ending at L5."""
-
-PATHOLOGY_KINDS: tuple[str, ...] = ("wedge_fracture", "disk_height_loss", "listhesis", "scoliosis")
-"""Pathologies a Damaged synthetic patient carries (1-3 of them)."""
-
-SEVERITY_UNITS: dict[str, str] = {
-    "wedge_fracture": "fraction of anterior body height lost",
-    "disk_height_loss": "fraction of disk height lost",
-    "listhesis": "anterior slip as a fraction of the body's depth",
-    "scoliosis": "Cobb angle in degrees",
-}
-
-LINE_WIDTH_PX: float = 3.0
-"""Width of the LAT anterior/posterior vertebral line masks at scale 1 (real masks: 2-4 px)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# small geometry helpers
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.hypot(v[0], v[1])), 1e-9)
-
-
-def _perp(e: np.ndarray) -> np.ndarray:
-    """Rotate a direction by +90 degrees in image coordinates (x right, y down): (1,0) -> (0,1)."""
-    return np.array([-e[1], e[0]])
-
-
-def _angle_deg(front: np.ndarray, back: np.ndarray) -> float:
-    """Angle of the segment front->back against the image x axis, degrees (positive = back lower)."""
-    d = back - front
-    return math.degrees(math.atan2(d[1], d[0]))
-
-
-def _ellipse(center, e, n, a, b, k=28) -> np.ndarray:
-    """Ellipse with semi-axis ``a`` along unit ``e`` and ``b`` along unit ``n``, as k points."""
-    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    return center + np.outer(a * np.cos(t), e) + np.outer(b * np.sin(t), n)
-
-
-def _blob(center, r, rng, k=24) -> np.ndarray:
-    """An irregular round outline of mean radius ``r`` (random low harmonics)."""
-    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    rad = r * (1 + sum(rng.uniform(0, 0.12) * np.cos(j * t + rng.uniform(0, 2 * np.pi)) for j in (2, 3)))
-    aspect = rng.uniform(0.6, 1.0)
-    return center + np.stack([rad * np.cos(t), aspect * rad * np.sin(t)], axis=1)
-
-
-def _teardrop(center, e, n, a, b, k=32) -> np.ndarray:
-    """Teardrop of half-width ``a`` and half-length ``b``, rounded end up (-n), tip down (+n)."""
-    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
-    u = a * np.sin(t) * np.abs(np.sin(t / 2)) ** 0.9
-    v = b * np.cos(t)
-    return center + np.outer(u, e) + np.outer(v, n)
-
-
-def _curved_edge(p, q, centroid, depth, k=10) -> np.ndarray:
-    """Points from p to q (q excluded) bowed towards ``centroid`` by ``depth`` at the middle."""
-    t = np.linspace(0.0, 1.0, k, endpoint=False)
-    inward = _perp(_unit(q - p))
-    if np.dot(inward, centroid - (p + q) / 2) < 0:
-        inward = -inward
-    return p + np.outer(t, q - p) + np.outer(depth * np.sin(np.pi * t), inward)
-
-
-def _band(points: np.ndarray, width) -> np.ndarray:
-    """Polygon of a thick polyline (width scalar or per point)."""
-    d = np.gradient(points, axis=0)
-    d /= np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)[:, None]
-    nrm = np.stack([-d[:, 1], d[:, 0]], axis=1)
-    w = np.broadcast_to(np.asarray(width, float), (len(points),))[:, None] / 2
-    return np.concatenate([points + nrm * w, (points - nrm * w)[::-1]])
-
-
-def _smooth_closed(points, iterations: int = 3) -> np.ndarray:
-    """Chaikin corner cutting of a closed polygon: a smooth outline through its control points."""
-    p = np.asarray(points, float)
-    for _ in range(iterations):
-        q = np.roll(p, -1, axis=0)
-        p = np.stack([0.75 * p + 0.25 * q, 0.25 * p + 0.75 * q], axis=1).reshape(-1, 2)
-    return p
-
-
-def _bezier(p0, p1, p2, k=40) -> np.ndarray:
-    t = np.linspace(0, 1, k)[:, None]
-    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
-
-
-# ---------------------------------------------------------------------------------------------
-# the column
-
-
-@dataclass
-class SpineAnatomy:
-    """A patient's column in anatomy units (about one pixel at a 0.15 mm pixel size).
-
-    Arrays have one entry per vertebra (``n``) or per disk (``n - 1``, disk ``i`` lies between
-    vertebrae ``i`` and ``i + 1``).
-    """
-
-    levels: tuple[str, ...]
-    lat_anterior_height: np.ndarray
-    lat_posterior_height: np.ndarray
-    ap_width: np.ndarray
-    lat_depth: np.ndarray
-    disk_height: np.ndarray  # mean height after any disk-height loss
-    sagittal_turn: np.ndarray  # radians per disk in LAT; > 0 lordotic (front taller)
-    listhesis_shift: np.ndarray  # posterior shift of the lower body vs the upper one (units)
-    coronal_shape: np.ndarray  # unit AP tilt profile at each vertebra
-    cobb_target_deg: float
-    ap_tilt_deg: float
-    lat_tilt_deg: float
-    pathologies: list[dict] = field(default_factory=list)
-
-    @property
-    def n(self) -> int:
-        return len(self.levels)
-
-    def disk_names(self) -> list[str]:
-        return [f"{a}-{b}" for a, b in zip(self.levels[:-1], self.levels[1:])]
-
-
-def build_column(widths, front, back, disk_front, disk_back, shift) -> np.ndarray:
-    """Chain the bodies top-down; return corners ``(n, 4, 2)``: superior-front, superior-back,
-    inferior-back, inferior-front, as ``(x, y)`` in anatomy units (first body at the origin).
-
-    Body ``i`` goes down ``front[i]`` on its front side and ``back[i]`` on its back side, along
-    the normal of its superior endplate; disk ``i`` likewise; the next body is centred on the
-    disk's lower edge, shifted by ``shift[i]`` towards the back (a listhesis of the upper body
-    towards the front).
-    """
-    n = len(widths)
-    bodies = np.zeros((n, 4, 2))
-    e, nrm, c = np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.zeros(2)
-    for i in range(n):
-        sf, sb = c - widths[i] / 2 * e, c + widths[i] / 2 * e
-        inf_f, inf_b = sf + front[i] * nrm, sb + back[i] * nrm
-        bodies[i] = sf, sb, inf_b, inf_f
-        e = _unit(inf_b - inf_f)
-        nrm = _perp(e)
-        if i < n - 1:
-            bf, bb = inf_f + disk_front[i] * nrm, inf_b + disk_back[i] * nrm
-            e = _unit(bb - bf)
-            nrm = _perp(e)
-            c = (bf + bb) / 2 + shift[i] * e
-    return bodies
-
-
-def endplate_angles(bodies: np.ndarray) -> np.ndarray:
-    """``(n, 2)`` superior and inferior endplate angles in degrees (front->back vs the x axis)."""
-    return np.array([[_angle_deg(b[0], b[1]), _angle_deg(b[3], b[2])] for b in bodies])
-
-
-def cobb_angle(bodies: np.ndarray) -> float:
-    """Largest angle between any two endplates, degrees:
-    :math:`\\max_{i,j} |\\theta_i - \\theta_j|` over all superior and inferior endplates."""
-    a = endplate_angles(bodies).ravel()
-    return float(a.max() - a.min())
-
-
-def _split_wedge(mean, turn, width, cap):
-    """Front/back heights of a disk or body of mean height ``mean`` turning the column by
-    ``turn`` radians; the half-difference is capped at ``cap * mean``."""
-    half = np.clip(width / 2 * np.tan(turn), -cap * mean, cap * mean)
-    return mean + half, mean - half
-
-
-def lat_column(an: SpineAnatomy) -> np.ndarray:
-    """Lateral-view column (front = anterior) in anatomy units."""
-    df, db = _split_wedge(an.disk_height, an.sagittal_turn, an.lat_depth[:-1], 0.75)
-    return build_column(an.lat_depth, an.lat_anterior_height, an.lat_posterior_height, df, db,
-                        an.listhesis_shift)
-
-
-def ap_column(an: SpineAnatomy, amplitude: float) -> np.ndarray:
-    """AP-view column (front = image left) whose vertebra tilts follow ``amplitude * shape``;
-    half of each turn is taken by the disk, half by the body below (wedged scoliotic bodies)."""
-    psi = np.radians(amplitude * an.coronal_shape)
-    turn = np.diff(psi)
-    h = (an.lat_anterior_height + an.lat_posterior_height) / 2
-    df, db = _split_wedge(an.disk_height, turn / 2, an.ap_width[:-1], 0.75)
-    bf, bb = h.copy(), h.copy()
-    bf[1:], bb[1:] = _split_wedge(h[1:], turn / 2, an.ap_width[1:], 0.3)
-    return build_column(an.ap_width, bf, bb, df, db, np.zeros(an.n - 1))
-
-
-def fit_ap_amplitude(an: SpineAnatomy) -> tuple[float, np.ndarray]:
-    """Scale the AP tilt profile until the column's Cobb angle equals ``cobb_target_deg``."""
-    if an.cobb_target_deg <= 0:
-        return 0.0, ap_column(an, 0.0)
-    span = float(np.ptp(an.coronal_shape))
-    amp = an.cobb_target_deg / max(span, 1e-6)
-    for _ in range(6):
-        cobb = cobb_angle(ap_column(an, amp))
-        if cobb <= 1e-6 or abs(cobb - an.cobb_target_deg) < 0.05:
-            break
-        amp *= an.cobb_target_deg / cobb
-    return amp, ap_column(an, amp)
-
-
-def _choose(rng, candidates: list[int], weights: list[float]) -> int | None:
-    if not candidates:
-        return None
-    p = np.asarray(weights, float)
-    return int(candidates[int(rng.choice(len(candidates), p=p / p.sum()))])
-
-
-def sample_anatomy(rng: np.random.Generator, damaged: bool, n_vertebrae: tuple[int, int]) -> SpineAnatomy:
-    """Draw a column: natural variation for everyone, plus 1-3 pathologies when ``damaged``."""
-    lo, hi = n_vertebrae
-    n = int(rng.integers(lo, hi + 1))
-    levels = LEVELS[len(LEVELS) - n:]
-    t = np.array([LEVELS.index(lv) for lv in levels]) / (len(LEVELS) - 1)
-    lumbar = np.array([lv.startswith("L") for lv in levels])
-    size = rng.uniform(0.92, 1.08)
-    h = (150 + 90 * t) * size * rng.uniform(0.96, 1.04, n)
-    ap_width = (225 + 150 * t) * size * rng.uniform(0.97, 1.03, n)
-    depth = (195 + 125 * t) * size * rng.uniform(0.97, 1.03, n)
-    tm = (t[:-1] + t[1:]) / 2
-    disk = (34 + 50 * tm) * size * rng.uniform(0.9, 1.1, n - 1)
-    # natural wedging: thoracic bodies slightly shorter in front (kyphosis), lumbar ~square
-    ratio = np.where(lumbar, rng.uniform(0.98, 1.04, n), rng.uniform(0.9, 0.98, n))
-    post = h * rng.uniform(0.99, 1.01, n)
-    ant = post * ratio
-    # sagittal turn per disk: small kyphotic in the thorax, lordotic in the lumbar spine
-    lower_lumbar = np.array([levels[i + 1].startswith("L") and levels[i].startswith("L") for i in range(n - 1)])
-    turn = np.where(lower_lumbar, rng.uniform(5, 10, n - 1), rng.uniform(-1.5, 0.3, n - 1))
-    sagittal_turn = np.radians(turn)
-    shift = np.zeros(n - 1)
-    # AP profile: a full sine period (compensatory curve, major curve, compensatory curve)
-    centers = np.cumsum(np.r_[0, (h[:-1] + h[1:]) / 2 + disk])
-    s = centers / centers[-1]
-    period = rng.uniform(0.75, 1.1)
-    s0 = rng.uniform(-period / 4 + 0.02, 1 - 3 * period / 4 - 0.02)
-    phase = np.clip((s - s0) / period, 0, 1)
-    shape = np.sin(2 * np.pi * phase) * rng.choice([-1.0, 1.0])
-    cobb_target = float(rng.uniform(0.0, 4.0))
-    an = SpineAnatomy(levels, ant, post, ap_width, depth, disk, sagittal_turn, shift, shape,
-                      cobb_target, float(rng.uniform(-2, 2)), float(rng.uniform(-7, 7)))
-    if damaged:
-        _add_pathologies(rng, an, s, s0, period)
-    return an
-
-
-def _add_pathologies(rng, an: SpineAnatomy, s, s0, period) -> None:
-    n = an.n
-    count = int(rng.integers(1, 4))
-    kinds: list[str] = []
-    while len(kinds) < count:
-        k = str(rng.choice(PATHOLOGY_KINDS, p=[0.35, 0.25, 0.2, 0.2]))
-        if k == "scoliosis" and k in kinds:
-            continue
-        kinds.append(k)
-    kinds.sort(key=lambda k: k == "scoliosis")  # local lesions first, the curve last
-    used_vertebrae: set[int] = set()
-    used_disks: set[int] = set()
-    names = an.disk_names()
-
-    def level_weight(i: int, peak: str, spread: float) -> float:
-        return math.exp(-(((LEVELS.index(an.levels[i]) - LEVELS.index(peak)) / spread) ** 2)) + 0.05
-
-    for kind in kinds:
-        if kind == "wedge_fracture":
-            cand = [i for i in range(1, n - 1) if i not in used_vertebrae]
-            i = _choose(rng, cand, [level_weight(j, "T12", 3.0) for j in cand])
-            if i is None:
-                continue
-            r = float(rng.uniform(0.3, 0.6))
-            an.lat_anterior_height[i] = an.lat_anterior_height[i] * (1 - r)
-            an.lat_posterior_height[i] *= rng.uniform(0.92, 1.0)
-            used_vertebrae.add(i)
-            an.pathologies.append({"kind": kind, "level": an.levels[i], "severity": round(r, 4),
-                                   "severity_unit": SEVERITY_UNITS[kind], "vertebra_index": i})
-        elif kind == "disk_height_loss":
-            cand = [i for i in range(n - 1) if i not in used_disks]
-            i = _choose(rng, cand, [level_weight(j, "L4", 2.5) for j in cand])
-            if i is None:
-                continue
-            r = float(rng.uniform(0.5, 0.8))
-            an.disk_height[i] *= 1 - r
-            an.sagittal_turn[i] *= 1 - r  # a collapsed disk loses its wedge too
-            used_disks.add(i)
-            an.pathologies.append({"kind": kind, "level": names[i], "severity": round(r, 4),
-                                   "severity_unit": SEVERITY_UNITS[kind], "disk_index": i})
-        elif kind == "listhesis":
-            cand = [i for i in range(1, n - 1) if i not in used_vertebrae and i not in used_disks]
-            i = _choose(rng, cand, [level_weight(j, "L4", 2.0) for j in cand])
-            if i is None:
-                continue
-            f = float(rng.uniform(0.15, 0.4))
-            an.listhesis_shift[i] = f * an.lat_depth[i]
-            used_vertebrae.add(i)
-            used_disks.add(i)
-            an.pathologies.append({"kind": kind, "level": an.levels[i], "severity": round(f, 4),
-                                   "severity_unit": SEVERITY_UNITS[kind], "vertebra_index": i,
-                                   "relative_to": an.levels[i + 1]})
-        elif kind == "scoliosis":
-            an.cobb_target_deg = float(rng.uniform(15.5, 45))
-            apex = int(np.argmin(np.abs(s - (s0 + period / 2))))
-            an.pathologies.append({"kind": kind, "level": an.levels[apex], "severity": None,
-                                   "severity_unit": SEVERITY_UNITS[kind], "apex_index": apex})
-
-
-# ---------------------------------------------------------------------------------------------
-# placing a column in an image
-
-
-def place_column(bodies: np.ndarray, shape: tuple[int, int], rng, tilt_deg: float,
-                 x_range: tuple[float, float]) -> tuple[np.ndarray, float]:
-    """Rotate the chain so its chord makes ``tilt_deg`` with the vertical, scale it to 60-80 %
-    of the image height and put it in the image; return pixel corners and the pixel scale."""
-    H, W = shape
-    top = (bodies[0, 0] + bodies[0, 1]) / 2
-    bottom = (bodies[-1, 2] + bodies[-1, 3]) / 2
-    chord = bottom - top
-    rot = math.radians(tilt_deg) - math.atan2(chord[0], chord[1])
-    c, s_ = math.cos(rot), math.sin(rot)
-    R = np.array([[c, s_], [-s_, c]])
-    pts = (bodies.reshape(-1, 2) - top) @ R.T
-    frac = rng.uniform(0.62, 0.8)
-    top_margin = rng.uniform(0.04, min(0.12, 0.92 - frac))
-    extent = pts[:, 1].max() - pts[:, 1].min()
-    px = frac * H / extent
-    cx = (pts[:, 0].max() + pts[:, 0].min()) / 2
-    pts = (pts - [cx, pts[:, 1].min()]) * px
-    half_w = (pts[:, 0].max() - pts[:, 0].min()) / 2
-    x = rng.uniform(*x_range) * W
-    x = float(np.clip(x, min(half_w * 1.2, W / 2), max(W - half_w * 1.2, W / 2)))
-    pts += [x, top_margin * H]
-    return pts.reshape(bodies.shape), px
-
-
-def body_outline(corners: np.ndarray, end_concavity: float, front_concavity: float,
-                 back_concavity: float, k: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Outline of a body with concave endplates and sides and rounded corners; return
-    (outline, superior edge front->back, inferior edge front->back), each edge including both
-    corners (the edges bound the disk spaces)."""
-    sf, sb, ib, if_ = corners
-    cen = corners.mean(axis=0)
-    h = (np.hypot(*(if_ - sf)) + np.hypot(*(ib - sb))) / 2
-    w = (np.hypot(*(sb - sf)) + np.hypot(*(ib - if_))) / 2
-    sup = _curved_edge(sf, sb, cen, end_concavity * h, k)
-    back = _curved_edge(sb, ib, cen, back_concavity * w, k)
-    inf = _curved_edge(ib, if_, cen, end_concavity * h, k)
-    front = _curved_edge(if_, sf, cen, front_concavity * w, k)
-    outline = _smooth_closed(np.concatenate([sup, back, inf, front]), 3)
-    return outline, np.vstack([sup, sb]), np.vstack([inf, if_])[::-1]
-
-
-# ---------------------------------------------------------------------------------------------
-# painting
+from spinelib.data.synthetic.anatomy import (
+    LEVELS,
+    LINE_WIDTH_PX,
+    SpineAnatomy,
+    band_polygon,
+    bezier,
+    blob,
+    body_outline,
+    ellipse,
+    perpendicular,
+    place_column,
+    smooth_closed,
+    teardrop,
+    unit_vector,
+)
 
 
 def _polygon_image(polys, shape: tuple[int, int], offset=(0.0, 0.0)) -> np.ndarray:
@@ -455,9 +96,9 @@ class Painter:
             return
         polys = []
         for p, q in zip(points[:-1], points[1:]):
-            nrm = _perp(_unit(q - p)) * width / 2
+            nrm = perpendicular(unit_vector(q - p)) * width / 2
             polys.append(np.array([p + nrm, q + nrm, q - nrm, p - nrm]))
-        polys += [_ellipse(p, np.array([1.0, 0]), np.array([0, 1.0]), width / 2, width / 2, 12) for p in points]
+        polys += [ellipse(p, np.array([1.0, 0]), np.array([0, 1.0]), width / 2, width / 2, 12) for p in points]
         lo = np.floor(points.min(axis=0) - width).astype(int)
         hi = np.ceil(points.max(axis=0) + width).astype(int) + 1
         x0, y0 = max(lo[0], 0), max(lo[1], 0)
@@ -607,10 +248,6 @@ def expose(a: np.ndarray, rng, scale: float) -> np.ndarray:
     return np.asarray(img)
 
 
-# ---------------------------------------------------------------------------------------------
-# view geometry shared by the background and the spine
-
-
 @dataclass
 class ViewGeometry:
     """A column placed in one view, in pixels, with the per-level quantities the drawing needs."""
@@ -637,8 +274,8 @@ class ViewGeometry:
     def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors (front->back along the superior endplate, and its downward normal)."""
         b = self.bodies[i]
-        e = _unit((b[1] - b[0]) + (b[2] - b[3]))
-        return e, _perp(e)
+        e = unit_vector((b[1] - b[0]) + (b[2] - b[3]))
+        return e, perpendicular(e)
 
     def level_center(self, level: str) -> tuple[np.ndarray, float]:
         """Centre of a level (extrapolated above the first drawn one) and its body width."""
@@ -663,9 +300,6 @@ def make_geometry(levels, bodies, px, end_c, front_c, back_c) -> ViewGeometry:
         infs.append(i)
     return ViewGeometry(tuple(levels), bodies, px, outs, sups, infs)
 
-
-# ---------------------------------------------------------------------------------------------
-# AP view
 
 _EX, _EY = np.array([1.0, 0.0]), np.array([0.0, 1.0])
 
@@ -694,7 +328,7 @@ def _axial_rotation(g: ViewGeometry, an: SpineAnatomy) -> np.ndarray:
     """Axial rotation (-1..1 of the maximum) following the lateral displacement of each body
     from the chord of the column; zero for a straight column."""
     c = g.centers
-    chord = _unit(c[-1] - c[0])
+    chord = unit_vector(c[-1] - c[0])
     rel = c - c[0]
     disp = rel[:, 0] * chord[1] - rel[:, 1] * chord[0]  # signed distance, + = towards image right
     length = np.hypot(*(c[-1] - c[0]))
@@ -711,7 +345,7 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
     # body: trabecular fill, bright cortex (endplates and lateral walls)
     p.bone(g.outlines[i], 0.08 + 0.05 * t, 0.13, 0.02 * w, texture=0.025, mask=masks["Ap_Vertebra"])
     for edge in (g.sup_edges[i], g.inf_edges[i]):  # endplates seen slightly obliquely: bright bands
-        p.bone(_band(edge[1:-1], 0.05 * h), 0.05, 0.0)
+        p.bone(band_polygon(edge[1:-1], 0.05 * h), 0.05, 0.0)
     shift = -rot * 0.22 * w  # axial rotation moves the posterior elements towards the concavity
     # laminae and the arch, seen through the body
     lam = np.array([c - 0.3 * w * e - 0.05 * h * n, c + 0.3 * w * e - 0.05 * h * n,
@@ -729,11 +363,11 @@ def _ap_vertebra(p: Painter, g: ViewGeometry, i: int, rot: float, masks, rng) ->
         # pedicles: oval rings in the upper lateral part; the convex-side one thins with rotation
         narrow = 1.0 - 0.45 * max(0.0, side * rot)
         pc = c + (side * 0.3 * w + shift * 0.55) * e - 0.13 * h * n
-        ped = _ellipse(pc, e, n, 0.085 * w * narrow * rng.uniform(0.92, 1.08), 0.22 * h * rng.uniform(0.92, 1.08))
+        ped = ellipse(pc, e, n, 0.085 * w * narrow * rng.uniform(0.92, 1.08), 0.22 * h * rng.uniform(0.92, 1.08))
         p.bone(ped, 0.04, 0.22, 0.02 * w, mask=masks["Ap_Pedicle"])
     # spinous process: a teardrop at the midline over the lower half of the body
     sp_len = (0.3 if lumbar else 0.36 - 0.1 * t) * h
-    sp = _teardrop(c + 0.22 * h * n + shift * e, e, n, 0.085 * w, sp_len)
+    sp = teardrop(c + 0.22 * h * n + shift * e, e, n, 0.085 * w, sp_len)
     p.bone(sp, 0.04, 0.18, 0.02 * w, mask=masks["Ap_Spinous_Process"])
 
 
@@ -785,7 +419,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     vessels = bg.fine_noise(rng, 0.07 * sp)
     bg.a += lung_soft * (-rng.uniform(0.3, 0.42) + 0.12 * hila + 0.012 * vessels * (0.4 + hila))
     # gastric bubble under the left dome
-    bubble = _ellipse(np.array([xc + 1.8 * w_mid, y_t10 + 1.6 * sp]), _EX, _EY, 0.9 * w_mid, 0.5 * sp, 20)
+    bubble = ellipse(np.array([xc + 1.8 * w_mid, y_t10 + 1.6 * sp]), _EX, _EY, 0.9 * w_mid, 0.5 * sp, 20)
     bg.soft(bg.mask(bubble), -rng.uniform(0.05, 0.25), 0.2 * sp)
     # ribs: posterior arcs (bright) and anterior arcs (faint), clavicles
     post, ant = [], []
@@ -796,11 +430,11 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
             p0 = cv + [side * 0.6 * wv, 0.1 * sp]
             p1 = cv + [side * reach * rng.uniform(0.5, 0.6), (-rng.uniform(0.5, 0.9) + 0.08 * k) * sp]
             p2 = cv + [side * reach, (0.8 + 0.22 * k) * sp]
-            post.append(_band(_bezier(p0, p1, p2, 30), 0.36 * sp * rng.uniform(0.9, 1.1)))
+            post.append(band_polygon(bezier(p0, p1, p2, 30), 0.36 * sp * rng.uniform(0.9, 1.1)))
             if k <= 10:
                 q2 = cv + [side * reach * 0.4, (3.3 + 0.1 * k) * sp]
                 q1 = cv + [side * reach * 1.02, (2.6 + 0.1 * k) * sp]
-                ant.append(_band(_bezier(p2, q1, q2, 30)[:24], 0.42 * sp))
+                ant.append(band_polygon(bezier(p2, q1, q2, 30)[:24], 0.42 * sp))
     bg.bone(bg.mask(*post), 0.015, 0.07, 0.06 * sp)
     bg.bone(bg.mask(*ant), 0.006, 0.025, 0.08 * sp)
     clav = []
@@ -809,7 +443,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
         a0 = np.array([xc + side * 0.7 * w_mid, y3])
         a2 = np.array([xc + side * 1.05 * half, y_t1 - 1.8 * sp])
         a1 = np.array([xc + side * 0.5 * half, y3 - 0.1 * sp])
-        clav.append(_band(_bezier(a0, a1, a2, 30), 0.5 * sp))
+        clav.append(band_polygon(bezier(a0, a1, a2, 30), 0.5 * sp))
     bg.bone(bg.mask(*clav), 0.05, 0.1, 0.1 * sp, 0.3, rng)
     # bowel gas along the colon frame, a few small-bowel loops
     colon = np.array([[xc - 0.6 * half, y_l5 + 0.5 * sp], [xc - 0.62 * half, y_l2], [xc - 0.5 * half, y_t12 + 0.5 * sp],
@@ -825,7 +459,7 @@ def _ap_background(bg: Background, g: ViewGeometry, rng) -> None:
     blobs += [(np.array([xc + rng.uniform(-0.35, 0.35) * half, rng.uniform(y_l2, y_l5 + sp)]), rng.uniform(0.3, 0.5) * sp)
               for _ in range(int(rng.integers(0, 5)))]
     for pt, r in blobs:
-        poly = _blob(pt, r, rng) * sc
+        poly = blob(pt, r, rng) * sc
         draw.polygon(poly.ravel().tolist(), fill=int(rng.integers(60, 200)))
     gas_map = bg.blur(np.asarray(gas), 0.12 * sp)
     bg.a -= gas_map * (0.18 + 0.015 * bg.fine_noise(rng, 0.06 * sp))
@@ -842,11 +476,11 @@ def _ap_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     cx, cy = float(c[0]), float(c[1])
     y_l4 = float(g.level_center("L4")[0][1])
     s1 = c + 0.25 * h * n
-    sacrum = _smooth_closed([s1 - 0.5 * w * e, s1 - 1.0 * w * e + 0.3 * h * n, s1 - 0.6 * w * e + 1.5 * h * n,
+    sacrum = smooth_closed([s1 - 0.5 * w * e, s1 - 1.0 * w * e + 0.3 * h * n, s1 - 0.6 * w * e + 1.5 * h * n,
                              s1 - 0.15 * w * e + 2.8 * h * n, s1 + 0.15 * w * e + 2.8 * h * n,
                              s1 + 0.6 * w * e + 1.5 * h * n, s1 + 1.0 * w * e + 0.3 * h * n, s1 + 0.5 * w * e])
     bg.bone(bg.mask(sacrum), 0.07, 0.1, 0.1 * w, 0.3, rng)
-    foramina = [_ellipse(s1 + side * (0.32 - 0.05 * k) * w * e + (0.55 + 0.5 * k) * h * n, e, n, 0.07 * w, 0.08 * w, 12)
+    foramina = [ellipse(s1 + side * (0.32 - 0.05 * k) * w * e + (0.55 + 0.5 * k) * h * n, e, n, 0.07 * w, 0.08 * w, 12)
                 for k in range(4) for side in (-1, 1)]
     bg.soft(bg.mask(*foramina), -0.06, 0.03 * w)
     wings, rings, femora = [], [], []
@@ -854,27 +488,23 @@ def _ap_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
         def P(dx, yy):
             return np.array([cx + s * dx * w, yy])
 
-        wings.append(_smooth_closed([s1 + s * 0.8 * w * e + 0.2 * h * n, P(1.2, y_l4 + 0.2 * h), P(1.9, y_l4 - 0.4 * h),
+        wings.append(smooth_closed([s1 + s * 0.8 * w * e + 0.2 * h * n, P(1.2, y_l4 + 0.2 * h), P(1.9, y_l4 - 0.4 * h),
                                      P(2.6, y_l4 + 0.1 * h), P(2.9, cy + 0.6 * h), P(2.55, cy + 1.5 * h),
                                      P(2.3, cy + 2.5 * h), P(1.5, cy + 2.6 * h), P(1.1, cy + 1.9 * h),
                                      s1 + s * 0.6 * w * e + 1.4 * h * n]))
-        ring = _smooth_closed([P(0.35, cy + 3.5 * h), P(1.3, cy + 3.2 * h), P(1.8, cy + 3.9 * h),
+        ring = smooth_closed([P(0.35, cy + 3.5 * h), P(1.3, cy + 3.2 * h), P(1.8, cy + 3.9 * h),
                                P(1.4, cy + 4.9 * h), P(0.5, cy + 4.8 * h)])
-        rings.append(_band(np.vstack([ring, ring[:2]]), 0.28 * w))
+        rings.append(band_polygon(np.vstack([ring, ring[:2]]), 0.28 * w))
         head = np.array([cx + s * 2.0 * w, cy + 3.0 * h])
-        femora.append(_ellipse(head, _EX, _EY, 0.62 * w, 0.62 * w, 32))
-        femora.append(_band(np.array([head, head + [s * 0.5 * w, 0.55 * h], head + [s * 0.85 * w, 1.1 * h]]), 0.5 * w))
-        femora.append(_ellipse(head + [s * 0.95 * w, 1.1 * h], _EX, _EY, 0.42 * w, 0.6 * h, 24))
-        femora.append(_band(np.array([head + [s * 0.7 * w, 1.2 * h], head + [s * 0.6 * w, 4.5 * h]]), 0.65 * w))
-    brim = _ellipse(np.array([cx, cy + 2.0 * h]), _EX, _EY, 1.5 * w, 1.8 * h, 48)
-    rings.append(_band(brim[3:22], 0.1 * w))
+        femora.append(ellipse(head, _EX, _EY, 0.62 * w, 0.62 * w, 32))
+        femora.append(band_polygon(np.array([head, head + [s * 0.5 * w, 0.55 * h], head + [s * 0.85 * w, 1.1 * h]]), 0.5 * w))
+        femora.append(ellipse(head + [s * 0.95 * w, 1.1 * h], _EX, _EY, 0.42 * w, 0.6 * h, 24))
+        femora.append(band_polygon(np.array([head + [s * 0.7 * w, 1.2 * h], head + [s * 0.6 * w, 4.5 * h]]), 0.65 * w))
+    brim = ellipse(np.array([cx, cy + 2.0 * h]), _EX, _EY, 1.5 * w, 1.8 * h, 48)
+    rings.append(band_polygon(brim[3:22], 0.1 * w))
     bg.bone(bg.mask(*wings), 0.02, 0.18, 0.2 * w, 0.4, rng)
     bg.bone(bg.mask(*rings), 0.05, 0.1, 0.1 * w, 0.3, rng)
     bg.bone(bg.mask(*femora), 0.1, 0.15, 0.12 * w, 0.3, rng)
-
-
-# ---------------------------------------------------------------------------------------------
-# lateral view
 
 
 def render_lat(an: SpineAnatomy, lat_bodies: np.ndarray, shape: tuple[int, int], rng,
@@ -907,15 +537,15 @@ def _lat_vertebra(p: Painter, g: ViewGeometry, i: int, masks) -> None:
     lumbar = g.levels[i].startswith("L")
     p.bone(g.outlines[i], 0.08 + 0.05 * t, 0.16, 0.025 * D, texture=0.03, mask=masks["Lat_Vertebra"])
     for edge in (g.sup_edges[i], g.inf_edges[i]):
-        p.bone(_band(edge[1:-1], 0.04 * h), 0.04, 0.0)
+        p.bone(band_polygon(edge[1:-1], 0.04 * h), 0.04, 0.0)
     sb = b[1]
-    down = _unit(b[2] - b[1])  # down the posterior wall
+    down = unit_vector(b[2] - b[1])  # down the posterior wall
     # pedicle, then the articular pillar (superior and inferior facets)
     ped = np.array([sb + 0.08 * h * down, sb + 0.1 * h * down + 0.42 * D * e,
                     sb + 0.5 * h * down + 0.42 * D * e, sb + 0.55 * h * down])
     p.bone(ped, 0.03, 0.07, 0.04 * D)
     for dv in (-0.1, 0.8):
-        p.bone(_ellipse(sb + 0.46 * D * e + dv * h * n, e, n, 0.12 * D, 0.22 * h, 20), 0.02, 0.07, 0.03 * D)
+        p.bone(ellipse(sb + 0.46 * D * e + dv * h * n, e, n, 0.12 * D, 0.22 * h, 20), 0.02, 0.07, 0.03 * D)
     # spinous process: from the lamina, pointing backwards and down (steep in the thorax)
     ang = math.radians(float(np.interp(t, [0, 0.35, 0.6, 0.7, 1.0], [35, 50, 35, 14, 6])))
     d = math.cos(ang) * e + math.sin(ang) * n
@@ -970,9 +600,9 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
         pts.append([spine_x(y_db) + 1.1 * D + (x_df - spine_x(y_db) - 1.1 * D) * k,
                     y_db + (y_df - y_db) * k - 1.4 * sp * np.sin(np.pi * k)])
     pts += [[float(skin_front(yy)) + 0.12 * front, yy] for yy in np.linspace(y_df, y_top + 0.8 * sp, 8)[1:]]
-    lungs = bg.mask(_smooth_closed(pts, 2))
+    lungs = bg.mask(smooth_closed(pts, 2))
     lung_soft = bg.blur(lungs, 0.4 * sp)
-    heart = bg.blur(bg.mask(_ellipse(np.array([x_ant + 0.42 * (xs - x_ant), y_df - 1.8 * sp]), _EX, _EY,
+    heart = bg.blur(bg.mask(ellipse(np.array([x_ant + 0.42 * (xs - x_ant), y_df - 1.8 * sp]), _EX, _EY,
                                      0.3 * front, 2.6 * sp)), 0.8 * sp)
     hilum = np.exp(-(((bg.X - (xs - 1.5 * D)) / (1.5 * D)) ** 2 + ((bg.Y - y_t6) / (2.5 * sp)) ** 2))
     vessels = bg.fine_noise(rng, 0.07 * sp)
@@ -985,16 +615,16 @@ def _lat_background(bg: Background, g: ViewGeometry, rng) -> None:
             p0 = cv + [0.9 * D + off * D, off * sp]
             p1 = cv + [-0.3 * front, (2.2 + off) * sp]
             p2 = cv + [-0.75 * front, (3.4 + off) * sp]
-            ribs.append(_band(_bezier(p0, p1, p2, 30), 0.28 * sp))
+            ribs.append(band_polygon(bezier(p0, p1, p2, 30), 0.28 * sp))
     bg.bone(bg.mask(*ribs), 0.006, 0.025, 0.08 * sp)
-    sternum = _band(_bezier(np.array([xs - 0.8 * front, y_t1 + 1.2 * sp]), np.array([xs - 0.95 * front, y_t6]),
+    sternum = band_polygon(bezier(np.array([xs - 0.8 * front, y_t1 + 1.2 * sp]), np.array([xs - 0.95 * front, y_t6]),
                             np.array([xs - 0.88 * front, y_t9]), 20), 0.35 * D)
     bg.bone(bg.mask(sternum), 0.012, 0.04, 0.1 * D)
     # bowel gas anterior to the lumbar spine
     blobs = []
     for _ in range(int(rng.integers(3, 10))):
         gc = np.array([float(c[-1][0]) - rng.uniform(1.3 * D, 0.8 * front), rng.uniform(y_t12, y_l5 + 2 * sp)])
-        blobs.append(_blob(gc, rng.uniform(0.35, 0.8) * sp, rng))
+        blobs.append(blob(gc, rng.uniform(0.35, 0.8) * sp, rng))
     gas = bg.blur(bg.mask(*blobs), 0.12 * sp)
     bg.a -= gas * (0.16 + 0.015 * bg.fine_noise(rng, 0.06 * sp))
     _lat_pelvis(bg, g, rng)
@@ -1013,20 +643,20 @@ def _lat_pelvis(bg: Background, g: ViewGeometry, rng) -> None:
     axis, widths = [], []
     for k in np.linspace(0, 1, 12):
         bend = math.radians(30) * k
-        d = math.cos(bend) * d0 - math.sin(bend) * _perp(d0)  # curving backwards
+        d = math.cos(bend) * d0 - math.sin(bend) * perpendicular(d0)  # curving backwards
         axis.append(top + 3.4 * h * k * d)
         widths.append(D * (0.95 - 0.7 * k))
-    sac = _band(np.array(axis), np.array(widths))
+    sac = band_polygon(np.array(axis), np.array(widths))
     bg.bone(bg.mask(sac), 0.07, 0.1, 0.1 * D, 0.3, rng)
     # iliac wings (two, slightly offset by magnification), femoral heads and shafts
     wing_c = b.mean(axis=0) + 0.3 * D * e + 1.7 * h * n
-    wings = [_smooth_closed(_ellipse(wing_c + off, e, n, 2.0 * D, 1.7 * h, 10) + rng.normal(0, 0.12 * h, (10, 2)))
+    wings = [smooth_closed(ellipse(wing_c + off, e, n, 2.0 * D, 1.7 * h, 10) + rng.normal(0, 0.12 * h, (10, 2)))
              for off in (np.zeros(2), rng.uniform(0.05, 0.15) * D * e)]
     bg.bone(bg.mask(*wings), 0.02, 0.08, 0.18 * D, 0.4, rng)
     head_c = b[3] - 0.4 * D * e + 4.0 * h * n
     femora = []
     for off in (np.zeros(2), 0.12 * D * (e + n)):
         hc = head_c + off
-        femora.append(_ellipse(hc, e, n, 0.62 * D, 0.62 * D, 28))
-        femora.append(_band(np.array([hc, hc + 1.0 * h * n + 0.1 * D * e, hc + 2.5 * h * n + 0.1 * D * e]), 0.75 * D))
+        femora.append(ellipse(hc, e, n, 0.62 * D, 0.62 * D, 28))
+        femora.append(band_polygon(np.array([hc, hc + 1.0 * h * n + 0.1 * D * e, hc + 2.5 * h * n + 0.1 * D * e]), 0.75 * D))
     bg.bone(bg.mask(*femora), 0.05, 0.08, 0.12 * D, 0.3, rng)

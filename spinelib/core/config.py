@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DATASET_ENV = {
     "clinical": "SPINELIB_CLINICAL_DIR",

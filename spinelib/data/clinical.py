@@ -1,7 +1,7 @@
 """The paper's clinical dataset layout, read robustly: ``<root>/<class>/<patient>/<view>/<file>``.
 
 The cleaned layout is ``<root>/<Normal|Damaged>/<patient>/<AP|LAT>/`` holding ``AP.jpg`` or
-``LAT.jpg`` and the masks named as in :mod:`spinelib.structures` (``Ap_Vertebra.png`` ...).
+``LAT.jpg`` and the masks named as in :mod:`spinelib.core.structures` (``Ap_Vertebra.png`` ...).
 The raw release was messier (the paper, section 1.2), and :func:`scan_clinical` copes with:
 
 - view files named ``lat.png``, ``LAT.png``, ``LAT .png``, ``Lat.JPEG``, ``AP.jpg.`` (any case,
@@ -36,8 +36,22 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from spinelib.imageio import ImageReadError, check_size, image_size, read_mask, read_xray, resize_mask
-from spinelib.structures import CLASSES, STRUCTURES, STRUCTURES_BY_VIEW, VIEWS, label_of, view_of
+from spinelib.core.imageio import (
+    ImageReadError,
+    check_size,
+    image_size,
+    read_mask,
+    read_xray,
+    resize_mask,
+)
+from spinelib.core.structures import (
+    CLASSES,
+    STRUCTURES,
+    STRUCTURES_BY_VIEW,
+    VIEWS,
+    label_of,
+    view_of,
+)
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"})
 """File suffixes (lower case) considered as X-ray or mask images."""
@@ -455,7 +469,7 @@ def scan_clinical(root: str | os.PathLike, progress: bool = True) -> ClinicalDat
 # loading pixels
 
 
-def _structures_for(view: str, structures) -> list[str]:
+def structures_for(view: str, structures) -> list[str]:
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {', '.join(VIEWS)}")
     if structures is None:
@@ -479,9 +493,9 @@ def load_view(record: PatientRecord, view: str, size: tuple[int, int] | None = N
 
     Each mask's header size must equal the X-ray's (else :class:`ImageReadError` naming both
     files). With ``size=(h, w)`` the X-ray is resized with anti-aliasing and the masks with
-    :func:`spinelib.imageio.resize_mask` (``mask_method``).
+    :func:`spinelib.core.imageio.resize_mask` (``mask_method``).
     """
-    names = _structures_for(view, structures)
+    names = structures_for(view, structures)
     if view not in record.views:
         raise ValueError(f"patient {record.patient_id!r} ({record.folder}) has no {view} view")
     v = record.views[view]
@@ -524,10 +538,10 @@ def load_segmentation_arrays(dataset: ClinicalDataset, view: str, size: tuple[in
     patient_ids)``. Patients lacking a requested mask are skipped with a warning naming them.
 
     A file that cannot be read (or a mask whose size differs from its X-ray) raises
-    :class:`~spinelib.imageio.ImageReadError` naming it (``on_error="raise"``), or, with
+    :class:`~spinelib.core.imageio.ImageReadError` naming it (``on_error="raise"``), or, with
     ``on_error="skip"``, drops that patient with a warning naming the file and the problem.
     """
-    names = _structures_for(view, structures)
+    names = structures_for(view, structures)
     h, w = check_size(size)
     _check_on_error(on_error)
     usable, skipped = [], []

@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .structures import PAPER_TABLE1
+from spinelib.core.structures import PAPER_TABLE1
+from spinelib.data.segdata import SegmentationData
+from spinelib.seg.experiment import ExperimentResult
 
 # Colour-blind-safe qualitative colours (Okabe-Ito), one per structure slot.
 MASK_COLOURS = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
@@ -150,3 +152,138 @@ def landmarks_overlay(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray
     pts = np.asarray(landmarks).reshape(-1, 2)
     ax.scatter(pts[:, 0], pts[:, 1], s=4, c="#D55E00")
     return ax
+
+
+def plot_history(history: pd.DataFrame, title: str | None = None):
+    """Loss and Dice per epoch, training vs validation; returns a matplotlib ``Figure``."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(history, pd.DataFrame) or history.empty:
+        raise ValueError("plot_history needs a non-empty history DataFrame (history.csv)")
+    pairs = [("loss", "Loss"), ("dice", "Dice")]
+    if not any(c in history.columns for c, _ in pairs):
+        raise ValueError(f"history has neither 'loss' nor 'dice' columns: {list(history.columns)}")
+    epoch = (history["epoch"] + 1) if "epoch" in history.columns else pd.Series(range(1, len(history) + 1))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    for ax, (key, label) in zip(axes, pairs):
+        for col, style, name in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
+            if col in history.columns:
+                ax.plot(epoch, history[col], style, marker="o", ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "dice" in history.columns or "val_dice" in history.columns:
+        axes[1].set_ylim(0, 1)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _case_layers(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    return {"found": t & p, "missed": t & ~p, "false alarm": p & ~t}
+
+
+CASE_COLOURS = ("#E69F00", "#0072B2", "#CC79A7")
+"""found, missed, false alarm: orange, dark blue, reddish purple (Okabe-Ito; light, dark and mid
+grey in grayscale, so the three stay apart in print and for colour-blind readers)."""
+
+
+def short_label(name, width: int = 14) -> str:
+    """A patient name cut to ``width`` characters (AASCE file names run to 30 and overlap their neighbours)."""
+    name = str(name)
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def cases_figure(data: SegmentationData, result: ExperimentResult, structure: str | None = None,
+                 n: int = 3, title: str | None = None):
+    """The ``n`` best and ``n`` worst validation cases of one structure (by Dice), with the
+    found (true and predicted), missed and false-alarm pixels in three colours."""
+    import matplotlib.pyplot as plt
+
+
+    structure = structure or result.structures[0]
+    if structure not in result.structures:
+        raise ValueError(f"{structure!r} is not one of {result.name}'s structures {result.structures}")
+    c_res = result.structures.index(structure)
+    c_dat = data.structures.index(structure)
+    prob = result.val_prob()[..., c_res]
+    cases = result.cases[result.cases["structure"] == structure].sort_values("dice", kind="stable")
+    if np.ptp(cases["dice"].to_numpy(float)) < 1e-9:  # all alike (e.g. every mask black): no best or worst
+        picks = [("CASE", r) for r in cases.iloc[:2 * n].itertuples()]
+    else:
+        picks = [("BEST", r) for r in cases.iloc[::-1][:n].itertuples()] + [("WORST", r) for r in cases.iloc[:n].itertuples()]
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 4.4), squeeze=False)
+    for ax, (label, row) in zip(axes[0], picks):
+        i = int(row.case)
+        t, p = data.val_masks[i, ..., c_dat] > 0.5, prob[i] > 0.5
+        overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0], colours=CASE_COLOURS,
+                title=f"{label}: patient {short_label(row.patient)}\nDice {row.dice:.2f}")
+    fig.suptitle(title or f"{data.source.upper()} - {structure.replace('_', ' ')} ({result.name})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def white_fraction_figure(results: Mapping[str, ExperimentResult], true_fraction: float | None = None):
+    """Predicted white fraction of the validation images per epoch, one line per experiment,
+    against the true fraction (dashed): a collapse to an all-black mask runs along zero."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    markers = "osD^vP*X"
+    for k, (label, r) in enumerate(results.items()):
+        h = r.history
+        if "val_white" in h:  # markers and a small offset keep lines that lie on top of each other visible
+            ax.plot(h["epoch"] + 1 + 0.06 * (k - len(results) / 2), 100 * h["val_white"], marker=markers[k % 8],
+                    ms=4, lw=1.2, label=label)
+        if true_fraction is None:
+            true_fraction = float(r.cases["true_fraction"].mean())
+    if true_fraction is not None:
+        ax.axhline(100 * true_fraction, color="k", ls="--", lw=1, label="true white fraction")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("predicted white pixels (% of image)")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_ylim(bottom=0)  # a share of the image is never negative
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Validation: how much does the network paint white?")
+    fig.tight_layout()
+    return fig
+
+
+def train_val_figure(results: Mapping[str, ExperimentResult]):
+    """Training (solid) and validation (dashed) Dice per epoch, one colour per experiment: a
+    validation curve that stays flat while the training curve rises points at the inference path
+    (e.g. batch-norm moving statistics), not at learning."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for i, (label, r) in enumerate(results.items()):
+        colour = f"C{i}"
+        h = r.history
+        ax.plot(h["epoch"] + 1, h["dice"], "-", color=colour, marker="o", ms=3, label=f"{label}, training")
+        ax.plot(h["epoch"] + 1, h["val_dice"], "--", color=colour, marker="s", ms=3, label=f"{label}, validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def dice_history_figure(results: Mapping[str, ExperimentResult]):
+    """Validation Dice per epoch, one line per experiment."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for label, r in results.items():
+        if "val_dice" in r.history:
+            ax.plot(r.history["epoch"] + 1, r.history["val_dice"], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -14,24 +14,22 @@ baseline on the same folds; thresholds are chosen on validation data only.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
-import pandas as pd
 from keras import layers
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, roc_curve
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from tqdm.auto import tqdm
 
-from spinelib.config import set_seed
-from spinelib.splits import patient_kfold
+from spinelib.core.config import Profile, set_seed
 
 PAPER_HIDDEN: tuple[int, ...] = (20, 12)
+
+
 PAPER_FEATURE_SHAPE: tuple[int, int, int] = (16, 8, 2048)  # ResNet-50 at 512x256, per view
+
+
 PAPER_HEAD_PARAMS = 10_486_045
+
 
 Features = np.ndarray | Sequence[np.ndarray]
 """One array ``(n, ...)``, or one per view (``(ap, lat)``) for :func:`two_view_head`."""
@@ -85,11 +83,11 @@ def two_view_head(feature_shape_ap: Sequence[int], feature_shape_lat: Sequence[i
     return keras.Model([ap, lat], _dense_stack(x, hidden, dropout), name=name)
 
 
-def _n_samples(X: Features) -> int:
+def n_samples(X: Features) -> int:
     return len(X[0]) if isinstance(X, (list, tuple)) else len(X)
 
 
-def _take(X: Features, idx: np.ndarray) -> Features:
+def take_samples(X: Features, idx: np.ndarray) -> Features:
     return [np.asarray(x)[idx] for x in X] if isinstance(X, (list, tuple)) else np.asarray(X)[idx]
 
 
@@ -102,7 +100,7 @@ def flatten_features(X: Features) -> np.ndarray:
     return np.concatenate([np.asarray(p, np.float32).reshape(n, -1) for p in parts], axis=1)
 
 
-def _labels(y, n: int) -> np.ndarray:
+def check_labels(y, n: int) -> np.ndarray:
     y = np.asarray(y).ravel()
     if len(y) != n:
         raise ValueError(f"got {len(y)} labels for {n} samples")
@@ -141,8 +139,8 @@ def train_head(
     if (X_val is None) != (y_val is None):
         raise ValueError("give both X_val and y_val, or neither")
     set_seed(seed)
-    n = _n_samples(X_train)
-    y_train = _labels(y_train, n)
+    n = n_samples(X_train)
+    y_train = check_labels(y_train, n)
     if model is None:
         X_train = flatten_features(X_train)
         X_val = None if X_val is None else flatten_features(X_val)
@@ -154,112 +152,18 @@ def train_head(
     schedule = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=0.1) if lr_decay else lr
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
-    val = None if X_val is None else (X_val, _labels(y_val, _n_samples(X_val)))
+    val = None if X_val is None else (X_val, check_labels(y_val, n_samples(X_val)))
     hist = model.fit(X_train, y_train, validation_data=val, epochs=epochs, batch_size=batch_size,
                      shuffle=True, verbose=verbose, class_weight=class_weight)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
 
 
-def _predict(model: keras.Model, X: Features) -> np.ndarray:
+def predict_head(model: keras.Model, X: Features) -> np.ndarray:
     x = list(X) if isinstance(X, (list, tuple)) else X
     return np.asarray(model.predict(x, verbose=0, batch_size=64)).ravel()
 
 
-def _cv_frame(groups, labels, folds: list[tuple[np.ndarray, np.ndarray]], probs: dict[int, np.ndarray]) -> pd.DataFrame:
-    rows = []
-    for f, (_, val) in enumerate(folds):
-        for i, p in zip(val, probs[f]):
-            rows.append({"index": int(i), "patient_id": str(groups[i]), "fold": f, "y_true": int(labels[i]), "prob": float(p)})
-    return pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
-
-
-def cross_validate(
-    features: Features,
-    labels: Sequence[int],
-    groups: Sequence,
-    k: int = 5,
-    make_model: Callable[[], keras.Model] | None = None,
-    fit_kwargs: dict | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Patient-grouped, stratified k-fold CV of a head; out-of-fold probabilities.
-
-    Returns a DataFrame with one row per sample: ``index, patient_id, fold, y_true, prob``
-    (``prob`` comes from the model that never saw that patient). ``make_model()`` builds a fresh
-    uncompiled model per fold (default: :func:`paper_head` on the flattened features, in which
-    case features are flattened); ``fit_kwargs`` go to :func:`train_head` (epochs, batch_size, lr,
-    lr_decay, ...). Per-fold training histories are in ``df.attrs['histories']``.
-    """
-    n = _n_samples(features)
-    y = _labels(labels, n).astype(int)
-    groups = np.asarray([str(g) for g in groups])
-    if len(groups) != n:
-        raise ValueError(f"got {len(groups)} patient ids for {n} samples")
-    folds = list(patient_kfold(groups, y, k=k, seed=seed))
-    X = features if make_model is not None else flatten_features(features)
-    fit_kwargs = dict(fit_kwargs or {})
-    probs, histories = {}, []
-    for f, (train, val) in enumerate(tqdm(folds, desc="cross-validation", disable=not progress)):
-        model = make_model() if make_model is not None else None
-        model, hist = train_head(_take(X, train), y[train], _take(X, val), y[val], seed=seed + f,
-                                 model=model, **fit_kwargs)
-        probs[f] = _predict(model, _take(X, val))
-        histories.append(hist)
-    df = _cv_frame(groups, y, folds, probs)
-    df.attrs["histories"] = histories
-    return df
-
-
-def logistic_cv(
-    features: Features,
-    labels: Sequence[int],
-    groups: Sequence,
-    k: int = 5,
-    seed: int = 0,
-    C: float = 1.0,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """The same patient folds as :func:`cross_validate` (same ``seed``), with standardised
-    L2-regularised logistic regression, ``p = 1 / (1 + exp(-(w . z + b)))`` on z-scored features.
-
-    Fast and interpretable; fitted pipelines are in ``df.attrs['models']``.
-    """
-    X = flatten_features(features)
-    y = _labels(labels, len(X)).astype(int)
-    groups = np.asarray([str(g) for g in groups])
-    if len(groups) != len(X):
-        raise ValueError(f"got {len(groups)} patient ids for {len(X)} samples")
-    folds = list(patient_kfold(groups, y, k=k, seed=seed))
-    probs, models = {}, []
-    for f, (train, val) in enumerate(tqdm(folds, desc="logistic CV", disable=not progress)):
-        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
-        pipe.fit(X[train], y[train])
-        probs[f] = pipe.predict_proba(X[val])[:, 1]
-        models.append(pipe)
-    df = _cv_frame(groups, y, folds, probs)
-    df.attrs["models"] = models
-    return df
-
-
-def choose_threshold(y_true: Sequence[int], prob: Sequence[float], criterion: str = "youden") -> float:
-    """Decision threshold (predict Damaged when ``prob >= threshold``), chosen on validation data.
-
-    - ``'youden'``: maximise Youden's J = sensitivity + specificity - 1 = TPR - FPR
-    - ``'f1'``: maximise F1 = 2TP / (2TP + FP + FN)
-
-    Ties go to the highest threshold. Use on validation folds only, never on the test fold.
-    """
-    y = _labels(y_true, len(np.asarray(prob).ravel())).astype(int)
-    p = np.asarray(prob, dtype=float).ravel()
-    if len(np.unique(y)) < 2:
-        raise ValueError("choose_threshold needs both classes in y_true")
-    if criterion == "youden":
-        fpr, tpr, thr = roc_curve(y, p)  # thresholds in decreasing order
-        j = np.where(np.isfinite(thr), tpr - fpr, -np.inf)
-        return float(thr[int(np.argmax(j >= j.max() - 1e-12))])  # first = highest among ties
-    if criterion == "f1":
-        cands = np.unique(p)[::-1]
-        scores = np.array([f1_score(y, p >= t, zero_division=0.0) for t in cands])
-        return float(cands[int(np.argmax(scores >= scores.max() - 1e-12))])
-    raise ValueError(f"criterion must be 'youden' or 'f1', got {criterion!r}")
+def paper_fit_kwargs(profile: Profile) -> dict:
+    """The paper's head training (section 3.3): BCE, Adam with a decaying learning rate
+    (1e-4 to 1e-5), ``cls_epochs`` epochs at ``cls_batch_size``."""
+    return {"epochs": int(profile.cls_epochs), "batch_size": int(profile.cls_batch_size), "lr": 1e-4, "lr_decay": True}

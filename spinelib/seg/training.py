@@ -6,7 +6,7 @@ Read top to bottom, in the order data flows:
    plus intensity changes on the X-ray only; seeded, stateless, runs inside ``tf.data``.
 2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``;
    :func:`epoch_dataset` - the training batches, each epoch a function of ``(seed, epoch)``.
-3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.losses`, checkpoints on
+3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.seg.losses`, checkpoints on
    validation Dice, early stopping, learning-rate decay, ``history.csv``, and resume after an
    interruption from ``last.keras``.
 4. :func:`postprocess` - threshold, drop small components, fill holes.
@@ -33,11 +33,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from spinelib.losses import get_loss
-from spinelib.seg_metrics import dice_metric, white_fraction_metric
-
-# --------------------------------------------------------------------------------------------
-# 1. augmentation
+from spinelib.core.runs import write_json
+from spinelib.seg.losses import get_loss
+from spinelib.seg.metrics import dice_metric, white_fraction_metric
 
 AUGMENT_DEFAULTS: dict[str, float | bool] = {
     "rotation": 7.0,  # degrees, uniform in [-7, 7]
@@ -140,10 +138,6 @@ def augment_pair(image, masks, seed, **strengths) -> tuple[tf.Tensor, tf.Tensor]
     image = tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0)
     image = tf.pow(image, gamma)
     return image, masks
-
-
-# --------------------------------------------------------------------------------------------
-# 2. tf.data pipeline
 
 
 def _check_arrays(images, masks, name: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -266,14 +260,12 @@ def epoch_dataset(
     return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(images) / int(batch_size))
 
 
-# --------------------------------------------------------------------------------------------
-# 3. training
-
 DEFAULT_LR = 1e-3
 """Adam's learning rate. The paper says only "Adam"; 1e-3 is Keras's default (what
 ``optimizer="adam"`` gives, most likely the paper's Kaggle setting). Adam normalises each
 parameter's step by its gradient's running RMS, so the unbounded scale of the paper's loss does
 not change the step size."""
+
 
 BEST_MODEL, LAST_MODEL, STATE_FILE, HISTORY_FILE = "best.keras", "last.keras", "train_state.json", "history.csv"
 
@@ -345,13 +337,7 @@ class _ResumeState(keras.callbacks.Callback):
             "stopped_early": bool(self.model.stop_training),
             "config": self.config,
         }
-        _write_json(self.out_dir / STATE_FILE, self.state)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    from spinelib.imageio import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+        write_json(self.out_dir / STATE_FILE, self.state)
 
 
 def _truncate_history(path: Path, n_epochs: int) -> None:
@@ -400,7 +386,7 @@ def train_segmentation(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     lr_schedule: str = "plateau",
 ) -> TrainResult:
-    """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.losses` name or a callable).
+    """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.seg.losses` name or a callable).
 
     Callbacks, all monitoring the validation Dice (``val_dice``, :func:`dice_metric`):
 
@@ -418,13 +404,13 @@ def train_segmentation(
       ``initial_epoch`` up to ``epochs`` in total; a run that stopped early, or already reached
       ``epochs``, is not trained further. Each epoch's order and augmentation are a function
       of ``(seed, epoch)`` (:func:`epoch_dataset`), so an interrupted-then-resumed run ends
-      with the same weights as an uninterrupted one (call :func:`spinelib.config.set_seed`
+      with the same weights as an uninterrupted one (call :func:`spinelib.core.config.set_seed`
       before building the model).
 
     ``callbacks``: extra Keras callbacks, run after the epoch timer and before the checkpoint
     and CSV logger, so values they add to ``logs`` in ``on_epoch_end`` land in ``history.csv``.
 
-    ``seed`` seeds Keras (dropout) and the data pipeline; call :func:`spinelib.config.set_seed`
+    ``seed`` seeds Keras (dropout) and the data pipeline; call :func:`spinelib.core.config.set_seed`
     first for full determinism, including the weight initialisation.
     """
     train_images, train_masks = _check_arrays(train_images, train_masks, "train_")
@@ -517,184 +503,3 @@ def train_segmentation(
     seconds = time.perf_counter() - t0
     per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
     return result(seconds, per_epoch, bool(model.stop_training))
-
-
-# --------------------------------------------------------------------------------------------
-# 4. post-processing
-
-
-def _postprocess_2d(prob: np.ndarray, threshold, min_size_fraction, keep_largest, fill_holes) -> np.ndarray:
-    from scipy import ndimage
-    from skimage.measure import label
-
-    mask = prob > threshold
-    if not mask.any():
-        return mask
-    labels = label(mask, connectivity=2)
-    areas = np.bincount(labels.ravel())
-    areas[0] = 0
-    keep = areas >= min_size_fraction * mask.size
-    keep[0] = False
-    if keep_largest is not None:
-        order = np.argsort(areas)[::-1]
-        largest = np.zeros_like(keep)
-        largest[order[: int(keep_largest)]] = True
-        keep &= largest
-    mask = keep[labels]
-    if fill_holes:
-        mask = ndimage.binary_fill_holes(mask)
-    return mask
-
-
-def postprocess(
-    prob,
-    threshold: float = 0.5,
-    min_size_fraction: float = 0.0005,
-    keep_largest: int | None = None,
-    fill_holes: bool = True,
-) -> np.ndarray:
-    """Probabilities -> clean binary masks, channel by channel.
-
-    1. threshold: ``prob > threshold``;
-    2. drop 8-connected components smaller than ``min_size_fraction`` of the image area
-       (default 0.05 %: 65 px at 512x256; a pedicle there is a few hundred pixels);
-    3. if ``keep_largest=k``, keep only the ``k`` largest remaining components
-       (e.g. 17 vertebrae, or 1 for a single line);
-    4. if ``fill_holes``, fill enclosed holes (``scipy.ndimage.binary_fill_holes``).
-
-    ``prob``: ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)``; returns ``bool`` of the same shape.
-    """
-    prob = np.asarray(prob, dtype=np.float32)
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-    if not 0.0 <= min_size_fraction < 1.0:
-        raise ValueError(f"min_size_fraction must be in [0, 1), got {min_size_fraction}")
-    if keep_largest is not None and (not isinstance(keep_largest, (int, np.integer)) or keep_largest < 1):
-        raise ValueError(f"keep_largest must be None or a positive integer, got {keep_largest!r}")
-    args = (threshold, min_size_fraction, keep_largest, fill_holes)
-    if prob.ndim == 2:
-        return _postprocess_2d(prob, *args)
-    if prob.ndim == 3:
-        return np.stack([_postprocess_2d(prob[..., c], *args) for c in range(prob.shape[-1])], axis=-1)
-    if prob.ndim == 4:
-        return np.stack([postprocess(p, *args) for p in prob])
-    raise ValueError(f"prob must be (H, W), (H, W, C) or (N, H, W, C), got shape {prob.shape}")
-
-
-# --------------------------------------------------------------------------------------------
-# 5. inference
-
-
-def predict(model: keras.Model, images, batch_size: int = 8, tta_flip: bool = False) -> np.ndarray:
-    """Probabilities ``(N, H, W, C)`` for images ``(N, H, W, 1)`` or ``(N, H, W)``.
-
-    With ``tta_flip``, the prediction is the mean of the prediction and the mirrored prediction
-    of the mirrored image, :math:`\\tfrac12[f(x) + F f(F x)]` with :math:`F` the horizontal flip.
-    It helps when the model has seen mirrored images (``augment={"flip": True}``) or the
-    structures are left/right symmetric (AP view).
-    """
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] != 1:
-        raise ValueError(f"images must be (N, H, W, 1) or (N, H, W), got shape {x.shape}")
-    prob = model.predict(x, batch_size=batch_size, verbose=0)
-    if tta_flip:
-        flipped = model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)
-        prob = 0.5 * (prob + flipped[:, :, ::-1])
-    return np.asarray(prob, dtype=np.float32)
-
-
-XRAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom")
-
-
-def predict_folder(
-    model: keras.Model,
-    folder: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    size: tuple[int, int] | None = None,
-    structures: Sequence[str] | None = None,
-    threshold: float = 0.5,
-    tta: bool = False,
-    batch_size: int = 4,
-    postprocess_kwargs: dict | None = None,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Segment every X-ray in ``folder`` and write its masks at the X-ray's original resolution.
-
-    Each file (PNG/JPEG/TIFF/BMP/DICOM, not recursive) is read with
-    :func:`spinelib.imageio.read_xray`, resized to ``size=(h, w)`` (default: the model's input
-    size) and scaled to [0, 1]; the probabilities are resized back (bilinear) to the original
-    size, then :func:`postprocess` -ed (``threshold`` and ``postprocess_kwargs``). Masks are
-    written atomically as 1-bit PNGs ``out_dir/<x-ray stem>/<structure>.png``, the clinical
-    dataset's layout. Returns one row per (image, structure): ``image, structure, mask_path,
-    height, width, fraction``.
-    """
-    from skimage.transform import resize
-    from tqdm.auto import tqdm
-
-    from spinelib.imageio import image_size, read_xray, save_png
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"X-ray folder {folder} does not exist or is not a directory")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in XRAY_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"no X-ray ({', '.join(XRAY_SUFFIXES)}) in {folder}")
-    if size is None:
-        size = tuple(model.input_shape[1:3])
-        if None in size:
-            raise ValueError(f"the model {model.name} accepts any size: pass size=(height, width)")
-    size = (int(size[0]), int(size[1]))
-    n_out = model.output_shape[-1]
-    structures = [f"mask_{c}" for c in range(n_out)] if structures is None else list(structures)
-    if len(structures) != n_out:
-        raise ValueError(f"{len(structures)} structure name(s) for a model with {n_out} output channel(s)")
-    pp = {"threshold": threshold, **(postprocess_kwargs or {})}
-    out = Path(out_dir)
-    rows = []
-    batches = range(0, len(files), batch_size)
-    for start in tqdm(batches, desc="predict_folder", unit="batch", disable=not progress):
-        chunk = files[start:start + batch_size]
-        x = np.stack([read_xray(p, size=size).astype(np.float32) / 255.0 for p in chunk])[..., None]
-        prob = predict(model, x, batch_size=batch_size, tta_flip=tta)
-        for path, p in zip(chunk, prob):
-            h, w = image_size(path)
-            full = resize(p, (h, w, n_out), order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
-            masks = postprocess(full, **pp)
-            for c, structure in enumerate(structures):
-                target = save_png(out / path.stem / f"{structure}.png", masks[..., c])
-                rows.append({"image": path.name, "structure": structure, "mask_path": str(target),
-                             "height": h, "width": w, "fraction": float(masks[..., c].mean())})
-    return pd.DataFrame(rows, columns=["image", "structure", "mask_path", "height", "width", "fraction"])
-
-
-# --------------------------------------------------------------------------------------------
-# 6. figures
-
-
-def plot_history(history: pd.DataFrame, title: str | None = None):
-    """Loss and Dice per epoch, training vs validation; returns a matplotlib ``Figure``."""
-    import matplotlib.pyplot as plt
-
-    if not isinstance(history, pd.DataFrame) or history.empty:
-        raise ValueError("plot_history needs a non-empty history DataFrame (history.csv)")
-    pairs = [("loss", "Loss"), ("dice", "Dice")]
-    if not any(c in history.columns for c, _ in pairs):
-        raise ValueError(f"history has neither 'loss' nor 'dice' columns: {list(history.columns)}")
-    epoch = (history["epoch"] + 1) if "epoch" in history.columns else pd.Series(range(1, len(history) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    for ax, (key, label) in zip(axes, pairs):
-        for col, style, name in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
-            if col in history.columns:
-                ax.plot(epoch, history[col], style, marker="o", ms=3, label=name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if "dice" in history.columns or "val_dice" in history.columns:
-        axes[1].set_ylim(0, 1)
-    if title:
-        fig.suptitle(title)
-    return fig

@@ -1,0 +1,128 @@
+"""Frozen feature extractors: random, ImageNet, a local ResNet-50 file, the in-domain U-Net encoder; cached features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import layers
+from tqdm.auto import tqdm
+
+from spinelib.cls import backbones
+from spinelib.core.config import set_seed
+from spinelib.core.plans import ExperimentSizes
+from spinelib.data.clsdata import ClassificationInputs, resize_images
+from spinelib.data.splits import patient_kfold, patient_split
+from spinelib.seg.inference import load_unet
+
+WEIGHT_LABELS: dict[str, str] = {
+    "random": "random init",
+    "imagenet": "ImageNet",
+    "file": "ImageNet (local file)",
+    "indomain": "in-domain (AASCE vertebra masks)",
+}
+"""How each kind of weights is named in every table of the book."""
+
+
+def weights_label(backbone: str, weights: str) -> str:
+    """``'ResNet-50, random init'``, ``'EfficientNet-Lite0, ImageNet'``, ..."""
+    names = {"resnet50": "ResNet-50", "efficientnet_lite0": "EfficientNet-Lite0", "vgg16": "VGG-16",
+             "inception_v3": "Inception-V3", "unet_encoder": "U-Net encoder"}
+    if weights not in WEIGHT_LABELS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_LABELS)}, got {weights!r}")
+    return f"{names.get(backbone, backbone)}, {WEIGHT_LABELS[weights]}"
+
+
+def resnet50_weights_status(resnet50_weights: str | os.PathLike | None = None) -> tuple[str, str]:
+    """``(weights, message)``: ``('file', ...)`` when a ResNet-50 ImageNet file is found at
+    ``resnet50_weights`` or in Keras's cache, else ``('random', why)``; never downloads."""
+    try:
+        path = backbones.imagenet_weights_file("resnet50", resnet50_weights)
+    except FileNotFoundError as e:
+        return "random", f"No ResNet-50 ImageNet file on this machine, so ResNet-50 runs with random init. {e}"
+    return "file", f"ResNet-50 ImageNet weights read from {path}."
+
+
+@keras.saving.register_keras_serializable(package="spinelib")
+class ScaleTo01(layers.Layer):
+    """``x / 255``: lets a U-Net encoder (trained on [0, 1] images) take 0-255 X-rays."""
+
+    def call(self, x):
+        return keras.ops.cast(x, "float32") / 255.0
+
+
+def indomain_backbone(unet_path: str | os.PathLike, input_shape: tuple[int, int, int] | None = None) -> keras.Model:
+    """The contracting path of a saved U-Net (:func:`spinelib.cls.backbones.encoder_from_unet`),
+    taking 0-255 X-rays like the ImageNet backbones."""
+    unet = load_unet(unet_path)
+    enc = backbones.encoder_from_unet(unet, input_shape=input_shape, name="unet_encoder")
+    inputs = keras.Input(shape=tuple(int(s) for s in enc.input.shape[1:]), name="xray")
+    fp = hashlib.sha256(str(Path(unet_path).resolve()).encode()).hexdigest()[:8]
+    return keras.Model(inputs, enc(ScaleTo01(name="to_0_1")(inputs)), name=f"unet_encoder_{fp}")
+
+
+def feature_backbone(backbone: str, input_shape: tuple[int, int, int], weights: str,
+                     weights_path: str | os.PathLike | None = None) -> keras.Model:
+    """A frozen feature extractor on 0-255 X-rays: ``weights`` is ``'random'``, ``'imagenet'``,
+    ``'file'`` (``weights_path``) or ``'indomain'`` (``weights_path`` = a saved U-Net)."""
+    if weights == "indomain":
+        if weights_path is None:
+            raise ValueError("weights='indomain' needs weights_path: a U-Net saved by train_aasce_unets()")
+        return indomain_backbone(weights_path, input_shape)
+    if weights not in ("random", "imagenet", "file"):
+        raise ValueError(f"weights must be 'random', 'imagenet', 'file' or 'indomain', got {weights!r}")
+    set_seed(0)  # the same random init every run (and so the same feature cache entries)
+    w = {"random": None, "imagenet": "imagenet", "file": "file"}[weights]
+    return backbones.build_backbone(backbone, input_shape, weights=w, weights_path=weights_path)
+
+
+def features_of(backbone: keras.Model, images: np.ndarray, cache_dir: str | os.PathLike | None,
+                batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """:func:`spinelib.cls.backbones.extract_features` with the on-disk cache (images resized to the
+    backbone's input first)."""
+    size = tuple(int(s) for s in backbone.input.shape[1:3])
+    x = resize_images(images, size)
+    return backbones.extract_features(backbone, x, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+
+
+def train_aasce_unets(data: ClassificationInputs, out_dir: str | os.PathLike, sizes: ExperimentSizes,
+                      k: int, seed: int = 0, folds: Sequence[int] | None = None, batch_size: int = 8,
+                      progress: bool = True) -> dict[int, Path]:
+    """In-domain pre-training: one U-Net per fold of the patient cross-validation of ``data``
+    (AASCE), trained on the vertebra masks of that fold's *training* patients only (15 % of them
+    held out for checkpointing), saved as ``out_dir/unet-aasce/fold<f>/best.keras`` and reused.
+
+    Returns ``{fold: path}`` for ``folds`` (default: all ``k``). A finished fold is not retrained
+    (:func:`spinelib.seg.training.train_segmentation` resumes from its folder).
+    """
+    from spinelib.seg.training import train_segmentation
+    from spinelib.seg.unet import unet
+
+    if data.dataset != "aasce" or data.masks is None:
+        raise ValueError("train_aasce_unets needs AASCE inputs with vertebra masks (load_aasce_inputs)")
+    all_folds = list(patient_kfold(data.patient_ids, data.labels, k=k, seed=seed))
+    wanted = range(k) if folds is None else folds
+    x = resize_images(data.ap, sizes.unet_size) / np.float32(255)
+    m = resize_images(data.masks.astype(np.float32), sizes.unet_size, order=0)
+    paths = {}
+    for f in tqdm(list(wanted), desc="in-domain U-Nets", disable=not progress):
+        train, _ = all_folds[f]
+        fold_dir = Path(out_dir) / "unet-aasce" / f"fold{f}"
+        best = fold_dir / "best.keras"
+        state = fold_dir / "train_state.json"
+        done = state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= sizes.unet_epochs
+        if not (best.is_file() and done):
+            inner_tr, inner_val = patient_split(data.patient_ids[train], val_fraction=0.15, seed=seed)
+            tr, va = train[inner_tr], train[inner_val]
+            set_seed(seed + f)
+            model = unet((*sizes.unet_size, 1), filters=sizes.unet_filters)
+            train_segmentation(model, x[tr], m[tr], x[va], m[va], loss="dice", epochs=sizes.unet_epochs,
+                               batch_size=batch_size, out_dir=fold_dir, seed=seed + f, patience=max(3, sizes.unet_epochs),
+                               verbose=0)
+        paths[f] = best
+    return paths

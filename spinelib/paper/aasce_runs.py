@@ -1,0 +1,230 @@
+"""Page 3, real X-rays: the AASCE runs of this page beside the committed long runs, their error budget, Dice per vertebra."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from spinelib.data.segdata import SegmentationData
+from spinelib.seg.experiment import ExperimentResult, input_size, outline_error_summary
+from spinelib.seg.long_runs import LEVELS_FILE, long_run_label, read_long_runs
+from spinelib.seg.spine_crop import full_resolution_dice
+from spinelib.viz import short_label
+
+
+def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                     profile: str = "", data: SegmentationData | None = None) -> pd.DataFrame:
+    """The AASCE vertebra Dice of this page's profile run beside the committed long runs
+    (``<dir>/metrics.json`` written by ``scripts/train_aasce.py``; one folder or several); any
+    may be missing. Long-run rows are labelled ``long run (committed): <network>``, plus the
+    learning-rate schedule, a stride-1 skip and test-time flips when they were used. The ``mask grid`` column
+    says how the masks were drawn at the network's size: runs before
+    :func:`spinelib.data.aasce.scale_landmarks` (no ``mask_convention`` in their record) were trained
+    and scored on masks 0.4 px right of and below the bodies. ``dice, original size`` is the one
+    frame-free measure (:func:`full_resolution_dice`): from the run's record, from a
+    ``rescored.json`` beside it (``scripts/rescore_aasce.py``), or for the profile run computed
+    here when its ``data`` is given. ``wrong pixels on the outline``: the share of wrongly
+    labelled pixels within one pixel of the true outline (:func:`outline_error_summary`, same
+    sources); the rest lie further out (edges off by more than a pixel, or gross errors)."""
+    rows = {}
+    if profile_run is not None:
+        d = profile_run.summary.query("metric == 'dice'").iloc[0]
+        c = profile_run.config
+        rows[f"this page (profile {profile})"] = {
+            "dice": d["mean"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "validation patients": int(d["n"]),
+            "input": "x".join(str(s) for s in input_size(profile_run)),
+            "filters": c["filters"] if c.get("encoder", "none") == "none" else "Lite0", "loss": c["loss"],
+            "epochs": profile_run.epochs_run,
+            "training minutes": profile_run.train_seconds / 60, "mask grid": "pixel centres aligned",
+            "dice, original size": math.nan if data is None else float(full_resolution_dice(
+                data, profile_run.val_prob(), n_boot=10, progress=False).query("metric == 'dice'")["mean"].iloc[0]),
+            "wrong pixels on the outline": math.nan if data is None else outline_error_summary(
+                profile_run.val_prob(), data.val_masks, bands=(1.0,))["within_1px"]["share_of_wrong_pixels"],
+            "source": "computed now",
+        }
+    for path, m in read_long_runs(long_dir):
+        s = m["settings"]
+        original, edges = m.get("dice_original_resolution"), m.get("outline_errors_in_frame")
+        encoder = s.get("encoder", "none")
+        crop = s.get("crop", False)
+        size = "x".join(str(v) for v in s["size"])
+        if crop:
+            size = (f"spine finder {'x'.join(str(v) for v in s['stage1_size'])}, then crops "
+                    f"{'x'.join(str(v) for v in (s.get('crop_size') or s['size']))}; Dice on the full X-ray at {size}")
+        rows[long_run_label(s)] = {
+            "dice": m["dice_mean_over_val_patients"], "ci_low": m["dice_ci95"][0], "ci_high": m["dice_ci95"][1],
+            "validation patients": m["n_val_patients"], "input": size,
+            "filters": s["filters"] if encoder == "none" else "Lite0", "loss": s["loss"], "epochs": m["epochs_run"],
+            "training minutes": m["train_seconds"] / 60,
+            "mask grid": "pixel centres aligned" if m.get("mask_convention") else "naive (0.4 px offset)",
+            "dice, original size": math.nan if original is None else original["mean"],
+            "wrong pixels on the outline": math.nan if edges is None else edges["within_1px"]["share_of_wrong_pixels"],
+            "source": f"{path} (commit {m['git_commit'][:12]})",
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def aasce_error_budget(long_dir: str | os.PathLike | Sequence[str | os.PathLike], yardstick: pd.DataFrame,
+                       size: tuple[int, int], target: float = 0.90) -> pd.DataFrame:
+    """Where the committed AASCE long runs stand, in two measures that say what limits them.
+
+    - ``training fit``: the run's network on its own training images (no augmentation) beside the
+      validation patients (:func:`training_fit`; from the record or its ``rescored.json``). Close
+      together = underfitting: more data, capacity or cleaner labels, not more regularisation.
+    - ``equivalent corner error (px)``: the Gaussian corner error, per coordinate in pixels of
+      ``size``, that would cost as much Dice (interpolated in ``yardstick``, the table of
+      :func:`spinelib.data.aasce.corner_error_dice` at ``size``); only for runs scored at ``size``.
+
+    A last row gives the corner error that ``target`` allows.
+    """
+    if not {"sigma_px", "dice_mean"} <= set(yardstick.columns) or len(yardstick) < 2:
+        raise ValueError("yardstick must be a spinelib.data.aasce.corner_error_dice table with at least 2 sigmas")
+    y = yardstick.sort_values("dice_mean")
+
+    def sigma(d: float) -> float:
+        if not y["dice_mean"].min() <= d <= y["dice_mean"].max():
+            return math.nan  # outside the yardstick: no extrapolation
+        return float(np.interp(d, y["dice_mean"], y["sigma_px"]))
+
+    size = tuple(int(v) for v in size)
+    rows = {}
+    for _, m in read_long_runs(long_dir):
+        fit = m.get("training_fit")
+        dice = m["dice_mean_over_val_patients"]
+        same = tuple(m["settings"]["size"]) == size
+        rows[long_run_label(m["settings"])] = {
+            "dice": dice, "training fit: train": math.nan if fit is None else fit["train"]["mean"],
+            "training fit: validation": math.nan if fit is None else fit["val"]["mean"],
+            "equivalent corner error (px)": sigma(dice) if same else math.nan}
+    rows[f"target {target:g}"] = {"dice": target, "training fit: train": math.nan, "training fit: validation": math.nan,
+                                  "equivalent corner error (px)": sigma(target)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def aasce_level_dice(prob: np.ndarray, data: SegmentationData, reach: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Where on the spine an AASCE network goes wrong, from its validation probabilities ``prob``
+    (``(N, H, W, 1)`` in the network's frame, in the order of ``data.val_*``; masks are drawn
+    again from each X-ray's corners, :func:`spinelib.data.aasce.scale_landmarks`). Returns
+    ``(levels, images)``:
+
+    - ``levels``, one row per validation image and vertebra: ``image, patient, level`` (0 = T1 ...
+      16 = L5), ``vertebra``, ``dice``. Each predicted pixel within ``reach`` px of a true body is
+      given to the nearest body; ``dice`` compares those pixels with that body (a body nothing was
+      predicted for scores 0).
+    - ``images``, one row per validation image: ``image, patient, dice`` (thresholded at 0.5, as
+      the runs are scored), ``stray_share`` (predicted pixels further than ``reach`` from every
+      true body, share of all predicted), ``outside_span_share`` (predicted pixels more than 2 rows
+      above T1's top or below L5's bottom: bodies the labels do not include, such as C7 or the
+      sacrum) and ``dice_within_span`` (the Dice with those removed: what knowing where the
+      labelled span starts and ends would be worth).
+    """
+    from scipy import ndimage as ndi
+
+    from spinelib.data.aasce import (
+        N_VERTEBRAE,
+        VERTEBRA_NAMES,
+        scale_landmarks,
+        vertebra_mask,
+    )
+    from spinelib.seg.metrics import dice
+
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 4 or prob.shape[-1] != 1 or len(prob) != len(data.val_sources):
+        raise ValueError(f"prob must be (N, H, W, 1) with one image per validation X-ray "
+                         f"({len(data.val_sources)}), got {prob.shape}")
+    if not reach > 0:
+        raise ValueError(f"reach must be positive, got {reach!r}")
+    size = prob.shape[1:3]
+    levels, images = [], []
+    for i, (record, p) in enumerate(zip(data.val_sources, prob[..., 0] > 0.5)):
+        lm = scale_landmarks(record["landmarks"], (record["height"], record["width"]), size)
+        label = np.zeros(size, np.int16)
+        for v in range(N_VERTEBRAE):  # one body at a time; where two overlap, the upper keeps the pixel
+            body = vertebra_mask(np.repeat(lm[v:v + 1], N_VERTEBRAE, axis=0), size)
+            label[body & (label == 0)] = v + 1
+        true = label > 0
+        dist, (iy, ix) = ndi.distance_transform_edt(~true, return_indices=True)
+        nearest = np.where(dist <= reach, label[iy, ix], 0)
+        for v in range(N_VERTEBRAE):
+            t, q = label == v + 1, p & (nearest == v + 1)
+            levels.append((i, data.val_ids[i], v, VERTEBRA_NAMES[v], dice(t, q)))
+        rows = np.flatnonzero(true.any(axis=1))
+        inside = np.zeros(size, bool)
+        inside[max(rows[0] - 2, 0):rows[-1] + 3] = True
+        n = max(p.sum(), 1)
+        images.append((i, data.val_ids[i], dice(p, true), (p & (nearest == 0)).sum() / n,
+                       (p & ~inside).sum() / n, dice(p & inside, true)))
+    return (pd.DataFrame(levels, columns=["image", "patient", "level", "vertebra", "dice"]),
+            pd.DataFrame(images, columns=["image", "patient", "dice", "stray_share", "outside_span_share",
+                                          "dice_within_span"]))
+
+
+def aasce_level_summary(levels: pd.DataFrame, images: pd.DataFrame, low: float = 0.7) -> tuple[pd.DataFrame, dict]:
+    """The tables of :func:`aasce_level_dice` summed up over patients (several X-rays of one
+    patient averaged first, as everywhere in the book). Returns ``(per_level, span)``:
+    ``per_level`` indexed by vertebra (T1 ... L5) with ``dice`` (mean over patients) and
+    ``share below <low>`` (of images); ``span``: ``dice``, ``dice_within_span``,
+    ``outside_span_share`` and ``stray_share``, each a mean over patients."""
+    if not 0 < low < 1:
+        raise ValueError(f"low must lie in (0, 1), got {low!r}")
+    per_patient = levels.groupby(["vertebra", "level", "patient"], sort=False)["dice"].mean().reset_index()
+    per_level = per_patient.groupby(["level", "vertebra"])["dice"].mean().reset_index(level=0, drop=True).to_frame()
+    per_level[f"share below {low:g}"] = (levels.assign(low=levels["dice"] < low)
+                                         .groupby("vertebra", sort=False)["low"].mean())
+    cols = ["dice", "dice_within_span", "outside_span_share", "stray_share"]
+    span = {c: float(v) for c, v in images.groupby("patient")[cols].mean().mean().items()}
+    return per_level, span
+
+
+def aasce_level_comparison(long_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                           profile_levels: pd.DataFrame | None = None, profile: str = "") -> pd.DataFrame:
+    """Dice per vertebra (rows T1 ... L5) of this page's run (``profile_levels``: the first table of
+    :func:`aasce_level_summary`) beside each committed long run that has one (``levels.csv``,
+    written by ``scripts/train_aasce.py`` or ``scripts/rescore_aasce.py``), one column per run.
+    A last row ``within labelled span`` gives the run's Dice with the pixels above T1 and below L5
+    removed, and ``all`` the Dice as it is (both means over patients). Every column is scored
+    against the aligned masks (:func:`spinelib.data.aasce.scale_landmarks`), also for runs trained and
+    recorded on the shifted ones, whose ``all`` is then a little below their recorded Dice."""
+    from spinelib.data.aasce import VERTEBRA_NAMES
+
+    cols = {}
+    if profile_levels is not None:
+        cols[f"this page (profile {profile})"] = profile_levels["dice"]
+    spans = {}
+    for path, m in read_long_runs(long_dir):
+        levels = path.parent / LEVELS_FILE
+        if levels.is_file():
+            label = long_run_label(m["settings"]).removeprefix("long run (committed): ")
+            cols[label] = pd.read_csv(levels, index_col="vertebra")["dice"]
+            if m.get("span"):
+                spans[label] = m["span"]
+    out = pd.DataFrame(cols).reindex(list(VERTEBRA_NAMES))
+    for row, key in (("all", "dice"), ("within labelled span", "dice_within_span")):
+        out.loc[row] = [spans[c][key] if c in spans else math.nan for c in out.columns]
+    return out
+
+
+def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice per vertebra",
+                      target: float | None = 0.90):
+    """Lines of :func:`aasce_level_comparison` (the vertebra rows only), one per run, and the
+    ``target`` Dice as a dashed line (``None``: none)."""
+    import matplotlib.pyplot as plt
+
+    from spinelib.data.aasce import VERTEBRA_NAMES
+
+    levels = table.loc[[v for v in VERTEBRA_NAMES if v in table.index]]
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for col in levels.columns:
+        ax.plot(levels.index, levels[col], marker="o", ms=3, label=short_label(col, 70))
+    if target is not None:
+        ax.axhline(target, ls="--", lw=1, color="grey", label=f"target {target:g} (mean over the spine)")
+    ax.set_ylabel("Dice (mean over patients)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center")
+    fig.tight_layout()
+    return fig

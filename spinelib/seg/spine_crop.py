@@ -1,0 +1,190 @@
+"""Spine crops: crop boxes from a (predicted) vertebra mask, cropping and un-cropping, Dice at the original resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from spinelib.data.segdata import SegmentationData, load_original
+from spinelib.seg.experiment import patient_summary
+from spinelib.seg.metrics import evaluate_masks
+
+
+def spine_boxes(masks: np.ndarray, margin: float | tuple[float, float] = 0.1,
+                min_fraction: float = 0.0005) -> np.ndarray:
+    """Crop boxes around the white pixels of (predicted) masks, in relative coordinates.
+
+    ``masks``: ``(N, H, W)`` or ``(N, H, W, C)`` (channels merged) probabilities or binary masks;
+    pixels ``> 0.5`` count, after dropping components smaller than ``min_fraction`` of the
+    image. Returns ``(N, 4)`` rows ``(y0, x0, y1, x1)`` in [0, 1] (the format of
+    ``tf.image.crop_and_resize``): the bounding box widened by ``margin`` times its height and
+    width on every side (``(vertical, horizontal)`` for two different margins), clipped to the
+    image. An image with no white pixel gets the whole image.
+
+    At validation time pass the **predicted** vertebra mask: the ground truth would leak the
+    answer into the input.
+    """
+    from spinelib.seg.inference import postprocess
+
+    m = np.asarray(masks, dtype=np.float32)
+    if m.ndim == 4:
+        m = m.max(axis=-1)
+    if m.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W) or (N, H, W, C), got shape {np.shape(masks)}")
+    my, mx = (margin, margin) if np.isscalar(margin) else (float(margin[0]), float(margin[1]))
+    if my < 0 or mx < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    n, h, w = m.shape
+    boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0]), (n, 1))
+    for i in range(n):
+        keep = postprocess(m[i], min_size_fraction=min_fraction, fill_holes=False)
+        ys, xs = np.nonzero(keep)
+        if ys.size == 0:
+            continue
+        y0, y1 = ys.min() / h, (ys.max() + 1) / h
+        x0, x1 = xs.min() / w, (xs.max() + 1) / w
+        dy, dx = my * (y1 - y0), mx * (x1 - x0)
+        boxes[i] = [max(0.0, y0 - dy), max(0.0, x0 - dx), min(1.0, y1 + dy), min(1.0, x1 + dx)]
+    return boxes
+
+
+def sampling_matrix(n_out: int, n_in: int, offset: float, scale: float, order: int = 1) -> np.ndarray:
+    """``(n_out, n_in)`` weights that resample a 1-D signal: output pixel ``i`` (centre at relative
+    position :math:`u = (i + \\tfrac12)/n_{out}`) reads the input at relative position
+    :math:`t = \\mathrm{offset} + u\\,\\mathrm{scale}`, i.e. input index :math:`t\\,n_{in} - \\tfrac12`
+    (pixel centres aligned, the convention of ``skimage.transform.resize``). Linear (``order=1``) or
+    nearest (``order=0``); rows whose :math:`t` falls outside [0, 1] are zero."""
+    u = (np.arange(n_out) + 0.5) / n_out
+    t = offset + u * scale
+    v = np.clip(t * n_in - 0.5, 0.0, n_in - 1.0)
+    w = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    if order == 0:
+        w[rows, np.minimum(np.floor(v + 0.5).astype(int), n_in - 1)] = 1.0
+    else:
+        lo = np.floor(v).astype(int)
+        f = (v - lo).astype(np.float32)
+        w[rows, lo] += 1.0 - f
+        w[rows, np.minimum(lo + 1, n_in - 1)] += f
+    w[(t < -1e-9) | (t > 1 + 1e-9)] = 0.0
+    return w
+
+
+def _check_boxes(arrays: np.ndarray, boxes) -> np.ndarray:
+    b = np.asarray(boxes, dtype=float)
+    if arrays.ndim != 4 or b.shape != (len(arrays), 4):
+        raise ValueError(f"need (N, H, W, C) arrays and N boxes (y0, x0, y1, x1), got {arrays.shape} and {b.shape}")
+    if not ((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])).all():
+        raise ValueError("every box needs y1 > y0 and x1 > x0")
+    return b
+
+
+def crop_resize(arrays: np.ndarray, boxes: np.ndarray, size: tuple[int, int], masks: bool = False) -> np.ndarray:
+    """Crop each image to its box (relative ``(y0, x0, y1, x1)``, the edges of the region) and
+    resize it to ``size``, pixel centres aligned as in :func:`crop_data` (bilinear for images,
+    nearest-neighbour for ``masks=True``, no anti-aliasing). Returns ``float32 (N, h, w, C)``;
+    :func:`uncrop` is its inverse."""
+    a = np.asarray(arrays, dtype=np.float32)
+    b = _check_boxes(a, boxes)
+    h, w = (int(s) for s in size)
+    order = 0 if masks else 1
+    out = np.zeros((len(a), h, w, a.shape[-1]), np.float32)
+    for i, (y0, x0, y1, x1) in enumerate(b):
+        rows = sampling_matrix(h, a.shape[1], y0, y1 - y0, order)
+        cols = sampling_matrix(w, a.shape[2], x0, x1 - x0, order)
+        out[i] = np.einsum("hH,HWc,wW->hwc", rows, a[i], cols)
+    return out
+
+
+def uncrop(prob: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Put cropped predictions ``(N, h, w, C)`` back into frames of ``size`` (zeros outside the
+    box): the inverse of :func:`crop_resize` and :func:`crop_data`. Each frame pixel samples the
+    crop bilinearly at its own centre, to a fraction of a pixel (no rounding of the box to the
+    frame's pixel grid, which would shift a whole prediction by up to half a pixel)."""
+    prob = np.asarray(prob, dtype=np.float32)
+    b = _check_boxes(prob, boxes)
+    H, W = (int(s) for s in size)
+    out = np.zeros((len(prob), H, W, prob.shape[-1]), np.float32)
+    for i, (y0, x0, y1, x1) in enumerate(b):
+        rows = sampling_matrix(H, prob.shape[1], -y0 / (y1 - y0), 1.0 / (y1 - y0))
+        cols = sampling_matrix(W, prob.shape[2], -x0 / (x1 - x0), 1.0 / (x1 - x0))
+        for c in range(prob.shape[-1]):  # two matrix products per channel (fast at full resolution too)
+            out[i, ..., c] = rows @ prob[i, ..., c] @ cols.T
+    return out
+
+
+def full_resolution_dice(
+    data: SegmentationData,
+    prob: np.ndarray,
+    structures: Sequence[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+    boxes: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Dice, IoU, HD95 at each validation X-ray's **original** size: the probabilities are
+    resized (bilinear) to the X-ray's size, thresholded at 0.5 and compared with the original
+    masks. Frame-independent, so networks of different input sizes (or crops) compare fairly.
+
+    ``boxes``: ``prob`` holds predictions on crops (:func:`crop_data`, relative boxes
+    ``(y0, x0, y1, x1)``, one per validation image); each goes straight back into its X-ray at
+    the original size (:func:`uncrop`), never through a smaller frame, so a crop network keeps
+    the finer pixels it worked on. Returns the per-patient summary (:func:`summarise`)."""
+    from skimage.transform import resize
+
+    names = list(structures or data.structures)
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.shape[0] != len(data.val_sources) or prob.shape[-1] != len(names):
+        raise ValueError(f"prob {prob.shape} does not match {len(data.val_sources)} validation images x {len(names)} structures")
+    if boxes is not None and np.shape(boxes) != (len(prob), 4):
+        raise ValueError(f"boxes must be ({len(prob)}, 4), one per validation image, got {np.shape(boxes)}")
+    frames = []
+    for i, record in enumerate(tqdm(data.val_sources, desc="full-resolution Dice", disable=not progress)):
+        _, masks = load_original(data, record, names)
+        if boxes is None:
+            full = resize(prob[i], masks.shape, order=1, preserve_range=True, anti_aliasing=False) > 0.5
+        else:
+            full = uncrop(prob[i:i + 1], np.asarray(boxes)[i:i + 1], masks.shape[:2])[0] > 0.5
+        cases = evaluate_masks(masks[None], full[None].astype(np.float32), names, case_ids=[i])
+        cases.insert(1, "patient", data.val_ids[i])
+        frames.append(cases)
+    return patient_summary(pd.concat(frames, ignore_index=True), n_boot, seed)
+
+
+def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.ndarray, size: tuple[int, int],
+              structures: Sequence[str] | None = None, progress: bool = True) -> SegmentationData:
+    """A new problem of spine crops, cut from the **original-resolution** X-rays and masks
+    (:func:`load_original`; clinical layout or AASCE).
+
+    ``boxes_train`` may come from the true masks (training targets), ``boxes_val`` must come from
+    a prediction. Crops are resized to ``size`` (image anti-aliased, masks nearest-neighbour).
+    """
+    from spinelib.core.imageio import resize_image, resize_mask
+
+    names = list(structures or data.structures)
+
+    def cut(records, boxes, label):
+        x = np.zeros((len(records), *size, 1), np.float32)
+        y = np.zeros((len(records), *size, len(names)), np.float32)
+        for i, (record, box) in enumerate(tqdm(list(zip(records, boxes)), desc=f"crop {label}", disable=not progress)):
+            image, masks = load_original(data, record, names)
+            H, W = image.shape
+            # the box's edges snapped to the nearest pixel edge of the original (at most half an
+            # original pixel off, which :func:`uncrop` does not see)
+            r0, c0 = int(round(box[0] * H)), int(round(box[1] * W))
+            r1, c1 = max(int(round(box[2] * H)), r0 + 2), max(int(round(box[3] * W)), c0 + 2)
+            x[i, ..., 0] = resize_image(image[r0:r1, c0:c1], size) / np.float32(255.0)
+            for c in range(len(names)):
+                y[i, ..., c] = resize_mask(masks[r0:r1, c0:c1, c], size)
+        return x, y
+
+    if len(boxes_train) != len(data.train_sources) or len(boxes_val) != len(data.val_sources):
+        raise ValueError("one box per training and per validation image is needed")
+    tx, ty = cut(data.train_sources, boxes_train, "train")
+    vx, vy = cut(data.val_sources, boxes_val, "validation")
+    return replace(data, name=f"{data.name} spine crop", structures=tuple(names), train_images=tx,
+                   train_masks=ty, val_images=vx, val_masks=vy)
