@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from spinelib.cls import cv, extractors
+from spinelib.cls import cv, extractors, heads
 from spinelib.cls import metrics as cls_metrics
 from spinelib.core import plans, runs
 from spinelib.core.config import get_profile
@@ -222,7 +222,7 @@ def test_load_synthetic_inputs(tiny_synthetic):
 def test_feature_grad_cam_points_at_the_evidence():
     # a head whose score grows with the feature at location (1, 0) of view 0, channel 0
     feats = [np.ones((2, 2, 3), np.float32), np.ones((2, 2, 3), np.float32)]
-    head = final_classifier.C.paper_head(24, hidden=(1,))
+    head = heads.paper_head(24, hidden=(1,))
     w = np.zeros((24, 1), np.float32)
     w[(1 * 2 + 0) * 3 + 0, 0] = 1.0
     head.layers[1].set_weights([w, np.zeros(1, np.float32)])
