@@ -24,13 +24,11 @@ import argparse
 import io
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 CONFIGS = [  # (height, width, filters, n_classes)
     (512, 256, 32, 1),

@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python scripts/make_reliability_table.py           # run the corpus, rewrite the page
-    .venv/bin/python scripts/make_reliability_table.py --check   # exit 1 if the page is out of date
+    .venv/bin/python -m scripts.make_reliability_table           # from the repository root: run the corpus, rewrite the page
+    .venv/bin/python -m scripts.make_reliability_table --check   # exit 1 if the page is out of date
 
 Every case is made afresh in a temporary folder and run by ``run_case`` (the same function the
 tests use), inside ``assert_unchanged`` over its input tree; the counts on the page are what this
@@ -44,9 +44,8 @@ def _cell(text: str, limit: int = 170) -> str:
 
 def run_corpus() -> tuple[list[dict], dict]:
     """Run every case; returns (rows, counts)."""
-    sys.path[:0] = [str(REPO), str(REPO / "tests")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import test_bad_inputs as corpus
+    from tests import test_bad_inputs as corpus  # run from the repository root: python -m scripts.make_reliability_table
 
     from spinelib.core.provenance import InputsChangedError
 
@@ -124,7 +123,7 @@ def main(argv=None) -> int:
         print(f"{r['status'].upper()}: {r['kind']}: {r['message']}", file=sys.stderr)
     if args.check:
         if new != text:
-            print(f"{PAGE} is out of date: run scripts/make_reliability_table.py", file=sys.stderr)
+            print(f"{PAGE} is out of date: run python -m scripts.make_reliability_table", file=sys.stderr)
             return 1
     elif new != text:
         from spinelib.core.imageio import atomic_write_bytes

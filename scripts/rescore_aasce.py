@@ -25,8 +25,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import numpy as np
-    from train_aasce import git_commit, write_readme
 
     from spinelib.core.config import dataset_missing_message, find_dataset
+    from spinelib.core.provenance import git_commit
     from spinelib.data import segdata
     from spinelib.paper import aasce_runs
     from spinelib.seg import experiment, long_runs, spine_crop
@@ -78,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "command": ".venv/bin/python scripts/rescore_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(REPO, mark_dirty=True),
         "probabilities": "the run's own validation probabilities (float16), no retraining",
         "dice_in_frame_aligned_masks": dice(frame),
         "dice_original_resolution": dice(full) | {
@@ -109,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             {"command": before.get("command"), "git_commit": before.get("git_commit")}]
     path.write_text(json.dumps(out, indent=2))
     per_level.to_csv(record / long_runs.LEVELS_FILE)
-    write_readme(record, metrics)  # the README shows what rescored.json adds
+    long_runs.write_readme(record, metrics)  # the README shows what rescored.json adds
     print(json.dumps(out, indent=2))
     return 0
 

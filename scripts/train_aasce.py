@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,17 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -95,75 +83,19 @@ def record_long_run(out: Path, seed: int = 0) -> Path:
                                    name=out.name)
 
 
-def write_readme(out: Path, metrics: dict) -> Path:
-    """``<out>/README.md``: the run's command, commit, Dice and times, from its ``metrics.json``."""
-    from spinelib.seg.long_runs import LEVELS_FILE
-
-    crop = metrics["settings"].get("crop", False)
-    plain = metrics.get("dice_without_tta")
-    text = (
-        "# AASCE vertebra U-Net: the long run\n\n"
-        "Real AASCE AP X-rays, validation split by patient. Produced by\n\n"
-        f"    {metrics['command']}\n\n"
-        f"at git commit `{metrics['git_commit']}`, on {metrics['cpu_count']} CPU cores "
-        f"(1-min load average {metrics['load_average_1min_at_start']} at the start, "
-        f"{metrics['load_average_1min_at_end']} at the end).\n\n"
-        f"Mean validation Dice over {metrics['n_val_patients']} patients: {metrics['dice_mean_over_val_patients']:.4f} "
-        f"(95 % bootstrap CI {metrics['dice_ci95'][0]:.4f}-{metrics['dice_ci95'][1]:.4f}); "
-        f"{metrics['epochs_run']} epochs{' (two stages: spine finder, then crops)' if crop else ''}, "
-        f"{metrics['train_seconds'] / 60:.1f} min of training, "
-        f"{metrics['wall_seconds_this_call'] / 60:.1f} min wall time for this call.\n\n"
-    )
-    if plain:
-        text += (f"Without the flip test-time augmentation the same network gives {plain['mean']:.4f} "
-                 f"(95 % CI {plain['ci95'][0]:.4f}-{plain['ci95'][1]:.4f}).\n\n")
-    rescored = out / "rescored.json"
-    again = json.loads(rescored.read_text()) if rescored.is_file() else {}
-    afterwards = " (measured afterwards from the run's saved probabilities by `scripts/rescore_aasce.py`)"
-
-    def field(name: str, note: str = afterwards) -> tuple[dict | None, str]:
-        """The record's own value, else the one rescore_aasce.py measured later (and a note saying so)."""
-        return (metrics[name], "") if metrics.get(name) else (again.get(name), note)
-
-    fit, how = field("training_fit", " (measured afterwards with the run's network by "
-                                     "`scripts/rescore_aasce.py --training-fit`)")
-    if fit:
-        text += (f"Training fit, no augmentation, no TTA, in {fit['frame']}{how}: Dice "
-                 f"{fit['train']['mean']:.4f} over its {fit['n_train_patients']} training patients against "
-                 f"{fit['val']['mean']:.4f} over the {fit['n_val_patients']} validation patients (not a validation "
-                 "number: close together means the network underfits, far apart that it overfits).\n\n")
-    span, how = field("span")
-    if span:
-        text += (f"Where it errs{how}: {span['outside_span_share']:.1%} of the predicted pixels lie more than two rows "
-                 f"above T1 or below L5 (bodies the labels leave out); with them removed the Dice would be "
-                 f"{span['dice_within_span']:.4f}. Dice per vertebra, T1 to L5: `{LEVELS_FILE}`.\n\n")
-    original, how = field("dice_original_resolution")
-    if original:
-        text += (f"At each X-ray's own size (probabilities put back, masks drawn there): Dice {original['mean']:.4f} "
-                 f"(95 % CI {original['ci95'][0]:.4f}-{original['ci95'][1]:.4f}){how}.\n\n")
-    if metrics.get("mask_convention"):
-        text += ("Masks: the corners scaled with pixel centres aligned to the resized X-ray "
-                 "(`spinelib.data.aasce.scale_landmarks`).\n\n")
-    text += ("Files: `metrics.json` (everything above), `cases.csv` (per validation image), `history.csv`, "
-             "`history.png`, `cases.png` (best and worst validation patients)"
-             + (f", `{LEVELS_FILE}` (Dice per vertebra)" if (out / LEVELS_FILE).is_file() else "") + ".\n")
-    path = out / "README.md"
-    path.write_text(text)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
-    commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
     from spinelib import viz
     from spinelib.core.config import dataset_missing_message, find_dataset
+    from spinelib.core.provenance import git_commit
     from spinelib.data import segdata
     from spinelib.paper import aasce_runs
     from spinelib.seg import experiment, long_runs, spine_crop
     from spinelib.viz import plot_history
 
+    commit = git_commit(REPO, mark_dirty=True)  # the code this run starts from (HEAD may move while it trains)
     root = find_dataset("aasce", args.aasce_dir)
     if root is None:
         print(dataset_missing_message("aasce"), file=sys.stderr)
@@ -292,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     fig.savefig(out / "history.png", dpi=70)
     fig = viz.cases_figure(figure_data, figure_result, n=3)
     fig.savefig(out / "cases.png", dpi=70)
-    write_readme(out, metrics)
+    long_runs.write_readme(out, metrics)
     record_long_run(out, args.seed)
     print(json.dumps({k: metrics[k] for k in ("dice_mean_over_val_patients", "dice_ci95", "epochs_run",
                                               "train_seconds", "wall_seconds_this_call")}))

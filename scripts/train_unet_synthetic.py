@@ -28,8 +28,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,17 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
-    from train_aasce import git_commit
-
     from spinelib import viz
     from spinelib.core import config, plans
+    from spinelib.core.provenance import git_commit
     from spinelib.data import segdata
     from spinelib.data.synthetic import generator
     from spinelib.paper import report, table3_unet
     from spinelib.seg import experiment
     from spinelib.viz import plot_history
 
-    commit = git_commit()  # the code this run starts from (HEAD may move while it trains)
+    commit = git_commit(REPO, mark_dirty=True)  # the code this run starts from (HEAD may move while it trains)
 
     h, w = args.size
     plan = plans.PagePlan(

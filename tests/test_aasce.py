@@ -250,7 +250,7 @@ def test_scale_landmarks_aligns_pixel_centres():
 
 @needs_aasce
 def test_mask_grid_agreement_on_real_images(real):
-    from spinelib.data.aasce import mask_grid_agreement
+    from spinelib.seg.aasce_masks import mask_grid_agreement
 
     table = mask_grid_agreement(real, (384, 192), max_images=5, progress=False)
     assert len(table) == 5 and table["image_name"].tolist() == real["image_name"].iloc[:5].tolist()
@@ -261,7 +261,7 @@ def test_mask_grid_agreement_on_real_images(real):
 
 @needs_aasce
 def test_corner_error_dice_falls_with_the_corner_error(real):
-    from spinelib.data.aasce import corner_error_dice
+    from spinelib.seg.aasce_masks import corner_error_dice
 
     table = corner_error_dice(real, (384, 192), sigmas=(0.0, 0.5, 2.0), max_images=6, progress=False)
     assert table["sigma_px"].tolist() == [0.0, 0.5, 2.0] and (table["images"] == 6).all()

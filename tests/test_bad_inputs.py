@@ -11,7 +11,7 @@
 ``loaded``    the input is read, and a check asserts what was read.
 
 Every call runs inside :func:`spinelib.core.provenance.assert_unchanged` over the input tree: no
-loader may add, remove or change an input file. ``scripts/make_reliability_table.py`` runs the
+loader may add, remove or change an input file. ``python -m scripts.make_reliability_table`` runs the
 same table (:func:`run_case`) and writes the book's table of behaviours.
 """
 
@@ -897,10 +897,10 @@ def test_bad_input(case, tmp_path):
 def test_the_book_page_lists_every_kind():
     page = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
     if not page.exists():
-        pytest.skip("docs/reliability.md not generated yet (scripts/make_reliability_table.py)")
+        pytest.skip("docs/reliability.md not generated yet (python -m scripts.make_reliability_table)")
     text = page.read_text()
     missing = [c.kind for c in CASES if " ".join(c.kind.split()).replace("|", "\\|") not in text]
-    assert not missing, f"docs/reliability.md is stale, rerun scripts/make_reliability_table.py: {missing}"
+    assert not missing, f"docs/reliability.md is stale, rerun python -m scripts.make_reliability_table: {missing}"
 
 
 def test_assert_unchanged_catches_a_loader_that_writes(tmp_path):

@@ -19,6 +19,7 @@ from spinelib.core.structures import STRUCTURES
 from spinelib.data import clsdata
 from spinelib.data.splits import patient_kfold
 from spinelib.paper import final_classifier, table4_backbones
+from spinelib.seg import experiment
 
 
 def _separable(n_patients=20, d=6, seed=0):
@@ -183,10 +184,10 @@ def test_indomain_unets_per_fold_and_encoder(tmp_path):
     assert data.ap.shape == (8, 64, 32, 1) and data.ap.max() > 1 and data.masks.dtype == bool
     assert len(np.unique(data.patient_ids)) == 4
     sizes = plans.experiment_sizes(get_profile("tiny"))
-    paths = extractors.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
+    paths = experiment.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
     assert list(paths) == [0] and paths[0].is_file()
     mtime = paths[0].stat().st_mtime
-    extractors.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
+    experiment.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
     assert paths[0].stat().st_mtime == mtime  # reused, not retrained
     enc = extractors.feature_backbone("unet_encoder", (*sizes.unet_size, 1), "indomain", weights_path=paths[0])
     feats = extractors.features_of(enc, data.ap, tmp_path / "cache", progress=False)

@@ -97,11 +97,10 @@ def test_train_aasce_writes_its_record_and_changes_no_input(tmp_path, variant):
         third = json.loads((out / "rescored.json").read_text())
         assert third["training_fit"] == again["training_fit"]  # kept from the earlier rescoring
         assert "--training-fit" in third["earlier_commands"][-1]["command"] and "--training-fit" not in third["command"]
-        sys.path.insert(0, str(REPO_ROOT / "scripts"))
-        import train_aasce
+        from spinelib.seg import long_runs
 
         older = {k: v for k, v in m.items() if k not in ("dice_original_resolution", "training_fit", "span")}  # before the fields
-        text = train_aasce.write_readme(out, older).read_text()
+        text = long_runs.write_readme(out, older).read_text()
         assert "measured afterwards from the run's saved probabilities" in text
         assert "Where it errs (measured afterwards" in text
         assert "rescore_aasce.py --training-fit" in text

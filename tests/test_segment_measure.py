@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from spinelib.cls import cv, segment_measure
+from spinelib.cls import cv
 from spinelib.core import plans
 from spinelib.core.config import get_profile
 from spinelib.core.provenance import assert_unchanged
 from spinelib.data import clsdata
 from spinelib.data.synthetic.generator import generate_dataset
 from spinelib.geometry.morphometrics import SYNTHETIC_FEATURES
-from spinelib.paper import final_classifier
+from spinelib.paper import final_classifier, segment_measure
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 (:mod:`~spinelib.cls.backbones`), frozen feature extractors (:mod:`~spinelib.cls.extractors`), the
 paper's dense head (:mod:`~spinelib.cls.heads`), cross-validation by patient (:mod:`~spinelib.cls.cv`),
 metrics (:mod:`~spinelib.cls.metrics`), Grad-CAM (:mod:`~spinelib.cls.gradcam`) and morphometrics
-from predicted masks (:mod:`~spinelib.cls.segment_measure`)."""
+from predicted masks (:mod:`~spinelib.paper.segment_measure`)."""
 
 import os
 

@@ -403,3 +403,11 @@ def extract_features(
             if cache is not None:
                 cache.put(entry[i], f)
     return out
+
+
+def load_unet(path: str | os.PathLike) -> keras.Model:
+    """A U-Net saved by :func:`spinelib.seg.training.train_segmentation` (no optimizer)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no saved U-Net at {p}")
+    return keras.models.load_model(p, compile=False)

@@ -234,24 +234,49 @@ def _version(dists: tuple[str, ...]) -> str | None:
     return None
 
 
-def _git_commit(repo: Path) -> str | None:
-    """The checked-out commit, read from ``.git`` without running git (None when unknown)."""
-    git = repo / ".git"
+def _read_git_head(git: Path) -> str | None:
+    """The commit ``.git/HEAD`` names, read from the files (a worktree's ``.git`` file is followed)."""
+    if git.is_file():  # a worktree: "gitdir: <path>"
+        text = git.read_text().strip()
+        if not text.startswith("gitdir:"):
+            return None
+        git = (git.parent / text.split(":", 1)[1].strip()).resolve()
+        common = git / "commondir"
+        refs = (git / common.read_text().strip()).resolve() if common.is_file() else git
+    else:
+        refs = git
+    head = (git / "HEAD").read_text().strip()
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head.split(":", 1)[1].strip()
+    if (refs / ref).is_file():
+        return (refs / ref).read_text().strip()
+    packed = refs / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            if line.endswith(" " + ref):
+                return line.split(" ", 1)[0]
+    return None
+
+
+def git_commit(repo: str | os.PathLike, mark_dirty: bool = False) -> str | None:
+    """The checked-out commit of ``repo``, read from ``.git`` without running git (None when
+    unknown). With ``mark_dirty`` (the long-run records), ``git status`` is asked whether tracked
+    files differ, and ``" (with uncommitted changes)"`` is appended when they do."""
+    import subprocess
+
     try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head or None
-        ref = head.split(":", 1)[1].strip()
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()
-        packed = git / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                if line.endswith(" " + ref):
-                    return line.split(" ", 1)[0]
+        commit = _read_git_head(Path(repo) / ".git")
     except OSError:
         return None
-    return None
+    if commit is None or not mark_dirty:
+        return commit
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return commit
+    return commit + (" (with uncommitted changes)" if dirty else "")
 
 
 def run_info(profile=None, seed: int | None = None,
@@ -289,7 +314,7 @@ def run_info(profile=None, seed: int | None = None,
     if packages["spinelib"] is None:
         packages["spinelib"] = __version__
     return {
-        "spinelib": {"version": __version__, "git_commit": _git_commit(REPO_ROOT)},
+        "spinelib": {"version": __version__, "git_commit": git_commit(REPO_ROOT)},
         "packages": packages,
         "python": platform.python_version(),
         "platform": {"system": platform.system(), "release": platform.release(),

@@ -77,12 +77,12 @@ def aasce_error_budget(long_dir: str | os.PathLike | Sequence[str | os.PathLike]
       together = underfitting: more data, capacity or cleaner labels, not more regularisation.
     - ``equivalent corner error (px)``: the Gaussian corner error, per coordinate in pixels of
       ``size``, that would cost as much Dice (interpolated in ``yardstick``, the table of
-      :func:`spinelib.data.aasce.corner_error_dice` at ``size``); only for runs scored at ``size``.
+      :func:`spinelib.seg.aasce_masks.corner_error_dice` at ``size``); only for runs scored at ``size``.
 
     A last row gives the corner error that ``target`` allows.
     """
     if not {"sigma_px", "dice_mean"} <= set(yardstick.columns) or len(yardstick) < 2:
-        raise ValueError("yardstick must be a spinelib.data.aasce.corner_error_dice table with at least 2 sigmas")
+        raise ValueError("yardstick must be a spinelib.seg.aasce_masks.corner_error_dice table with at least 2 sigmas")
     y = yardstick.sort_values("dice_mean")
 
     def sigma(d: float) -> float:

@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from spinelib.cls import cv
+from spinelib.cls.backbones import load_unet
 from spinelib.cls.cv import (
     CVResult,
     cached_run,
@@ -50,7 +51,6 @@ from spinelib.core.plans import ExperimentSizes
 from spinelib.core.runs import config_key
 from spinelib.data.clsdata import ClassificationInputs, resize_images
 from spinelib.data.splits import patient_kfold
-from spinelib.seg.inference import load_unet
 
 
 def evaluation_tables(oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0, criterion: str = "youden",

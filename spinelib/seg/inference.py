@@ -154,9 +154,3 @@ def predict_folder(
     return pd.DataFrame(rows, columns=["image", "structure", "mask_path", "height", "width", "fraction"])
 
 
-def load_unet(path: str | os.PathLike) -> keras.Model:
-    """A U-Net saved by :func:`spinelib.seg.training.train_segmentation` (no optimizer)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no saved U-Net at {p}")
-    return keras.models.load_model(p, compile=False)

@@ -98,11 +98,12 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
     ``out_dir``."""
     from skimage.transform import resize
 
+    from spinelib.cls.backbones import load_unet
     from spinelib.core.imageio import atomic_write_bytes, read_xray
     from spinelib.core.runs import config_key
     from spinelib.data.clinical import load_view
     from spinelib.geometry import morphometrics
-    from spinelib.seg.inference import load_unet, predict
+    from spinelib.seg.inference import predict
     from spinelib.seg.metrics import dice as dice_score
 
     if data.dataset != "synthetic" or data.root is None:
