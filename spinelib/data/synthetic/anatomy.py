@@ -368,3 +368,57 @@ def body_outline(corners: np.ndarray, end_concavity: float, front_concavity: flo
     front = _curved_edge(if_, sf, cen, front_concavity * w, k)
     outline = smooth_closed(np.concatenate([sup, back, inf, front]), 3)
     return outline, np.vstack([sup, sb]), np.vstack([inf, if_])[::-1]
+
+
+@dataclass
+class ViewGeometry:
+    """A column placed in one view, in pixels, with the per-level quantities the drawing needs."""
+
+    levels: tuple[str, ...]
+    bodies: np.ndarray  # (n, 4, 2)
+    px: float
+    outlines: list[np.ndarray]
+    sup_edges: list[np.ndarray]
+    inf_edges: list[np.ndarray]
+
+    @property
+    def centers(self) -> np.ndarray:
+        return self.bodies.mean(axis=1)
+
+    def width(self, i: int) -> float:
+        b = self.bodies[i]
+        return float((np.hypot(*(b[1] - b[0])) + np.hypot(*(b[2] - b[3]))) / 2)
+
+    def height(self, i: int) -> float:
+        b = self.bodies[i]
+        return float((np.hypot(*(b[3] - b[0])) + np.hypot(*(b[2] - b[1]))) / 2)
+
+    def frame(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors (front->back along the superior endplate, and its downward normal)."""
+        b = self.bodies[i]
+        e = unit_vector((b[1] - b[0]) + (b[2] - b[3]))
+        return e, perpendicular(e)
+
+    def level_center(self, level: str) -> tuple[np.ndarray, float]:
+        """Centre of a level (extrapolated above the first drawn one) and its body width."""
+        if level in self.levels:
+            i = self.levels.index(level)
+            return self.centers[i], self.width(i)
+        k = LEVELS.index(self.levels[0]) - LEVELS.index(level)
+        c = self.centers
+        step = (c[min(3, len(c) - 1)] - c[0]) / max(min(3, len(c) - 1), 1)
+        return c[0] - k * step, self.width(0) * 0.96**k
+
+    def disk_polygons(self) -> list[np.ndarray]:
+        return [np.vstack([self.inf_edges[i], self.sup_edges[i + 1][::-1]]) for i in range(len(self.levels) - 1)]
+
+
+
+def make_geometry(levels, bodies, px, end_c, front_c, back_c) -> ViewGeometry:
+    outs, sups, infs = [], [], []
+    for b in bodies:
+        o, s, i = body_outline(b, end_c, front_c, back_c)
+        outs.append(o)
+        sups.append(s)
+        infs.append(i)
+    return ViewGeometry(tuple(levels), bodies, px, outs, sups, infs)

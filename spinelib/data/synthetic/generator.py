@@ -61,13 +61,14 @@ from spinelib.data.synthetic.anatomy import (
     LEVELS,
     PATHOLOGY_KINDS,
     SpineAnatomy,
+    ViewGeometry,
     cobb_angle,
     endplate_angles,
     fit_ap_amplitude,
     lat_column,
     sample_anatomy,
 )
-from spinelib.data.synthetic.rendering import ViewGeometry, render_ap, render_lat
+from spinelib.data.synthetic.rendering import render_ap, render_lat
 
 __all__ = [
     "GENERATOR_VERSION", "IRREGULARITIES", "LEVELS", "METADATA_COLUMNS", "PATHOLOGY_KINDS", "SyntheticConfig",
