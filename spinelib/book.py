@@ -87,6 +87,24 @@ def run_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path | Non
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
+def hide_injected_parameters(notebook: str | os.PathLike) -> int:
+    """Tag papermill's injected-parameters cell ``remove-cell``: it holds the absolute folders of the
+    machine that built the book, which no reader needs (the page's setup cell says what they are
+    for). Returns the number of cells tagged."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            n += 1
+    if n:
+        nbformat.write(nb, str(notebook))
+    return n
+
+
 def count_figures(notebook: str | os.PathLike) -> int:
     """Number of image outputs (``image/png`` or ``image/svg+xml``) in an executed notebook."""
     import nbformat
@@ -139,6 +157,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         out = src / nb.relative_to(REPO_ROOT)
         print(f"[book] executing {nb.name} (profile={profile})", flush=True)
         secs = run_notebook(nb, out, params, cwd=nb.parent)
+        hide_injected_parameters(out)
         figures = count_figures(out)
         print(f"[book]   done in {secs:.0f} s, {figures} figure(s)", flush=True)
         timings.append({"step": nb.name, "seconds": round(secs, 1), "figures": figures})

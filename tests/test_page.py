@@ -1,0 +1,44 @@
+"""The one setup call of every page (spinelib.paper.page) and the book's hidden plumbing."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from spinelib.book import hide_injected_parameters
+from spinelib.core.config import get_profile
+from spinelib.paper.page import setup
+
+
+def test_setup_makes_the_folders_data_and_run_record(tmp_path):
+    page = setup("tiny", 3, synthetic_dir=tmp_path / "syn", output_dir=tmp_path / "out", aasce_dir=None,
+                 extra_synthetic={"second set": (tmp_path / "syn2", 2, 7)})
+    assert page.profile == get_profile("tiny") and page.seed == 3
+    assert page.out == tmp_path / "out" and page.synthetic_dir == tmp_path / "syn"
+    assert len(page.synthetic_meta) == get_profile("tiny").n_synthetic
+    assert (tmp_path / "syn2").is_dir()
+    assert set(page.run["datasets"]) >= {"synthetic", "second set"}
+    assert page.run["seed"] == 3
+
+
+def test_setup_checks_parameters_and_dataset_keys(tmp_path):
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        setup("tiny", "0", synthetic=False, record=False)
+    with pytest.raises(TypeError, match="aasce_dir must be a path"):
+        setup("tiny", 0, synthetic=False, record=False, aasce_dir=3)
+    with pytest.raises(ValueError, match="unknown dataset key"):
+        setup("tiny", 0, synthetic=False, datasets={"mri": None})
+    page = setup("tiny", 0, output_dir=tmp_path, synthetic=False, record=False, overrides={"seg_epochs": 3})
+    assert page.synthetic_dir is None and page.run is None and page.profile.seg_epochs == 3
+
+
+def test_injected_parameters_are_removed_from_the_page(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = '/work/machine/path'", metadata={"tags": ["injected-parameters"]})]
+    path = tmp_path / "page.ipynb"
+    nbformat.write(nb, str(path))
+    assert hide_injected_parameters(path) == 1
+    tags = [c.metadata["tags"] for c in nbformat.read(str(path), as_version=4).cells]
+    assert tags == [["parameters"], ["injected-parameters", "remove-cell"]]
+    assert hide_injected_parameters(path) == 0  # already hidden
