@@ -11,13 +11,13 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 import pandas as pd
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score, roc_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from spinelib.cls import heads
 from spinelib.cls.heads import (
     Features,
     check_labels,
@@ -27,7 +27,7 @@ from spinelib.cls.heads import (
     take_samples,
     train_head,
 )
-from spinelib.core.runs import config_key, cpu_cost
+from spinelib.core.runs import cpu_cost, run_key, write_json
 from spinelib.data.splits import patient_kfold
 
 
@@ -37,6 +37,35 @@ def cv_frame(groups, labels, folds: list[tuple[np.ndarray, np.ndarray]], probs: 
         for i, p in zip(val, probs[f]):
             rows.append({"index": int(i), "patient_id": str(groups[i]), "fold": f, "y_true": int(labels[i]), "prob": float(p)})
     return pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
+
+
+def fold_loop(groups, labels, k: int, seed: int, fit_predict: Callable, desc: str = "cross-validation",
+              progress: bool = True, folds: list | None = None) -> tuple[pd.DataFrame, list]:
+    """The one patient-level cross-validation loop of the package.
+
+    Folds are :func:`spinelib.data.splits.patient_kfold` ``(groups, labels, k, seed)`` (the same
+    for every run with that seed) unless ``folds`` are given; for each fold ``f``,
+    ``fit_predict(f, train, val)`` fits on the ``train`` indices and returns ``(probabilities of
+    the val indices, anything to keep)``. Returns the out-of-fold frame (:func:`cv_frame`: one
+    row per sample, ``index, patient_id, fold, y_true, prob``) and the kept things, one per fold.
+    """
+    y = np.asarray(labels).astype(int).ravel()
+    groups = np.asarray([str(g) for g in groups])
+    if folds is None:
+        folds = list(patient_kfold(groups, y, k=k, seed=seed))
+    probs, kept = {}, []
+    for f, (train, val) in enumerate(tqdm(folds, desc=desc, disable=not progress)):
+        probs[f], extra = fit_predict(f, train, val)
+        kept.append(extra)
+    return cv_frame(groups, y, folds, probs), kept
+
+
+def logistic_pipeline(C: float = 1.0, impute_median: bool = False, model=None):
+    """The one logistic pipeline: z-scored features (missing values first filled with the training
+    median when ``impute_median``), then L2 logistic regression with strength ``C`` (or ``model``,
+    e.g. :func:`inner_logistic`'s cross-validated one)."""
+    steps = [SimpleImputer(strategy="median", keep_empty_features=True)] if impute_median else []
+    return make_pipeline(*steps, StandardScaler(), model if model is not None else LogisticRegression(C=C, max_iter=5000))
 
 
 def cross_validate(
@@ -62,17 +91,16 @@ def cross_validate(
     groups = np.asarray([str(g) for g in groups])
     if len(groups) != n:
         raise ValueError(f"got {len(groups)} patient ids for {n} samples")
-    folds = list(patient_kfold(groups, y, k=k, seed=seed))
     X = features if make_model is not None else flatten_features(features)
     fit_kwargs = dict(fit_kwargs or {})
-    probs, histories = {}, []
-    for f, (train, val) in enumerate(tqdm(folds, desc="cross-validation", disable=not progress)):
+
+    def fit_predict(f, train, val):
         model = make_model() if make_model is not None else None
         model, hist = train_head(take_samples(X, train), y[train], take_samples(X, val), y[val], seed=seed + f,
                                  model=model, **fit_kwargs)
-        probs[f] = predict_head(model, take_samples(X, val))
-        histories.append(hist)
-    df = cv_frame(groups, y, folds, probs)
+        return predict_head(model, take_samples(X, val)), hist
+
+    df, histories = fold_loop(groups, y, k, seed, fit_predict, "cross-validation", progress)
     df.attrs["histories"] = histories
     return df
 
@@ -96,14 +124,12 @@ def logistic_cv(
     groups = np.asarray([str(g) for g in groups])
     if len(groups) != len(X):
         raise ValueError(f"got {len(groups)} patient ids for {len(X)} samples")
-    folds = list(patient_kfold(groups, y, k=k, seed=seed))
-    probs, models = {}, []
-    for f, (train, val) in enumerate(tqdm(folds, desc="logistic CV", disable=not progress)):
-        pipe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
-        pipe.fit(X[train], y[train])
-        probs[f] = pipe.predict_proba(X[val])[:, 1]
-        models.append(pipe)
-    df = cv_frame(groups, y, folds, probs)
+
+    def fit_predict(f, train, val):
+        pipe = logistic_pipeline(C).fit(X[train], y[train])
+        return pipe.predict_proba(X[val])[:, 1], pipe
+
+    df, models = fold_loop(groups, y, k, seed, fit_predict, "logistic CV", progress)
     df.attrs["models"] = models
     return df
 
@@ -167,9 +193,7 @@ class CVResult:
         self.oof.to_csv(d / "oof.csv", index=False)
         meta = {"name": self.name, "info": self.info, "cpu_minutes": self.cpu_minutes,
                 "wall_minutes": self.wall_minutes}
-        tmp = d / ".result.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
-        os.replace(tmp, d / "result.json")
+        write_json(d / "result.json", meta, indent=1)
         return d
 
     @classmethod
@@ -184,7 +208,7 @@ def cached_run(out_dir: str | os.PathLike | None, name: str, config: dict,
                run: Callable[[], pd.DataFrame]) -> CVResult:
     """Return the finished run ``name`` with this ``config`` from ``out_dir/cls_runs`` or run it
     (``run()`` returns the out-of-fold frame; its cost is measured) and save it there."""
-    folder = None if out_dir is None else Path(out_dir) / "cls_runs" / f"{name}-{config_key(config)}"
+    folder = None if out_dir is None else Path(out_dir) / "cls_runs" / f"{name}-{run_key(config)}"
     if folder is not None and (folder / "result.json").is_file() and (folder / "oof.csv").is_file():
         return CVResult.load(folder)
     from spinelib.core.runs import quiet_tensorflow
@@ -199,10 +223,6 @@ def cached_run(out_dir: str | os.PathLike | None, name: str, config: dict,
 
 def fold_features(features, f: int):
     return features(f) if callable(features) else features
-
-
-def logistic_pipeline(C_: float = 1.0):
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C_, max_iter=5000))
 
 
 def cross_validate_features(
@@ -229,20 +249,16 @@ def cross_validate_features(
     if head not in ("paper", "logistic"):
         raise ValueError(f"head must be 'paper' or 'logistic', got {head!r}")
     y = np.asarray(labels).astype(int).ravel()
-    groups = np.asarray([str(g) for g in groups])
-    folds = list(patient_kfold(groups, y, k=k, seed=seed))
-    probs, models = {}, []
-    for f, (train, val) in enumerate(tqdm(folds, desc=f"CV ({head} head)", disable=not progress)):
-        X = heads.flatten_features(fold_features(features, f))
+
+    def fit_predict(f, train, val):
+        X = flatten_features(fold_features(features, f))
         if head == "paper":
-            model, _ = heads.train_head(X[train], y[train], seed=seed + f, **(fit_kwargs or {}))
-            probs[f] = np.asarray(model.predict(X[val], verbose=0, batch_size=64)).ravel()
-        else:
-            model = logistic_pipeline((fit_kwargs or {}).get("C", 1.0)).fit(X[train], y[train])
-            probs[f] = model.predict_proba(X[val])[:, 1]
-        if keep_models:
-            models.append(model)
-    df = cv_frame(groups, y, folds, probs)
+            model, _ = train_head(X[train], y[train], seed=seed + f, **(fit_kwargs or {}))
+            return np.asarray(model.predict(X[val], verbose=0, batch_size=64)).ravel(), model
+        model = logistic_pipeline((fit_kwargs or {}).get("C", 1.0)).fit(X[train], y[train])
+        return model.predict_proba(X[val])[:, 1], model
+
+    df, models = fold_loop(groups, y, k, seed, fit_predict, f"CV ({head} head)", progress)
     if keep_models:
         df.attrs["models"] = models
     return df

@@ -39,6 +39,7 @@ from sklearn.metrics import (
 )
 from tqdm.auto import tqdm
 
+from spinelib.core.stats import bootstrap_indices, percentile_interval
 from spinelib.core.structures import CLASSES
 
 MEASURES: dict[str, tuple[str, str]] = {
@@ -149,25 +150,19 @@ def bootstrap_ci(
     p = np.asarray(prob).ravel()
     if len(y) != len(p) or len(y) == 0:
         raise ValueError(f"y_true ({len(y)}) and prob ({len(p)}) must be non-empty and of equal length")
-    if not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    samples = bootstrap_indices(len(y), n_boot, seed)
     estimate = float(metric_fn(y, p))
-    rng = np.random.default_rng(seed)
     values = np.full(n_boot, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for b in range(n_boot):
-            idx = rng.integers(0, len(y), len(y))
+        for b, idx in enumerate(samples):
             try:
                 values[b] = metric_fn(y[idx], p[idx])
             except ValueError:
                 pass
-    if np.isnan(values).all():
-        return estimate, float("nan"), float("nan")
-    lo, hi = np.nanquantile(values, [alpha / 2, 1 - alpha / 2])
-    return estimate, float(lo), float(hi)
+    return (estimate, *percentile_interval(values, alpha))
 
 
 def _prob_measures(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -209,8 +204,7 @@ def classification_report_table(
     counts = confusion_counts(y, pred)
     point = {**confusion_measures(**counts), **_prob_measures(y, p)}
 
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(y), (n_boot, len(y)))
+    idx = bootstrap_indices(len(y), n_boot, seed)
     yb, pb = y[idx], pred[idx]
     boot = confusion_measures(
         tp=(yb & pb).sum(1), fp=((1 - yb) & pb).sum(1), fn=(yb & (1 - pb)).sum(1), tn=((1 - yb) & (1 - pb)).sum(1)
@@ -223,8 +217,7 @@ def classification_report_table(
 
     rows = []
     for key, (name, formula) in {**MEASURES, **PROB_MEASURES}.items():
-        vals = np.asarray(boot[key], dtype=float)
-        lo, hi = (np.nanquantile(vals, [alpha / 2, 1 - alpha / 2]) if np.isfinite(vals).any() else (np.nan, np.nan))
+        lo, hi = percentile_interval(boot[key], alpha)
         rows.append({"key": key, "measure": name, "value": float(point[key]), "ci_low": float(lo),
                      "ci_high": float(hi), "formula": formula})
     df = pd.DataFrame(rows).set_index("key")

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a reader never sees half a file); paths and
+    other non-JSON values are written as strings."""
     from spinelib.core.imageio import atomic_write_bytes
 
-    atomic_write_bytes(path, json.dumps(obj, indent=2).encode())
+    atomic_write_bytes(path, json.dumps(obj, indent=indent, default=str).encode())
 
 
 @contextlib.contextmanager
@@ -47,6 +49,13 @@ def cpu_cost() -> Iterator[dict]:
         cost["wall_minutes"] = (time.perf_counter() - w0) / 60
 
 
-def config_key(config: dict) -> str:
-    """A short, stable hash of a run's configuration (its cache key)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def run_key(payload: dict, digest: str = "sha256", length: int = 12) -> str:
+    """The one cache key of the package: a short hash of a run's description (sorted-key JSON).
+
+    Every cached run is found again by it: the classification runs and caches
+    (:func:`spinelib.cls.cv.cached_run`: ``sha256``, 12 characters, the defaults) and the
+    segmentation experiments (:func:`spinelib.seg.experiment.run_experiment`: ``sha1``, 16
+    characters, over the data fingerprint and the config). The two spellings are those the runs on
+    disk were stored under, so every existing cache stays valid; a new kind of run uses the defaults.
+    """
+    return hashlib.new(digest, json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:length]

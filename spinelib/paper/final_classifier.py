@@ -28,27 +28,26 @@ from typing import Sequence
 import keras
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from spinelib.cls import cv
 from spinelib.cls.backbones import load_unet
 from spinelib.cls.cv import (
     CVResult,
     cached_run,
     cross_validate_features,
+    fold_loop,
     fold_thresholds,
     inner_logistic,
+    logistic_pipeline,
 )
 from spinelib.cls.extractors import feature_backbone, features_of, weights_label
 from spinelib.cls.heads import paper_fit_kwargs
 from spinelib.cls.metrics import classification_report_table
 from spinelib.core.config import Profile
 from spinelib.core.plans import ExperimentSizes
-from spinelib.core.runs import config_key
+from spinelib.core.runs import run_key
+from spinelib.core.stats import bootstrap_indices, percentile_interval
 from spinelib.data.clsdata import ClassificationInputs, resize_images
 from spinelib.data.splits import patient_kfold
 
@@ -71,22 +70,11 @@ def patient_bootstrap_auroc(y_true, prob, groups, n_boot: int = 1000, seed: int 
     Returns ``(auroc, low, high)``."""
     y = np.asarray(y_true).astype(int)
     p = np.asarray(prob, dtype=float)
-    g = np.asarray([str(x) for x in groups])
-    if not (len(y) == len(p) == len(g)):
-        raise ValueError(f"y_true ({len(y)}), prob ({len(p)}) and groups ({len(g)}) differ in length")
-    patients, inverse = np.unique(g, return_inverse=True)
-    members = [np.flatnonzero(inverse == i) for i in range(len(patients))]
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(int(n_boot)):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(patients), len(patients))])
-        if len(np.unique(y[idx])) == 2:
-            values.append(roc_auc_score(y[idx], p[idx]))
-    est = float(roc_auc_score(y, p))
-    if not values:
-        return est, float("nan"), float("nan")
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return est, float(lo), float(hi)
+    if not (len(y) == len(p) == len(groups)):
+        raise ValueError(f"y_true ({len(y)}), prob ({len(p)}) and groups ({len(groups)}) differ in length")
+    values = [roc_auc_score(y[idx], p[idx]) for idx in bootstrap_indices(len(y), int(n_boot), seed, groups=groups)
+              if len(np.unique(y[idx])) == 2]
+    return (float(roc_auc_score(y, p)), *percentile_interval(values, alpha))
 
 
 def feature_grad_cam(head: keras.Model, view_features: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -209,7 +197,7 @@ def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights
               "head": head, "pooled": pooled, "fit": fit, "seed": seed, "folds": int(profile.cls_folds),
               "weights_path": {str(k): str(v) for k, v in weights_path.items()} if per_fold else str(weights_path or ""),
               "keep_models": keep_models, "label": weights_label(backbone, weights), "views_at_size": 2}
-    model_dir = None if out_dir is None else Path(out_dir) / "cls_models" / f"{name}-{config_key(config)}"
+    model_dir = None if out_dir is None else Path(out_dir) / "cls_models" / f"{name}-{run_key(config)}"
 
     def run():
         nonlocal features
@@ -247,8 +235,6 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
     from :data:`MORPHOMETRIC_CS` by an inner cross-validation on that fold's training patients
     (nested; the chosen values are in ``result.info["C per fold"]``). The fitted coefficients
     (per fold) are in ``result.coefficients``."""
-    from sklearn.impute import SimpleImputer
-
     if len(features) != len(data):
         raise ValueError(f"{len(features)} feature rows for {len(data)} samples")
     Xm = features.to_numpy(float)
@@ -258,18 +244,18 @@ def morphometric_cv(name: str, features: pd.DataFrame, data: ClassificationInput
         raise ValueError(f"C_ must be a positive number or 'cv', got {C_!r}")
     coefs, chosen = [], []
 
+    def fit_predict(f, train, val):
+        model = inner_logistic(Xm[train], y[train], data.patient_ids[train], seed + f) if C_ == "cv" else None
+        pipe = logistic_pipeline(1.0 if C_ == "cv" else float(C_), impute_median=True, model=model)
+        pipe.fit(Xm[train], y[train])
+        coefs.append(pipe[-1].coef_[0])
+        fitted = pipe[-1]
+        chosen.append(float(np.ravel(fitted.C_)[0]) if hasattr(fitted, "C_") else float(fitted.C))
+        return pipe.predict_proba(Xm[val])[:, 1], None
+
     def run():
-        probs = {}
-        for f, (train, val) in enumerate(folds):
-            model = (inner_logistic(Xm[train], y[train], data.patient_ids[train], seed + f) if C_ == "cv"
-                     else LogisticRegression(C=float(C_), max_iter=5000))
-            pipe = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(), model)
-            pipe.fit(Xm[train], y[train])
-            probs[f] = pipe.predict_proba(Xm[val])[:, 1]
-            coefs.append(pipe[-1].coef_[0])
-            fitted = pipe[-1]
-            chosen.append(float(np.ravel(fitted.C_)[0]) if hasattr(fitted, "C_") else float(fitted.C))
-        return cv.cv_frame(data.patient_ids, y, folds, probs)
+        return fold_loop(data.patient_ids, y, int(profile.cls_folds), seed, fit_predict, progress=False,
+                         folds=folds)[0]
 
     config = {"data": data.dataset, "n": len(data), "features": list(features.columns), "C": C_, "seed": seed,
               "folds": int(profile.cls_folds), "values": hashlib.sha256(np.nan_to_num(Xm).tobytes()).hexdigest()[:12]}
@@ -318,7 +304,7 @@ def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLi
 
     if data.dataset != "synthetic" or data.root is None:
         raise ValueError("synthetic_morphometrics needs inputs from load_synthetic_inputs()")
-    key = config_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side, "v": 2})
+    key = run_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side, "v": 2})
     folder = None if out_dir is None else Path(out_dir) / "morphometrics"
     if folder is not None and (folder / f"synthetic-{key}-features.csv").is_file():
         return (pd.read_csv(folder / f"synthetic-{key}-features.csv"),
@@ -366,7 +352,7 @@ def aasce_mask_morphometrics(data: ClassificationInputs, unet_paths: dict[int, P
     folds = list(patient_kfold(data.patient_ids, data.labels, k=k, seed=seed))
     if set(unet_paths) != set(range(k)):
         raise ValueError(f"need one U-Net per fold 0..{k - 1}, got folds {sorted(unet_paths)}")
-    key = config_key({"paths": {str(f): str(p) for f, p in unet_paths.items()},
+    key = run_key({"paths": {str(f): str(p) for f, p in unet_paths.items()},
                       "mtimes": [Path(p).stat().st_mtime for p in unet_paths.values()], "n": len(data), "seed": seed})
     path = None if out_dir is None else Path(out_dir) / "morphometrics" / f"aasce-predicted-{key}.csv"
     if path is not None and path.is_file():

@@ -57,14 +57,14 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     bars (stderr); ``verbose``: Keras' per-epoch output (stdout, which a book page would show)."""
     from spinelib.core.config import set_seed
     from spinelib.core.provenance import data_fingerprint
-    from spinelib.core.runs import config_key, quiet_tensorflow
+    from spinelib.core.runs import quiet_tensorflow, run_key
     from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
     from spinelib.data.splits import patient_split
     from spinelib.seg.training import train_segmentation
     from spinelib.seg.unet import unet
 
     dataset = scan_clinical(train_root, progress=False)
-    key = config_key({**asdict(plan), "data": data_fingerprint(train_root), "seed": seed})
+    key = run_key({**asdict(plan), "data": data_fingerprint(train_root), "seed": seed})
     paths = {}
     for view, names in MEASURED_STRUCTURES.items():
         folder = Path(out_dir) / f"segmenters-{key}" / view
@@ -100,7 +100,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
 
     from spinelib.cls.backbones import load_unet
     from spinelib.core.imageio import atomic_write_bytes, read_xray
-    from spinelib.core.runs import config_key
+    from spinelib.core.runs import run_key
     from spinelib.data.clinical import load_view
     from spinelib.geometry import morphometrics
     from spinelib.seg.inference import predict
@@ -111,7 +111,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
     missing = [v for v in MEASURED_STRUCTURES if v not in segmenters or not Path(segmenters[v]).is_file()]
     if missing:
         raise FileNotFoundError(f"no trained segmenter for view(s) {missing}: run train_segmenters() first")
-    key = config_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side,
+    key = run_key({"root": str(data.root), "ids": list(data.patient_ids), "max_side": max_side,
                       "nets": {v: [str(p), Path(p).stat().st_mtime] for v, p in segmenters.items()}})
     folder = None if out_dir is None else Path(out_dir) / "morphometrics"
     files = None if folder is None else [folder / f"synthetic-predicted-{key}-{n}.csv" for n in ("features", "dice")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -16,7 +15,7 @@ from tqdm.auto import tqdm
 
 from spinelib.core.config import set_seed
 from spinelib.core.plans import ExperimentSizes
-from spinelib.core.runs import quiet_tensorflow
+from spinelib.core.runs import quiet_tensorflow, run_key, write_json
 from spinelib.core.structures import STRUCTURES
 from spinelib.data.clsdata import ClassificationInputs, resize_images
 from spinelib.data.segdata import SegmentationData
@@ -201,8 +200,7 @@ def evaluate_probabilities(
 
 
 def _key(data: SegmentationData, cfg: ExperimentConfig) -> str:
-    blob = json.dumps({"data": data.fingerprint(), "config": cfg.to_dict()}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+    return run_key({"data": data.fingerprint(), "config": cfg.to_dict()}, digest="sha1", length=16)
 
 
 _TRAIN_FILES = ("best.keras", "last.keras", "train_state.json", "history.csv", ".last.tmp.keras",
@@ -345,7 +343,6 @@ def _finish(data: SegmentationData, run_dir: Path, name: str, cfg: ExperimentCon
                                              "seconds_per_epoch", "epochs_run", "predict_seconds", "key")}
     meta["structures"] = list(result.structures)
     meta["summary"] = json.loads(summary.to_json(orient="records"))
-    from spinelib.core.runs import write_json
 
     write_json(run_dir / RESULT_FILE, meta)
     return result

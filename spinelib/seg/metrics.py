@@ -19,6 +19,8 @@ import pandas as pd
 from keras import ops
 from scipy import ndimage
 
+from spinelib.core.stats import bootstrap_indices, percentile_interval
+
 METRICS: tuple[str, ...] = ("dice", "iou", "hd95")
 
 
@@ -226,12 +228,8 @@ def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return float("nan"), float("nan")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(int(n_boot), v.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    means = v[bootstrap_indices(v.size, n_boot, seed)].mean(axis=1)
+    return percentile_interval(means, level=level)
 
 
 def summarise(
