@@ -46,6 +46,7 @@ def run_corpus() -> tuple[list[dict], dict]:
     """Run every case; returns (rows, counts)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from spinelib.core.provenance import InputsChangedError
+
     # the corpus is the test module's: run from the repository root, python -m scripts.make_reliability_table
     from tests import test_bad_inputs as corpus
 
