@@ -74,6 +74,9 @@ def test_swapped_vertebrae_caught():
 def test_shrunk_height_caught():
     fl = flags_of(scale_vertebra(clean_spine(), 9, along_height=0.4))
     assert "height" in fl and fl["height"]["vertebra"] == "T10"
+    assert fl["height"]["severity"] == "suspect"  # log(0.4) / 0.114 = -8 robust SDs, below SEVERE_Z
+    fl = flags_of(scale_vertebra(clean_spine(), 9, along_height=0.2))
+    assert fl["height"]["severity"] == "error"
     assert "width" not in fl
 
 
@@ -88,6 +91,7 @@ def test_vertebra_moved_onto_next_level_caught():
     lm[7] = lm[8] + (lm[7].mean(0) - lm[8].mean(0)) * 0.05  # T8 drawn (almost) on top of T9
     fl = flags_of(lm)
     assert "overlap" in fl and {"T8", "T9"} <= set(fl["overlap"]["vertebra"].split(","))
+    assert fl["overlap"]["severity"] == "error"
     assert "spacing" in fl
 
 
@@ -97,6 +101,7 @@ def test_skipped_level_caught():
     lm[9:] += step  # from T10 down every box one level lower: a gap where T10 should be
     fl = flags_of(lm)
     assert "spacing" in fl and {"T9", "T10"} <= set(fl["spacing"]["vertebra"].split(","))
+    assert fl["spacing"]["severity"] == "error"  # a doubled gap is log 2 / 0.061 = 11 robust SDs
     assert "overlap" not in fl and "corner_order" not in fl
 
 
@@ -132,8 +137,15 @@ def test_frame_api():
     audit = la.audit_labels(frame)
     b_angle = audit[(audit.image_name == "b.jpg") & (audit.check == "angle")]
     assert len(b_angle) == 1 and "not recomputable" in b_angle.detail.iloc[0]
-    assert list(audit.columns) == ["image_name", "patient_id", "check", "vertebra", "detail"]
+    assert list(audit.columns) == ["image_name", "patient_id", "check", "vertebra", "severity", "detail"]
     assert la.flagged_images(frame) == {"b.jpg", "c.jpg"}
+    assert la.flagged_images(frame, audit, min_severity="error") == {"b.jpg"}  # clipping alone is "suspect"
+    with pytest.raises(ValueError, match="min_severity"):
+        la.flagged_images(frame, audit, min_severity="bad")
+    table = la.flagged_table(frame, audit)
+    assert table["image_name"].tolist() == ["b.jpg", "c.jpg"] and table["row"].tolist() == [1, 2]
+    assert table["severity"].tolist() == ["error", "suspect"]
+    assert set(table.loc[0, "checks"].split(";")) == {"corner_order", "angle"}
     summary = la.audit_summary(frame).set_index("check")
     assert summary.loc["corner_order", "n_images"] == 1 and summary.loc["clipped", "n_images"] == 1
     assert summary.loc["any", "n_images"] == 2 and summary.loc["height", "n_images"] == 0

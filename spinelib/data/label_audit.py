@@ -59,6 +59,25 @@ from spinelib.geometry.cobb import LEVELS, check_landmarks, cobb_angles
 CHECKS: tuple[str, ...] = ("corner_order", "vertebra_order", "height", "width", "overlap", "spacing",
                            "box_spacing", "clipped", "angle")
 
+CHECK_DESCRIPTIONS: dict[str, str] = {
+    "corner_order": "corners of a vertebra out of order (TL right of TR, top below bottom, ...)",
+    "vertebra_order": "vertebrae not stored top to bottom (e.g. the topmost box in the L5 slot)",
+    "height": "a box far taller or flatter than its image's and its neighbours' boxes",
+    "width": "a box far wider or narrower than its image's and its neighbours' boxes",
+    "overlap": "two consecutive boxes share much of their area (a body drawn twice)",
+    "spacing": "a jump in the distance between consecutive centres (level skipped, doubled or off)",
+    "box_spacing": "boxes small for their spacing throughout the image (bodies not fully outlined)",
+    "clipped": "corners outside the image",
+    "angle": "published Cobb angle differs from the angle recomputed from the landmarks",
+}
+"""One line per check, for tables."""
+
+SEVERE_Z = 10.0
+"""Size or spacing flags at or beyond this robust z count as ``error``, below it as ``suspect``."""
+OVERLAP_ERROR = 0.5
+"""Overlap flags sharing at least this fraction of the smaller box count as ``error``."""
+SEVERITIES: tuple[str, ...] = ("suspect", "error")
+
 HEIGHT_PROFILE: tuple[float, ...] = (-0.423, -0.310, -0.198, -0.145, -0.080, -0.056, -0.048, -0.039, 0.000,
                                      0.026, 0.079, 0.127, 0.148, 0.157, 0.205, 0.235, 0.169)
 """Per-level median of :math:`\\log(h_v / \\operatorname{median} h)` on the 481 training images (T1 first)."""
@@ -207,7 +226,11 @@ def _fmt(values) -> str:
 
 
 def audit_image(landmarks, cobb=None, image_height: float | None = None, n_clipped: int = 0) -> list[dict]:
-    """The failed checks of one image: a list of ``{"check", "vertebra", "detail"}``.
+    """The failed checks of one image: a list of ``{"check", "vertebra", "detail", "severity"}``.
+
+    ``severity`` is ``"error"`` for corner order, vertebra order, angle, overlaps of at least
+    :data:`OVERLAP_ERROR` and size / spacing flags at or beyond :data:`SEVERE_Z`; the rest
+    (milder size, spacing and overlap flags, ``box_spacing``, ``clipped``) are ``"suspect"``.
 
     ``cobb`` (published pt, mt, tl) and ``image_height`` enable the ``angle`` check; ``n_clipped``
     the ``clipped`` check.
@@ -215,8 +238,9 @@ def audit_image(landmarks, cobb=None, image_height: float | None = None, n_clipp
     lm = check_landmarks(landmarks)
     flags: list[dict] = []
 
-    def add(check, slots, detail):
-        flags.append({"check": check, "vertebra": ",".join(LEVELS[int(v)] for v in slots), "detail": detail})
+    def add(check, slots, detail, severe=True):
+        flags.append({"check": check, "vertebra": ",".join(LEVELS[int(v)] for v in slots), "detail": detail,
+                      "severity": "error" if severe else "suspect"})
 
     bad_corners = corner_order_errors(lm)
     if bad_corners:
@@ -240,24 +264,29 @@ def audit_image(landmarks, cobb=None, image_height: float | None = None, n_clipp
         zi, zn = feats[f"{name}_z_image"], feats[f"{name}_z_neighbour"]
         bad = (zi.abs() > SIZE_Z_TOL) & (zn.abs() > SIZE_Z_TOL)
         if bad.any():
+            worst = float(np.minimum(zi[bad].abs(), zn[bad].abs()).max())
             add(name, feats.slot[bad], " | ".join(f"{r.level}: {getattr(r, name):.0f} px, z image {zi[i]:+.1f}, "
-                                                  f"z neighbours {zn[i]:+.1f}" for i, r in feats[bad].iterrows()))
+                                                  f"z neighbours {zn[i]:+.1f}" for i, r in feats[bad].iterrows()),
+                severe=worst >= SEVERE_Z)
     ov = feats["overlap_next"] > OVERLAP_TOL
     if ov.any():
         pairs = [(feats.slot[i], feats.slot[i + 1], feats.overlap_next[i]) for i in np.flatnonzero(ov)]
         add("overlap", sorted({int(v) for p in pairs for v in p[:2]}),
-            " | ".join(f"{LEVELS[a]}/{LEVELS[b]} share {f:.0%} of the smaller box" for a, b, f in pairs))
+            " | ".join(f"{LEVELS[a]}/{LEVELS[b]} share {f:.0%} of the smaller box" for a, b, f in pairs),
+            severe=max(p[2] for p in pairs) >= OVERLAP_ERROR)
     sp = feats["spacing_z"].abs() > SPACING_Z_TOL
     if sp.any():
         rows = [(feats.slot[i], feats.slot[i + 1], feats.spacing[i], feats.spacing_z[i]) for i in np.flatnonzero(sp)]
         add("spacing", sorted({int(v) for r in rows for v in r[:2]}),
-            " | ".join(f"{LEVELS[a]}-{LEVELS[b]}: {d:.0f} px, z {z:+.1f}" for a, b, d, z in rows))
+            " | ".join(f"{LEVELS[a]}-{LEVELS[b]}: {d:.0f} px, z {z:+.1f}" for a, b, d, z in rows),
+            severe=max(abs(r[3]) for r in rows) >= SEVERE_Z)
     ratio = box_spacing_ratio(lm)
     z = np.log(ratio / BOX_SPACING_MEDIAN) / BOX_SPACING_LOG_RSD
     if abs(z) > BOX_SPACING_Z_TOL:
-        add("box_spacing", [], f"centre distance / box height {ratio:.2f} (typical {BOX_SPACING_MEDIAN}), z {z:+.1f}")
+        add("box_spacing", [], f"centre distance / box height {ratio:.2f} (typical {BOX_SPACING_MEDIAN}), z {z:+.1f}",
+            severe=False)
     if n_clipped and int(n_clipped) > 0:
-        add("clipped", [], f"{int(n_clipped)} corners outside the image")
+        add("clipped", [], f"{int(n_clipped)} corners outside the image", severe=False)
     if cobb is not None:
         published = np.asarray(cobb, dtype=float)
         if published.shape != (3,):
@@ -274,7 +303,7 @@ def audit_image(landmarks, cobb=None, image_height: float | None = None, n_clipp
     return flags
 
 
-_COLUMNS = ["image_name", "patient_id", "check", "vertebra", "detail"]
+_COLUMNS = ["image_name", "patient_id", "check", "vertebra", "severity", "detail"]
 
 
 def _check_frame(frame) -> None:
@@ -288,7 +317,7 @@ def _check_frame(frame) -> None:
 def audit_labels(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (image, failed check) of a :func:`spinelib.aasce.load_aasce` frame:
     ``image_name, patient_id, check, vertebra`` (published level names, comma-separated, or
-    ``""``), ``detail``. The ``angle`` check needs ``cobb_pt, cobb_mt, cobb_tl`` (and uses
+    ``""``), ``severity`` (``"error"`` or ``"suspect"``, see :func:`audit_image`), ``detail``. The ``angle`` check needs ``cobb_pt, cobb_mt, cobb_tl`` (and uses
     ``height``), ``clipped`` needs ``n_clipped``. Load the frame with ``sort_vertebrae=False``
     (the default) so ``vertebra_order`` sees the published order."""
     _check_frame(frame)
@@ -304,21 +333,49 @@ def audit_labels(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
-def flagged_images(frame: pd.DataFrame, audit: pd.DataFrame | None = None) -> set[str]:
-    """Names of the images with at least one failed check (pass ``audit`` to reuse a result)."""
+def _min_severity(audit: pd.DataFrame, min_severity: str) -> pd.DataFrame:
+    if min_severity not in SEVERITIES:
+        raise ValueError(f"min_severity must be one of {SEVERITIES}, got {min_severity!r}")
+    return audit[audit["severity"].map(SEVERITIES.index) >= SEVERITIES.index(min_severity)]
+
+
+def flagged_images(frame: pd.DataFrame, audit: pd.DataFrame | None = None, min_severity: str = "suspect") -> set[str]:
+    """Names of the images with at least one failed check (``min_severity="error"``: only gross
+    errors). Pass ``audit`` to reuse an :func:`audit_labels` result."""
     audit = audit_labels(frame) if audit is None else audit
-    return set(audit["image_name"])
+    return set(_min_severity(audit, min_severity)["image_name"])
+
+
+def flagged_table(frame: pd.DataFrame, audit: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per flagged image, in the frame's order: ``image_name, patient_id, row`` (0-based
+    row of the frame, i.e. of ``filenames.csv``), ``severity`` (the worst), ``checks``,
+    ``vertebrae`` (both ``;``-separated, one entry per check) and ``details`` (`` || ``-separated)."""
+    audit = audit_labels(frame) if audit is None else audit
+    cols = ["image_name", "patient_id", "row", "severity", "checks", "vertebrae", "details"]
+    if audit.empty:
+        return pd.DataFrame(columns=cols)
+    row_of = {n: i for i, n in enumerate(frame["image_name"])}
+    out = audit.groupby("image_name", sort=False).agg(
+        patient_id=("patient_id", "first"),
+        severity=("severity", lambda s: max(s, key=SEVERITIES.index)),
+        checks=("check", ";".join), vertebrae=("vertebra", ";".join), details=("detail", " || ".join)).reset_index()
+    out["row"] = out["image_name"].map(row_of)
+    return out.sort_values("row").reset_index(drop=True)[cols]
 
 
 def audit_summary(frame: pd.DataFrame, audit: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Images per check: ``check, n_images, n_vertebrae`` (named vertebrae), one row for every
-    check in :data:`CHECKS` (zeros included) and a last row ``any`` (images with any flag)."""
+    """Images per check: ``check, n_images, n_error`` (images with an ``error`` flag of that
+    check), ``n_vertebrae`` (vertebrae named), ``description``; one row for every check in
+    :data:`CHECKS` (zeros included) and a last row ``any`` (images with any flag)."""
     audit = audit_labels(frame) if audit is None else audit
     rows = []
     for check in CHECKS:
         sub = audit[audit["check"] == check]
         n_vert = int(sum(len([v for v in s.split(",") if v]) for s in sub["vertebra"]))
-        rows.append({"check": check, "n_images": int(sub["image_name"].nunique()), "n_vertebrae": n_vert})
+        rows.append({"check": check, "n_images": int(sub["image_name"].nunique()),
+                     "n_error": int(sub.loc[sub["severity"] == "error", "image_name"].nunique()),
+                     "n_vertebrae": n_vert, "description": CHECK_DESCRIPTIONS[check]})
     rows.append({"check": "any", "n_images": int(audit["image_name"].nunique()),
-                 "n_vertebrae": int(sum(r["n_vertebrae"] for r in rows))})
+                 "n_error": int(audit.loc[audit["severity"] == "error", "image_name"].nunique()),
+                 "n_vertebrae": int(sum(r["n_vertebrae"] for r in rows)), "description": "any check"})
     return pd.DataFrame(rows)
