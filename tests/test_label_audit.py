@@ -223,3 +223,11 @@ def test_tolerance_constants_match_the_data(aasce_dir):
     ratios = np.array([la.box_spacing_ratio(lm) for lm in stacked])
     assert np.median(ratios) == pytest.approx(la.BOX_SPACING_MEDIAN, rel=0.01)
     assert rsd(np.log(ratios)) == pytest.approx(la.BOX_SPACING_LOG_RSD, rel=0.05)
+
+
+def test_reordered_frame_keeps_vertebra_order_flag():
+    frame = pd.DataFrame({"image_name": ["a.jpg", "b.jpg"], "landmarks": [clean_spine(), clean_spine()],
+                          "vertebrae_top_down": [True, False]})
+    audit = la.audit_labels(frame)
+    assert audit[["image_name", "check"]].values.tolist() == [["b.jpg", "vertebra_order"]]
+    assert "vertebrae_top_down" in audit["detail"].iloc[0]

@@ -319,7 +319,9 @@ def audit_labels(frame: pd.DataFrame) -> pd.DataFrame:
     ``image_name, patient_id, check, vertebra`` (published level names, comma-separated, or
     ``""``), ``severity`` (``"error"`` or ``"suspect"``, see :func:`audit_image`), ``detail``. The ``angle`` check needs ``cobb_pt, cobb_mt, cobb_tl`` (and uses
     ``height``), ``clipped`` needs ``n_clipped``. Load the frame with ``sort_vertebrae=False``
-    (the default) so ``vertebra_order`` sees the published order."""
+    (the default) so the checks see the published order; on a reordered frame ``vertebra_order``
+    falls back to the ``vertebrae_top_down`` column (without naming vertebrae) and the ``angle``
+    check then compares the published angles with angles of the reordered landmarks."""
     _check_frame(frame)
     has_angles = {"cobb_pt", "cobb_mt", "cobb_tl"} <= set(frame.columns)
     rows = []
@@ -328,6 +330,11 @@ def audit_labels(frame: pd.DataFrame) -> pd.DataFrame:
         height = getattr(r, "height", None)
         flags = audit_image(r.landmarks, cobb=cobb, image_height=None if height is None else float(height),
                             n_clipped=int(getattr(r, "n_clipped", 0) or 0))
+        published_top_down = getattr(r, "vertebrae_top_down", True)
+        if not bool(published_top_down) and not any(fl["check"] == "vertebra_order" for fl in flags):
+            flags.insert(0, {"check": "vertebra_order", "vertebra": "", "severity": "error",
+                             "detail": "published order not top-down (vertebrae_top_down is False; the frame's "
+                                       "landmarks were reordered, e.g. load_aasce(sort_vertebrae=True))"})
         for fl in flags:
             rows.append({"image_name": r.image_name, "patient_id": getattr(r, "patient_id", ""), **fl})
     return pd.DataFrame(rows, columns=_COLUMNS)
