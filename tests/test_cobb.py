@@ -190,3 +190,20 @@ def test_reproduces_published_angles(aasce_dir):
     assert table["max_abs_diff"].max() <= 0.05
     # the challenge's first column is the largest angle by construction
     assert (table["pt"] >= table[["mt", "tl"]].max(axis=1) - 1e-9).all()
+
+
+@pytest.mark.needs_shared
+def test_reproduces_published_angles_from_mat_pixels(aasce_dir):
+    """From the .mat pixel landmarks (key p2) the rule gives the published angles to the rounding
+    of angles.csv: measured SMAPE 0.00045 %, largest difference 0.0049 deg over the 481 images."""
+    from scipy.io import loadmat
+
+    from spinelib.aasce import load_aasce
+
+    frame = load_aasce(aasce_dir)
+    labels = aasce_dir / "labels" / "training"
+    pred = np.array([cobb_angles(loadmat(labels / f"{r.image_name}.mat")["p2"], image_height=r.height).angles
+                     for r in frame.itertuples()])
+    true = frame[["cobb_pt", "cobb_mt", "cobb_tl"]].to_numpy()
+    assert smape(pred, true) <= 0.001
+    assert np.abs(pred - true).max() <= 0.006

@@ -32,6 +32,12 @@ main-thoracic, thoracolumbar/lumbar), but by this construction the first column 
 *largest* curve wherever it lies and the other two are the curves above / below it: they are not
 anatomical regions. ``end_vertebrae`` says where each curve actually is.
 
+Measured on the 481 AASCE training images: from the ``.mat`` pixel landmarks this rule gives the
+published angles to the rounding of ``angles.csv`` (largest difference 0.0049 deg, SMAPE
+0.00045 %); from ``landmarks.csv`` (normalised, 5 decimals) within 0.014 deg (SMAPE 0.0063 %).
+Without the image height (the spine-middle fallback of :func:`cobb_angles`) the S-rule branch
+changes in some images: SMAPE 0.77 %.
+
 SMAPE (the challenge's ranking measure) over :math:`N` images with three angles each:
 :math:`\\mathrm{SMAPE} = \\frac{100}{N} \\sum_i \\frac{\\sum_j |p_{ij} - t_{ij}|}{\\sum_j (p_{ij} + t_{ij})}`.
 """
