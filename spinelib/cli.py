@@ -324,9 +324,17 @@ def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> di
 
 def load_predictor(name_or_dir: str | None):
     """The model ``predict`` runs: :func:`spinelib.landmarks.model.load_model` (None or a name: the
-    shipped model; a folder: a model folder written by ``spinelib train`` / ``save_model``)."""
+    shipped model; a folder: a model folder written by ``spinelib train`` / ``save_model``).
+
+    A segmentation model folder (``model.json`` with ``kind: "segmentation"``) is refused with a
+    ``ValueError``: it has no vertebra corners to report."""
     from spinelib.landmarks.model import load_model
 
+    if name_or_dir is not None and (Path(name_or_dir) / "model.json").is_file():
+        config = json.loads((Path(name_or_dir) / "model.json").read_text())
+        if config.get("kind") == "segmentation":
+            raise ValueError(f"{name_or_dir} is a segmentation model ({', '.join(config.get('structures', []))}); "
+                             "'spinelib predict' runs vertebra landmark models (load it with keras.models.load_model)")
     return load_model(name_or_dir)
 
 
@@ -362,8 +370,10 @@ def cmd_predict(args) -> int:
         try:
             row = predict_one(model, path, out, name, model_info)
             written += [row["json"], row["mask"], row["overlay"]]
-        except (ImageReadError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
-            msg = str(e)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad X-ray never stops the batch
+            msg = str(e) if isinstance(e, (ImageReadError, OSError)) else f"{type(e).__name__}: {e}"
             tqdm.write(f"spinelib: skipped {path}: {msg}", file=sys.stderr)
             row = {"input": str(path), "name": name, "status": "skipped", "error": msg}
         rows.append(row)
@@ -432,7 +442,7 @@ def _train_landmarks(root: Path, out: Path, args) -> int:
               "input_size": [int(size[0]), int(size[1])], "trained_on": str(root), "n_train": int(len(train_idx)),
               "n_val": int(len(val_idx)), "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                                        for k, v in result.settings.items()}}
-    save_model(result.model, out, config)
+    save_model(result.model, out, config, overwrite=args.overwrite)
     print(f"landmark model written to {out} ({len(train_idx)} training, {len(val_idx)} validation X-rays)")
     return EXIT_OK
 
@@ -515,23 +525,25 @@ def _corners_of(rec: dict) -> np.ndarray:
 
 
 def _landmark_error(pred: np.ndarray, true: np.ndarray) -> float:
-    """Mean Euclidean corner distance (px) over the vertebrae found: :math:`\\frac1{4n}\\sum\\lVert p - t\\rVert`."""
-    try:
-        from spinelib.geometry.corners import landmark_errors
+    """Mean Euclidean corner distance (px) over the vertebrae found,
+    :math:`\frac1{4n}\sum\lVert p - t\rVert` (:func:`spinelib.geometry.corners.landmark_errors`)."""
+    from spinelib.geometry.corners import landmark_errors
 
-        return float(np.nanmean(np.asarray(landmark_errors(pred, true), dtype=float)))
-    except ImportError:
-        d = np.linalg.norm(pred - true, axis=-1)
-        return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
+    d = landmark_errors(pred, true)
+    return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
 
 
 def evaluate_aasce(records: list[dict], root: Path, split: str = "training") -> "pd.DataFrame":
     """One row per prediction whose input is an AASCE X-ray (matched by SHA-256 of the file):
-    Dice of the predicted mask against the ground-truth quadrilaterals, mean corner error (px),
-    the three angles predicted and true, and the image's SMAPE."""
+    ``dice`` of the predicted mask PNG against the ground-truth quadrilaterals
+    (:func:`spinelib.aasce.vertebra_mask`), ``corner_dice`` of the quadrilaterals drawn from the
+    predicted corners (:func:`spinelib.geometry.corners.quadrilateral_dice`), the mean corner
+    error (px), the three angles predicted and true, and the image's SMAPE
+    :math:`100 \sum_j |p_j - t_j| / \sum_j (p_j + t_j)`."""
     import pandas as pd
 
     from spinelib.aasce import load_aasce, vertebra_mask
+    from spinelib.geometry.corners import quadrilateral_dice
     from spinelib.imageio import read_mask
     from spinelib.seg_metrics import dice
 
@@ -551,6 +563,7 @@ def evaluate_aasce(records: list[dict], root: Path, split: str = "training") -> 
         pred_angles = np.array([c[k]["angle_deg"] for k in ("pt", "mt", "tl")], float) if c else np.full(3, np.nan)
         denom = float(np.sum(pred_angles + true_angles))
         row = {"case": rec["input"]["name"], "dice": dice(truth, pred_mask),
+               "corner_dice": quadrilateral_dice(corners, np.asarray(r.landmarks, float), shape),
                "landmark_error_px": _landmark_error(corners, np.asarray(r.landmarks, float)),
                "vertebrae_found": int(np.isfinite(corners).all(axis=(1, 2)).sum()),
                "smape": 100.0 * float(np.sum(np.abs(pred_angles - true_angles))) / denom if denom > 0 else float("nan")}
@@ -596,7 +609,7 @@ def summarise_evaluation(per_case) -> dict:
     from spinelib.seg_metrics import bootstrap_ci
 
     out: dict = {"n_cases": int(len(per_case))}
-    for col in ("dice", "landmark_error_px"):
+    for col in ("dice", "corner_dice", "landmark_error_px"):
         if col in per_case and per_case[col].notna().any():
             v = per_case[col].dropna().to_numpy(float)
             lo, hi = bootstrap_ci(v) if len(v) > 1 else (float(v[0]), float(v[0]))

@@ -334,9 +334,11 @@ def test_predict_and_evaluate_real_aasce_xrays(tmp_path, aasce_dir, monkeypatch)
         assert result["n_cases"] == 3 and len(per_case) == 3 and result["layout"] == "aasce"
         if shift == 0:
             assert result["dice"]["mean"] > 0.99 and result["landmark_error_px"]["mean"] < 1e-3
+            assert result["corner_dice"]["mean"] > 0.99
             assert result["smape"] < 0.01  # ground-truth corners give the published angles
         else:
             assert 0.8 < result["dice"]["mean"] < 0.99
+            np.testing.assert_allclose(per_case.corner_dice, per_case.dice, atol=0.01)
             np.testing.assert_allclose(result["landmark_error_px"]["mean"], 5.0, atol=1e-3)
             assert result["smape"] < 0.01  # a shift changes no angle
 
