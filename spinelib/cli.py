@@ -39,6 +39,8 @@ MANIFEST = "spinelib-run.json"
 removes exactly those before writing again)."""
 SCHEMA_NAME = "prediction.schema.json"
 SCHEMA_ID = "spinelib-prediction/1"
+SEG_SCHEMA_NAME = "segmentation.schema.json"
+SEG_SCHEMA_ID = "spinelib-segmentation/1"
 
 LIMITS = ("Research use only: AP (frontal) spine X-rays; the shipped model was trained on one public dataset "
           "(AASCE 2019, adolescents with scoliosis). Not a medical device.")
@@ -77,23 +79,28 @@ def _err(message: str) -> None:
     print(f"spinelib: {message}", file=sys.stderr)
 
 
-def prediction_schema() -> dict:
-    """The JSON schema (draft 2020-12) every ``predict`` JSON is validated against (package data)."""
+def prediction_schema(kind: str = "landmarks") -> dict:
+    """The JSON schema (draft 2020-12) of ``predict``'s JSON (package data): ``kind="landmarks"``
+    (:data:`SCHEMA_NAME`, vertebrae and angles) or ``"segmentation"`` (:data:`SEG_SCHEMA_NAME`)."""
     from importlib import resources
 
-    return json.loads(resources.files("spinelib").joinpath("schemas", SCHEMA_NAME).read_text())
+    name = {"landmarks": SCHEMA_NAME, "segmentation": SEG_SCHEMA_NAME}[kind]
+    return json.loads(resources.files("spinelib").joinpath("schemas", name).read_text())
 
 
 def validate_prediction(record: dict) -> None:
-    """Raise ``ValueError`` naming the first problem when ``record`` breaks :func:`prediction_schema`."""
+    """Raise ``ValueError`` naming the first problem when ``record`` breaks its schema (chosen by
+    its ``schema`` field: :data:`SCHEMA_ID` or :data:`SEG_SCHEMA_ID`)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(prediction_schema())
+    kind = "segmentation" if isinstance(record, dict) and record.get("schema") == SEG_SCHEMA_ID else "landmarks"
+    validator = jsonschema.Draft202012Validator(prediction_schema(kind))
     errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ValueError(f"prediction JSON breaks {SCHEMA_NAME} at {where}: {e.message}")
+        name = SEG_SCHEMA_NAME if kind == "segmentation" else SCHEMA_NAME
+        raise ValueError(f"prediction JSON breaks {name} at {where}: {e.message}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +270,15 @@ def cobb_record(cobb, levels) -> dict | None:
     return out
 
 
+def input_record(path: Path, digest: str, shape: tuple[int, int], info: dict) -> dict:
+    """The ``input`` block of a prediction JSON: path, name, SHA-256, bytes, format, size, spacing."""
+    spacing = info.get("pixel_spacing_mm")
+    return {"path": str(path.resolve()), "name": path.name, "sha256": digest, "bytes": path.stat().st_size,
+            "format": info.get("format"), "height": int(shape[0]), "width": int(shape[1]),
+            "pixel_spacing_mm": None if spacing is None else [float(spacing[0]), float(spacing[1])],
+            "pixel_spacing_source": info.get("pixel_spacing_source")}
+
+
 def _safe_cobb(pred):
     try:
         return pred.cobb
@@ -292,10 +308,7 @@ def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> di
     spacing = info.get("pixel_spacing_mm")
     record = {
         "schema": SCHEMA_ID,
-        "input": {"path": str(path.resolve()), "name": path.name, "sha256": digest, "bytes": path.stat().st_size,
-                  "format": info.get("format"), "height": int(h), "width": int(w),
-                  "pixel_spacing_mm": None if spacing is None else [float(spacing[0]), float(spacing[1])],
-                  "pixel_spacing_source": info.get("pixel_spacing_source")},
+        "input": input_record(path, digest, (h, w), info),
         "model": model_info,
         "spinelib_version": __version__,
         "corner_order": list(CORNER_ORDER),
@@ -322,19 +335,112 @@ def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> di
     return row
 
 
+class SegmentationModel:
+    """A segmentation model folder written by ``spinelib train`` on the clinical layout:
+    ``model.keras`` + ``model.json`` (``kind: "segmentation"``, ``input_size``, ``structures``,
+    ``threshold``).
+
+    :meth:`segment`: the X-ray resized to the input size (:func:`spinelib.imageio.resize_image`),
+    scaled :math:`x/255`, the probabilities resized back bilinearly to the X-ray's size and
+    thresholded and cleaned by :func:`spinelib.segmentation.postprocess`.
+    """
+
+    kind = "segmentation"
+
+    def __init__(self, folder: str | os.PathLike):
+        import keras
+
+        self.folder = Path(folder)
+        self.config = json.loads((self.folder / "model.json").read_text())
+        if self.config.get("kind") != "segmentation":
+            raise ValueError(f"{self.folder / 'model.json'} is not a segmentation model (kind {self.config.get('kind')!r})")
+        self.name = str(self.config.get("name") or self.folder.name)
+        self.version = str(self.config.get("version") or "0")
+        self.structures = list(self.config["structures"])
+        self.input_size = tuple(int(v) for v in self.config["input_size"])
+        self.threshold = float(self.config.get("threshold", 0.5))
+        self.network = keras.models.load_model(self.folder / "model.keras", compile=False)
+
+    def segment(self, image) -> np.ndarray:
+        """(H, W, C) ``bool`` masks, one channel per structure, at the X-ray's own size."""
+        from skimage.transform import resize
+
+        from spinelib.imageio import resize_image, to_uint8
+        from spinelib.segmentation import postprocess
+
+        img = to_uint8(np.asarray(image))
+        x = resize_image(img, self.input_size).astype(np.float32)[None, ..., None] / np.float32(255.0)
+        prob = np.asarray(self.network.predict(x, verbose=0))[0]
+        full = resize(prob, img.shape + (prob.shape[-1],), order=1, preserve_range=True, anti_aliasing=False)
+        return postprocess(full.astype(np.float32), threshold=self.threshold)
+
+
+def draw_masks(image, masks, names, title: str | None = None) -> np.ndarray:
+    """The X-ray (RGB) with each mask's outline drawn in its own colour and a legend of names."""
+    import cv2
+
+    from spinelib.overlay import _to_rgb, line_width
+
+    rgb = _to_rgb(image).copy()
+    colors = [(60, 220, 60), (255, 150, 0), (230, 60, 230), (0, 200, 255), (255, 40, 40)]
+    lw = line_width(rgb.shape[:2])
+    scale = max(0.4, min(rgb.shape[:2]) / 900)
+    lines = ([(title, (255, 255, 255))] if title else []) + [(n, colors[i % len(colors)]) for i, n in enumerate(names)]
+    for c in range(masks.shape[-1]):
+        contours, _ = cv2.findContours(masks[..., c].astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(rgb, contours, -1, colors[c % len(colors)], lw, cv2.LINE_AA)
+    for i, (text, color) in enumerate(lines):
+        cv2.putText(rgb, text, (10, int(34 * scale + 4) * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, color,
+                    max(1, lw // 2 + 1), cv2.LINE_AA)
+    return rgb
+
+
+def segment_one(model: SegmentationModel, path: Path, out: Path, name: str, model_info: dict) -> dict:
+    """Segment one X-ray with a segmentation model folder: ``<name>.json``
+    (:data:`SEG_SCHEMA_ID`), ``<name>_mask.png`` (the first structure), ``<name>_<structure>.png``
+    for further ones, ``<name>_overlay.png``; returns its summary row."""
+    from spinelib import __version__
+    from spinelib.imageio import save_png
+
+    t0 = time.perf_counter()
+    image, info = read_input(path)
+    digest = sha256_file(path)
+    masks = model.segment(image)
+    h, w = image.shape
+    files = {"json": f"{name}.json", "mask": f"{name}_mask.png", "overlay": f"{name}_overlay.png"}
+    structures = []
+    for c, s in enumerate(model.structures):
+        file = files["mask"] if c == 0 else f"{name}_{s}.png"
+        structures.append({"name": s, "mask": file, "pixels": int(masks[..., c].sum()),
+                           "fraction": round(float(masks[..., c].mean()), 6)})
+    record = {"schema": SEG_SCHEMA_ID, "input": input_record(path, digest, (h, w), info), "model": model_info,
+              "spinelib_version": __version__, "structures": structures,
+              "outputs": {"mask": files["mask"], "overlay": files["overlay"]}, "limits": LIMITS}
+    validate_prediction(record)
+    for c, st in enumerate(structures):
+        save_png(out / st["mask"], masks[..., c])
+    save_png(out / files["overlay"], draw_masks(image, masks, model.structures,
+                                                title=f"{model_info['name']} {model_info['version']}"))
+    _write_json(out / files["json"], record)
+    return {"input": str(path), "name": name, "status": "ok", "error": "", "height": h, "width": w,
+            "structures": " ".join(model.structures), "fraction": structures[0]["fraction"],
+            "json": files["json"], "mask": files["mask"], "overlay": files["overlay"], "sha256": digest,
+            "extra_files": " ".join(st["mask"] for st in structures[1:]),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
 def load_predictor(name_or_dir: str | None):
     """The model ``predict`` runs: :func:`spinelib.landmarks.model.load_model` (None or a name: the
     shipped model; a folder: a model folder written by ``spinelib train`` / ``save_model``).
 
-    A segmentation model folder (``model.json`` with ``kind: "segmentation"``) is refused with a
-    ``ValueError``: it has no vertebra corners to report."""
+    A segmentation model folder (``model.json`` with ``kind: "segmentation"``) loads as a
+    :class:`SegmentationModel`: ``predict`` then writes its masks, no vertebrae or angles."""
     from spinelib.landmarks.model import load_model
 
     if name_or_dir is not None and (Path(name_or_dir) / "model.json").is_file():
         config = json.loads((Path(name_or_dir) / "model.json").read_text())
         if config.get("kind") == "segmentation":
-            raise ValueError(f"{name_or_dir} is a segmentation model ({', '.join(config.get('structures', []))}); "
-                             "'spinelib predict' runs vertebra landmark models (load it with keras.models.load_model)")
+            return SegmentationModel(name_or_dir)
     return load_model(name_or_dir)
 
 
@@ -368,8 +474,11 @@ def cmd_predict(args) -> int:
                disable=args.quiet or None, dynamic_ncols=True)
     for path, name in bar:
         try:
-            row = predict_one(model, path, out, name, model_info)
-            written += [row["json"], row["mask"], row["overlay"]]
+            if getattr(model, "kind", "landmarks") == "segmentation":
+                row = segment_one(model, path, out, name, model_info)
+            else:
+                row = predict_one(model, path, out, name, model_info)
+            written += [row["json"], row["mask"], row["overlay"]] + row.pop("extra_files", "").split()
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one bad X-ray never stops the batch
@@ -508,7 +617,7 @@ def _read_predictions(folder: Path) -> list[dict]:
             rec = json.loads(p.read_text())
         except ValueError:
             continue
-        if rec.get("schema") == SCHEMA_ID:
+        if rec.get("schema") in (SCHEMA_ID, SEG_SCHEMA_ID):
             rec["_json"] = p
             records.append(rec)
     if not records:
@@ -551,6 +660,8 @@ def evaluate_aasce(records: list[dict], root: Path, split: str = "training") -> 
     by_name = {str(r.image_name): r for r in frame.itertuples()}
     rows = []
     for rec in records:
+        if rec["schema"] != SCHEMA_ID:
+            continue  # segmentation predictions have no corners: scored on the clinical layout
         r = by_name.get(rec["input"]["name"])
         if r is None or sha256_file(r.image_path) != rec["input"]["sha256"]:
             continue
@@ -716,8 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (created; never an input's folder; refused when it holds earlier results)")
     p.add_argument("--model", default=None, metavar="NAME_OR_DIR",
-                   help="a model folder written by 'spinelib train', or a shipped model's name (default: the shipped "
-                        "AASCE vertebra model)")
+                   help="a model folder written by 'spinelib train' (a segmentation folder writes its masks only: "
+                        "no vertebrae, no angles), or a shipped model's name (default: the shipped AASCE vertebra "
+                        "model)")
     p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier 'spinelib predict' in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -729,7 +841,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "  AASCE layout (DATA/data/training + DATA/labels/training): the landmark network of the 17\n"
                     "    vertebrae's corners (spinelib.landmarks); 'spinelib predict --model OUT' runs it.\n"
                     "  Clinical layout (DATA/<Normal|Damaged>/<patient>/<AP|LAT>/ with mask PNGs): a U-Net for one of\n"
-                    "    the 8 structures (--structure), trained with the Dice loss (spinelib.segmentation).\n"
+                    "    the 8 structures (--structure), trained with the Dice loss (spinelib.segmentation);\n"
+                    "    'spinelib predict --model OUT' writes its masks; keras.models.load_model(OUT/model.keras).\n"
                     "Validation is a patient-level split (--val-fraction). Training resumes from OUT/work when run again.",
         epilog="Training on a CPU takes long: the shipped AASCE model took hours on 2 cores.")
     t.add_argument("data", metavar="DATA", help="dataset folder (AASCE or the paper's clinical layout)")

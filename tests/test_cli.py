@@ -485,6 +485,23 @@ def test_train_a_segmentation_model_folder(tmp_path, tiny_synthetic):
 
     net = keras.models.load_model(out / "model.keras", compile=False)
     assert tuple(net.input_shape[1:3]) == (32, 16)
+    # predict with that folder: masks at each X-ray's size, a segmentation JSON; then evaluate it
+    from spinelib.clinical import scan_clinical
+
+    aps = [p.views["AP"].image_path for p in scan_clinical(tiny_synthetic, progress=False).patients[:2]]
+    pred = tmp_path / "pred"
+    assert run("predict", *aps, "--out", pred, "--model", out, "--quiet") == 0
+    summary = pd.read_csv(pred / cli.SUMMARY_CSV)
+    assert (summary.status == "ok").all() and len(summary) == 2
+    for _, row in summary.iterrows():
+        rec = json.loads((pred / row["json"]).read_text())
+        cli.validate_prediction(rec)
+        assert rec["schema"] == cli.SEG_SCHEMA_ID and rec["structures"][0]["name"] == "Ap_Pedicle"
+        assert read_mask(pred / row["mask"]).shape == (rec["input"]["height"], rec["input"]["width"])
+        assert np.asarray(Image.open(pred / row["overlay"])).shape[:2] == read_mask(pred / row["mask"]).shape
+    assert run("evaluate", pred, "--truth", tiny_synthetic, "--structure", "Ap_Pedicle", "--out", tmp_path / "e") == 0
+    scores = json.loads((tmp_path / "e" / "summary.json").read_text())
+    assert scores["n_cases"] == 2 and 0.0 <= scores["dice"]["mean"] <= 1.0
 
 
 def test_synthetic_subcommand(tmp_path):
