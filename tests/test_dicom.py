@@ -199,3 +199,22 @@ def test_not_dicom_and_no_pixels(tmp_path):
         read_dicom(write_dicom(tmp_path / "nopix.dcm", None, shape=(4, 4)))
     with pytest.raises(FileNotFoundError):
         read_dicom(tmp_path / "missing.dcm")
+
+
+def test_a_real_jpeg_ls_file_decodes_with_the_extra_or_names_it():
+    """pydicom's own JPEG-LS lossless sample (MR_small_jpeg_ls_lossless.dcm): the same pixels as its
+    uncompressed twin when spinelib[dicom] is installed, else the error naming the extra."""
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    jls, plain = get_testdata_file("MR_small_jpeg_ls_lossless.dcm"), get_testdata_file("MR_small.dcm")
+    if jls is None or plain is None:
+        pytest.skip("pydicom's test files are not installed")
+    if get_decoder(JPEGLSLossless).is_available:
+        img, info = read_dicom(jls)
+        np.testing.assert_array_equal(img, read_dicom(plain)[0])
+        assert "JPEG-LS" in info["transfer_syntax"]
+    else:
+        with pytest.raises(ImageReadError, match=r"JPEG-LS Lossless.*spinelib\[dicom\]"):
+            read_dicom(jls)
