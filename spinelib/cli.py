@@ -168,10 +168,10 @@ def _manifest(out: Path) -> dict | None:
         return None
 
 
-def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], overwrite: bool) -> None:
+def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], overwrite: bool) -> list[Path]:
     """Refuse (:class:`UsageError`) an output folder that would write next to or over an input, or
-    that already holds results; with ``overwrite``, remove the files a previous ``predict`` listed
-    in its manifest (never anything else).
+    that already holds results; with ``overwrite``, return the files a previous ``predict`` listed
+    in its manifest, for the caller to remove once the model has loaded (never anything else).
 
     Refused: ``out`` is the folder of an input file, an input folder or inside one; ``out`` is a
     file; ``out`` holds files and no ``predict`` manifest (not ours: never touched), or a manifest
@@ -189,10 +189,10 @@ def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], ove
             raise UsageError(f"--out {out} is inside the input folder {d}: outputs would be read back as inputs; "
                              "choose a folder outside it")
     if not out.exists():
-        return
+        return []
     entries = [p for p in out.iterdir() if not p.name.startswith(".")]
     if not entries:
-        return
+        return []
     manifest = _manifest(out)
     if manifest is None:
         raise UsageError(f"--out {out} already holds {len(entries)} file(s) that spinelib did not write; "
@@ -200,10 +200,8 @@ def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], ove
     if not overwrite:
         raise UsageError(f"--out {out} already holds results of 'spinelib predict' ({len(manifest.get('files', []))} "
                          "file(s)); add --overwrite to replace them, or choose another folder")
-    for name in manifest.get("files", []) + [MANIFEST]:
-        target = out / name
-        if target.parent.resolve() == out_r and target.is_file():
-            target.unlink()
+    targets = [out / name for name in manifest.get("files", []) + [MANIFEST]]
+    return [t for t in targets if t.parent.resolve() == out_r and t.is_file()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,12 +455,14 @@ def cmd_predict(args) -> int:
              f"{', '.join(XRAY_SUFFIXES)} files)")
         return EXIT_FAILED
     out = Path(args.out)
-    prepare_output_folder(out, files, folders, args.overwrite)
+    stale = prepare_output_folder(out, files, folders, args.overwrite)
     try:
         model = load_predictor(args.model)
-    except (FileNotFoundError, ValueError, OSError, ImportError) as e:
+    except (FileNotFoundError, ValueError, OSError, ImportError, KeyError) as e:
         _err(f"cannot load the model {args.model or '(shipped default)'}: {e}")
         return EXIT_FAILED
+    for target in stale:  # --overwrite: the earlier run's files, once the model is known to load
+        target.unlink(missing_ok=True)
     model_info = {"name": str(model.name), "version": str(model.version),
                   "source": "shipped" if args.model is None else str(args.model)}
     out.mkdir(parents=True, exist_ok=True)
@@ -523,7 +523,10 @@ def cmd_train(args) -> int:
     root = Path(args.data)
     if not root.is_dir():
         raise UsageError(f"training data {root} is not a folder")
-    layout = args.layout if args.layout != "auto" else detect_layout(root)
+    try:
+        layout = args.layout if args.layout != "auto" else detect_layout(root)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     out = Path(args.out)
     _check_model_out(out, args.overwrite)
     if layout == "aasce":
@@ -914,6 +917,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         _err(str(e))
         return EXIT_USAGE
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:  # bad data: say what, exit 1
+        _err(f"{args.command} failed: {e}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _err("interrupted")
         return 130

@@ -226,7 +226,7 @@ def test_nothing_readable_exits_1(tmp_path, xrays, fake_model):
     assert run("predict", tmp_path / "nowhere", "--out", tmp_path / "out2", "--quiet") == cli.EXIT_FAILED
 
 
-def test_output_folder_rules(tmp_path, xrays, fake_model, capsys):
+def test_output_folder_rules(tmp_path, xrays, fake_model, capsys, monkeypatch):
     png = xrays["png8"]
     out = tmp_path / "out"
     assert run("predict", png, "--out", out, "--quiet") == cli.EXIT_OK
@@ -239,6 +239,12 @@ def test_output_folder_rules(tmp_path, xrays, fake_model, capsys):
     assert run("predict", xrays["jpeg"], "--out", out, "--quiet", "--overwrite") == cli.EXIT_OK
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["case_jpeg.json", "case_jpeg_mask.png", "case_jpeg_overlay.png", cli.SUMMARY_CSV, cli.MANIFEST])
+    # --overwrite with a model that does not load keeps the earlier results
+    kept = sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr(cli, "load_predictor", lambda name: (_ for _ in ()).throw(FileNotFoundError("no such model")))
+    assert run("predict", png, "--out", out, "--quiet", "--overwrite") == cli.EXIT_FAILED
+    assert sorted(p.name for p in out.iterdir()) == kept
+    monkeypatch.setattr(cli, "load_predictor", lambda name: fake_model)
     # a folder holding someone else's files is refused even with --overwrite
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -467,8 +473,8 @@ def test_console_script_help_and_usage_errors():
 
 def test_train_refuses_unknown_layout_and_structure(tmp_path, tiny_synthetic, capsys):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="neither an AASCE folder"):
-        run("train", tmp_path / "empty", "--out", tmp_path / "m")
+    assert run("train", tmp_path / "empty", "--out", tmp_path / "m") == cli.EXIT_USAGE
+    assert "neither an AASCE folder" in capsys.readouterr().err
     assert run("train", tiny_synthetic, "--out", tmp_path / "m", "--structure", "Femur") == cli.EXIT_USAGE
     assert "Ap_Vertebra" in capsys.readouterr().err
     assert run("train", tmp_path / "nowhere", "--out", tmp_path / "m") == cli.EXIT_USAGE
