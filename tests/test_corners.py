@@ -128,7 +128,7 @@ def test_merged_pair_split_in_a_column():
     corners[8] = quad((100, 30 + 8 * 34 + 4), 44, 26, 15.0)  # T9 tilted: its BR corner dips into T10
     m = vertebra_mask(corners, (620, 200))
     res = corners_from_mask(m)
-    assert res.n_bodies == 17 and res.complete
+    assert res.n_bodies == 17 and res.complete and res.n_cut == 0  # split at the neck, not cut
     assert np.nanmedian(landmark_errors(res.corners, corners)) < 1.0
 
 
@@ -280,3 +280,18 @@ def test_floor_on_real_aasce_masks_is_small(aasce_dir):
     assert table.loc["lsq", "err_mean_in_order_px"] <= table.loc["diagonal", "err_mean_in_order_px"]
     if np.isfinite(table.loc["lsq", "smape_vs_true_lm"]):
         assert table.loc["lsq", "smape_vs_true_lm"] < 10
+
+
+def test_bodies_overlapping_along_their_width_are_cut_and_counted():
+    """Two annotations that overlap over their whole width make one convex piece (no neck): it is
+    cut across the spine (n_cut = 1) so the levels below keep their names; without the cut the
+    level is reported missing."""
+    corners = spine()
+    corners[9] -= [0, 12]  # T10 moved 12 px up: overlaps T9 by 4 px over the full width
+    m = vertebra_mask(corners, (620, 200))
+    res = corners_from_mask(m)
+    assert res.n_cut == 1 and res.complete
+    assert landmark_errors(res.corners, corners)[10:].max() < 1.0  # T11..L5 unaffected
+    assert np.nanmedian(landmark_errors(res.corners[8:10], corners[8:10])) < 3.0
+    no_cut = corners_from_mask(m, cut_without_neck=False)
+    assert no_cut.n_cut == 0 and not no_cut.complete and no_cut.n_found == 16

@@ -108,7 +108,7 @@ def _split_component(comp: np.ndarray, h_fraction: float, min_core_px: int, n_ma
 
 def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fraction: float = 0.15,
                     split_fraction: float = 0.4, merge_ratio: float = 1.5,
-                    connectivity: int = 4) -> list[np.ndarray]:
+                    cut_without_neck: bool = True, connectivity: int = 4, return_cuts: bool = False):
     """The vertebral bodies of a mask as separate bool masks, sorted top to bottom (centroid y).
 
     Rule, in this order:
@@ -127,11 +127,15 @@ def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fr
        multiple (above ``merge_ratio``) of the median area of its up to 4 neighbours (2 above,
        2 below) is split again with the cores at 0.5, 0.6, 0.7 then 0.8 :math:`\\max d`, the
        first that gives two or more cores; at most round(ratio) bodies, cores side by side
-       across the spine (its direction from the neighbours' centroids) count as one; pieces
-       that do not split are not tried again.
+       across the spine (its direction from the neighbours' centroids) count as one;
+    5. a piece so chosen that has no neck at all (two bodies overlapping along their width, as
+       some AASCE annotations do) is, with ``cut_without_neck``, cut straight across the spine
+       into round(ratio) pieces of equal area (:func:`_cut_across`); otherwise it stays one
+       piece and is not tried again. ``return_cuts=True`` returns ``(bodies, n_cut)``, the
+       number of such cuts, so a caller can say the corners next to a cut are guesses.
 
-    Bodies merged along their whole width (no neck) stay one piece: the level assignment then
-    reports a level as missing rather than guessing a cut.
+    Without step 5, bodies merged along their whole width stay one piece: the level assignment
+    then reports a level as missing (at the bottom: it cannot know where) rather than guessing.
     """
     fg = _as_binary(mask, threshold)
     n_expected = _positive_int(n_expected, "n_expected")
@@ -142,7 +146,7 @@ def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fr
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=connectivity)
     if n <= 1:
-        return []
+        return ([], 0) if return_cuts else []
     areas = stats[1:, cv2.CC_STAT_AREA]
     a_ref = float(np.median(np.sort(areas)[::-1][:n_expected]))
     min_core = max(4, int(a_ref / 50))
@@ -160,7 +164,7 @@ def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fr
             full[y0:y1, x0:x1] = part
             pieces.append(full)
     if not pieces:
-        return []
+        return ([], 0) if return_cuts else []
     areas = np.array([p.sum() for p in pieces])
     a_ref = float(np.median(np.sort(areas)[::-1][:n_expected]))
     pieces = [p for p, a in zip(pieces, areas) if a >= speck_fraction * a_ref]
@@ -168,6 +172,7 @@ def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fr
     # second pass, only while bodies are missing: the piece largest against its neighbours
     # (area / median area of up to 2 pieces either side > merge_ratio) is split at a deeper level
     tried: set[int] = set()
+    n_cut = 0
     while len(pieces) < n_expected and len(pieces) >= 3:
         areas = np.array([p.sum() for p in pieces], dtype=float)
         ratio = np.array([areas[k] / np.median(np.delete(areas[max(k - 2, 0):k + 3], min(k, 2)))
@@ -183,12 +188,32 @@ def separate_bodies(mask, n_expected: int = 17, threshold: float = 0.5, speck_fr
             parts = _split_component(pieces[k], frac, min_core, n_max=n_max, down=down)
             if len(parts) > 1:
                 break
+        if len(parts) == 1 and cut_without_neck:
+            parts = _cut_across(pieces[k], n_max, down)
+            n_cut += 1
         if len(parts) == 1:
             tried.add(k)
             continue
         pieces = _sort_top_down(pieces[:k] + parts + pieces[k + 1:])
         tried = set()
-    return pieces
+    return (pieces, n_cut) if return_cuts else pieces
+
+
+def _cut_across(piece: np.ndarray, n: int, down) -> list[np.ndarray]:
+    """``n`` bodies of equal area from one piece without a neck: the pixels' projections
+    :math:`s = p \cdot \widehat{down}` on the spine direction cut at their ``j/n`` quantiles,
+    i.e. straight cuts across the spine."""
+    rr, cc = np.nonzero(piece)
+    s = np.stack([cc, rr], axis=1) @ _unit_down(down)
+    edges = np.quantile(s, np.arange(1, n) / n)
+    group = np.searchsorted(edges, s, side="right")
+    parts = []
+    for g in range(n):
+        part = np.zeros(piece.shape, dtype=bool)
+        part[rr[group == g], cc[group == g]] = True
+        if part.any():
+            parts.append(part)
+    return parts
 
 
 def _sort_top_down(pieces: list[np.ndarray]) -> list[np.ndarray]:
@@ -496,8 +521,9 @@ def spine_directions(bodies) -> np.ndarray:
 class MaskCorners:
     """Result of :func:`corners_from_mask`: ``corners`` (17, 4, 2) with NaN rows for missing
     levels, ``n_found`` levels found, ``n_bodies`` bodies separated, ``missing`` level names,
-    ``complete`` (all levels, one body each, no extra body) and ``levels`` (the
-    :func:`assign_levels` table)."""
+    ``complete`` (all levels, one body each, no extra body), ``levels`` (the
+    :func:`assign_levels` table) and ``n_cut`` (bodies cut apart without a neck, step 5 of
+    :func:`separate_bodies`: their inner corners are guesses)."""
 
     corners: np.ndarray
     n_found: int
@@ -505,6 +531,7 @@ class MaskCorners:
     missing: tuple[str, ...]
     complete: bool
     levels: pd.DataFrame = field(repr=False)
+    n_cut: int = 0
 
     def __iter__(self):  # ``corners, complete = corners_from_mask(...)``
         return iter((self.corners, self.complete))
@@ -533,7 +560,7 @@ def corners_from_mask(mask, method: str | tuple[str, ...] = DEFAULT_METHOD, thre
         fg = fg[y0:int(rows[-1]) + 3, x0:int(cols[-1]) + 3]
     else:
         y0 = x0 = 0
-    bodies = separate_bodies(fg, n_expected=n_levels, **separate_kw)
+    bodies, n_cut = separate_bodies(fg, n_expected=n_levels, return_cuts=True, **separate_kw)
     levels = assign_levels(bodies, n_levels=n_levels)
     downs = spine_directions(bodies)
     a = levels.attrs
@@ -544,7 +571,7 @@ def corners_from_mask(mask, method: str | tuple[str, ...] = DEFAULT_METHOD, thre
             if k >= 0:
                 corners[lev] = fit_corners(bodies[k], method=m, edge_offset=edge_offset, down=downs[k])
         corners += np.array([x0, y0], dtype=np.float64)
-        out[m] = MaskCorners(corners, a["n_found"], a["n_bodies"], a["missing"], a["complete"], levels)
+        out[m] = MaskCorners(corners, a["n_found"], a["n_bodies"], a["missing"], a["complete"], levels, n_cut)
     return out[method] if isinstance(method, str) else out
 
 
@@ -658,7 +685,7 @@ def mask_route_floor(frame: pd.DataFrame, size: tuple[int, int] | None = None, m
             rows.append({
                 "image_name": getattr(r, "image_name", None), "patient_id": getattr(r, "patient_id", None),
                 "method": m, "frame": "original" if size is None else f"{size[0]}x{size[1]}",
-                "n_found": res.n_found, "n_bodies": res.n_bodies, "complete": res.complete,
+                "n_found": res.n_found, "n_bodies": res.n_bodies, "n_cut": res.n_cut, "complete": res.complete,
                 "in_order": res.complete and all(inside),
                 "top_down": getattr(r, "vertebrae_top_down", np.nan),
                 "err_mean": float(np.nanmean(err)) if has else np.nan,
