@@ -533,3 +533,28 @@ def test_helpers():
     recs = cli.vertebra_records(np.ones((17, 4, 2)), LEVELS, np.ones(17), spacing=(0.5, 2.0))
     assert recs[0]["corners_mm"]["BR"] == [2.0, 0.5]
     save_png  # imported for the writers the CLI shares
+
+
+@pytest.mark.slow
+def test_train_a_landmark_model_folder_that_predict_loads(tmp_path):
+    """`spinelib train` on an AASCE-format folder (4 tiny X-rays, 1 epoch, no ImageNet weights)
+    writes a model folder; `spinelib predict --model` that folder runs it."""
+    if not _landmark_model_available():
+        pytest.skip("spinelib.landmarks.model is not in the package yet")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fixtures_aasce import fake_aasce
+
+    root = fake_aasce(tmp_path / "aasce", n=4, shape=(128, 64))
+    out = tmp_path / "model"
+    assert run("train", root, "--out", out, "--size", 128, 64, "--epochs", 1, "--batch-size", 2,
+               "--val-fraction", 0.5, "--no-pretrained", "--name", "tiny-aasce", "--quiet") == 0
+    config = json.loads((out / "model.json").read_text())
+    assert config["name"] == "tiny-aasce" and config["input_size"] == [128, 64] and config["kind"] == "landmarks"
+    assert config["n_train"] == 2 and config["n_val"] == 2
+    assert (out / "work" / "history.csv").is_file()
+    xray = next((root / "data" / "training").glob("*.jpg"))
+    pred = tmp_path / "pred"
+    assert run("predict", xray, "--out", pred, "--model", out, "--quiet") == 0
+    rec = json.loads(next(p for p in pred.glob("*.json") if p.name != cli.MANIFEST).read_text())
+    cli.validate_prediction(rec)
+    assert rec["model"]["name"] == "tiny-aasce" and rec["input"]["height"] == 128
