@@ -43,7 +43,7 @@ SEG_SCHEMA_NAME = "segmentation.schema.json"
 SEG_SCHEMA_ID = "spinelib-segmentation/1"
 
 LIMITS = ("Research use only: AP (frontal) spine X-rays; the shipped model was trained on one public dataset "
-          "(AASCE 2019, adolescents with scoliosis). Not a medical device.")
+          "(AASCE 2019, scoliosis patients). Not a medical device.")
 
 
 class UsageError(Exception):
@@ -794,8 +794,8 @@ def cmd_synthetic(args) -> int:
 # the parser
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; defaults are written into each help string."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -847,22 +847,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "    the 8 structures (--structure), trained with the Dice loss (spinelib.segmentation);\n"
                     "    'spinelib predict --model OUT' writes its masks; keras.models.load_model(OUT/model.keras).\n"
                     "Validation is a patient-level split (--val-fraction). Training resumes from OUT/work when run again.",
-        epilog="Training on a CPU takes long: the shipped AASCE model took hours on 2 cores.")
+        epilog="Training is slow on a CPU: try --max-images 20 --epochs 1 first to check the data and the folder.")
     t.add_argument("data", metavar="DATA", help="dataset folder (AASCE or the paper's clinical layout)")
     t.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
-    t.add_argument("--layout", choices=("auto", "aasce", "clinical"), default="auto", help="dataset layout")
-    t.add_argument("--structure", default="Ap_Vertebra", help="clinical layout: the structure to segment")
+    t.add_argument("--layout", choices=("auto", "aasce", "clinical"), default="auto", help="dataset layout (default: auto, from the folders)")
+    t.add_argument("--structure", default="Ap_Vertebra", help="clinical layout: the structure to segment (default: Ap_Vertebra)")
     t.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="network input size (default: 512 256 landmarks, 256 128 segmentation)")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default: the library's: 40 landmarks, 30 U-Net)")
-    t.add_argument("--batch-size", type=int, default=None, help="batch size (default: the library's)")
-    t.add_argument("--val-fraction", type=float, default=0.1, help="fraction of patients held out for validation")
-    t.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and augmentation")
-    t.add_argument("--filters", type=int, default=32, help="clinical layout: U-Net filters of the first level (paper: 32)")
-    t.add_argument("--max-images", type=int, default=None, help="AASCE: use only the first N X-rays (a quick check)")
+    t.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs (default: the library's: 40 landmarks, 30 U-Net)")
+    t.add_argument("--batch-size", type=int, default=None, metavar="N", help="batch size (default: 8 landmarks, 4 U-Net)")
+    t.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="fraction of patients held out for validation (default: 0.1)")
+    t.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the split, initialisation and augmentation (default: 0)")
+    t.add_argument("--filters", type=int, default=32, metavar="N", help="clinical layout: U-Net filters of the first level (default: 32, the paper's)")
+    t.add_argument("--max-images", type=int, default=None, metavar="N", help="AASCE: use only the first N X-rays (a quick check)")
     t.add_argument("--no-pretrained", action="store_true", help="AASCE: no ImageNet encoder weights")
     t.add_argument("--name", default=None, help="model name recorded in model.json and every prediction")
-    t.add_argument("--version", default="0.1.0", help="model version recorded in model.json")
+    t.add_argument("--version", default="0.1.0", help="model version recorded in model.json (default: 0.1.0)")
     t.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     t.set_defaults(func=cmd_train)
@@ -878,17 +878,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("predictions", metavar="PREDICTIONS", help="a 'spinelib predict' output folder")
     e.add_argument("--truth", required=True, metavar="DATA", help="ground truth: AASCE folder or clinical layout")
     e.add_argument("--out", required=True, metavar="DIR", help="where per_case.csv and summary.json go")
-    e.add_argument("--layout", choices=("auto", "aasce", "clinical"), default="auto", help="ground-truth layout")
-    e.add_argument("--split", default="training", help="AASCE split holding the X-rays")
-    e.add_argument("--structure", default="Ap_Vertebra", help="clinical layout: the structure scored")
+    e.add_argument("--layout", choices=("auto", "aasce", "clinical"), default="auto", help="ground-truth layout (default: auto, from the folders)")
+    e.add_argument("--split", default="training", help="AASCE split holding the X-rays (default: training)")
+    e.add_argument("--structure", default="Ap_Vertebra", help="clinical layout: the structure scored (default: Ap_Vertebra)")
     e.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("book", formatter_class=_Formatter, help="execute every notebook and render the book",
                        description="What scripts/build_book.sh runs after setting up the environment: generate the "
                                    "synthetic dataset, execute every notebook with papermill, render _build/html.")
-    b.add_argument("--profile", default="ci", choices=("tiny", "ci", "paper"), help="sizes and epochs of every page")
-    b.add_argument("--seed", type=int, default=0, help="seed of every page")
+    b.add_argument("--profile", default="ci", choices=("tiny", "ci", "paper"), help="sizes and epochs of every page (default: ci)")
+    b.add_argument("--seed", type=int, default=0, help="seed of every page (default: 0)")
     b.add_argument("--only", nargs="*", help="execute only notebooks whose name contains these")
     b.add_argument("--no-render", action="store_true", help="execute the notebooks, skip the HTML")
     b.set_defaults(func=cmd_book)
@@ -897,9 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate synthetic AP + LAT spine X-rays with the 8 masks in the paper's clinical "
                                    "layout (spinelib.synthetic): the book's embedded dataset.")
     s.add_argument("--out", required=True, metavar="DIR", help="dataset folder (reused if generated with the same settings)")
-    s.add_argument("--n", type=int, default=60, help="number of patients")
-    s.add_argument("--seed", type=int, default=0, help="seed")
-    s.add_argument("--scale", type=float, default=1.0, help="image scale; 1.0 = the paper's Table 1 sizes")
+    s.add_argument("--n", type=int, default=60, help="number of patients (default: 60)")
+    s.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    s.add_argument("--scale", type=float, default=1.0, help="image scale; 1.0 = the paper's Table 1 sizes (default: 1.0)")
     s.add_argument("--irregular", action="store_true", help="inject the raw release's file irregularities")
     s.add_argument("--overwrite", action="store_true", help="replace a dataset generated with other settings")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
