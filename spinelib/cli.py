@@ -114,15 +114,16 @@ def _is_candidate(path: Path) -> bool:
         return False
     if path.suffix.lower() in XRAY_SUFFIXES:
         return True
-    return path.suffix == "" and _has_dicm_magic(path)
+    return _has_dicm_magic(path)  # DICOM named IM0001, *.IMA, ...
 
 
-def collect_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]], list[Path]]:
+def collect_inputs(inputs, ignored: list[Path] | None = None) -> tuple[list[Path], list[tuple[Path, str]], list[Path]]:
     """``(files, missing, folders)`` from the command line's inputs.
 
     A file is taken as given (whatever its type: a non-image is reported when it fails to read); a
     folder contributes, recursively and sorted, its files with an X-ray suffix
-    (:data:`XRAY_SUFFIXES`) and suffix-less DICOM files; hidden files and folders are left out. A
+    (:data:`XRAY_SUFFIXES`) and DICOM files of any name (``DICM`` at byte 128); hidden files and
+    folders are left out, and the folder's other files are appended to ``ignored`` when given. A
     path that does not exist goes to ``missing`` with the reason. Duplicates are dropped.
     """
     files, missing, folders, seen = [], [], [], set()
@@ -130,8 +131,12 @@ def collect_inputs(inputs) -> tuple[list[Path], list[tuple[Path, str]], list[Pat
         p = Path(raw)
         if p.is_dir():
             folders.append(p.resolve())
-            found = sorted(q for q in p.rglob("*") if q.is_file()
-                           and not any(part.startswith(".") for part in q.relative_to(p).parts) and _is_candidate(q))
+            visible = sorted(q for q in p.rglob("*") if q.is_file()
+                             and not any(part.startswith(".") for part in q.relative_to(p).parts))
+            found = [q for q in visible if _is_candidate(q)]
+            if ignored is not None:
+                taken = set(found)
+                ignored.extend(q for q in visible if q not in taken)
         elif p.exists() or p.is_symlink():
             found = [p]
         else:
@@ -447,9 +452,13 @@ def cmd_predict(args) -> int:
 
     from spinelib.imageio import ImageReadError
 
-    files, missing, folders = collect_inputs(args.inputs)
+    ignored: list[Path] = []
+    files, missing, folders = collect_inputs(args.inputs, ignored)
     for p, why in missing:
         _err(f"skipped {p}: {why}")
+    if ignored:
+        _err(f"left out {len(ignored)} file(s) of the input folders that are not X-ray files "
+             f"({', '.join(XRAY_SUFFIXES)} or DICOM), e.g. {ignored[0]}")
     if not files:
         _err("no X-ray to predict (give image files or folders holding "
              f"{', '.join(XRAY_SUFFIXES)} files)")

@@ -199,20 +199,23 @@ def test_predict_every_format_and_skips_what_it_cannot_read(tmp_path, xrays, fak
     assert sorted(p.name for p in xrays["png8"].parent.iterdir()) == sorted(p.name for p in xrays.values())
 
 
-def test_predict_a_folder_recursively(tmp_path, xrays, fake_model):
+def test_predict_a_folder_recursively(tmp_path, xrays, fake_model, capsys):
     sub = xrays["png8"].parent / "more" / "deeper"
     sub.mkdir(parents=True)
     shutil.copy(xrays["png8"], sub / "case_png8.png")  # the same name again: a second output stem
     dicom_no_suffix = sub / "IM0001"
     shutil.copy(xrays["dicom"], dicom_no_suffix)
+    shutil.copy(xrays["dicom"], sub / "scan.IMA")  # a DICOM of any name is found by its DICM magic
     (sub / ".hidden.png").write_bytes(b"x")
     out = tmp_path / "out"
     assert run("predict", xrays["png8"].parent, "--out", out, "--quiet") == cli.EXIT_OK
+    assert "left out 1 file(s)" in capsys.readouterr().err  # notes.txt, named
     summary = pd.read_csv(out / cli.SUMMARY_CSV)
     names = set(summary.input.map(lambda s: Path(s).name))
-    # .txt files in a folder are not X-rays (left out); the broken PNG is tried and reported
-    assert names == {"case_png8.png", "case_tif16.tif", "case_jpeg.jpg", "case_dicom.dcm", "broken.png", "IM0001"}
-    assert (summary.status == "ok").sum() == 6
+    # .txt files in a folder are not X-rays (left out, counted); the broken PNG is tried and reported
+    assert names == {"case_png8.png", "case_tif16.tif", "case_jpeg.jpg", "case_dicom.dcm", "broken.png", "IM0001",
+                     "scan.IMA"}
+    assert (summary.status == "ok").sum() == 7
     assert {"case_png8", "case_png8-2", "IM0001"} <= set(summary.name)
     assert (out / "case_png8-2.json").is_file()
 
