@@ -545,14 +545,21 @@ def cmd_train(args) -> int:
 
 def _train_landmarks(root: Path, out: Path, args) -> int:
     from spinelib.aasce import load_aasce
+    from spinelib.landmarks.aasce_run import aasce_split
     from spinelib.landmarks.model import save_model
     from spinelib.landmarks.train import SETTINGS, prepare_landmark_data, train_landmarks
-    from spinelib.splits import patient_split
 
     frame = load_aasce(root, max_images=args.max_images)
     size = tuple(args.size) if args.size else tuple(SETTINGS["size"])
-    data = prepare_landmark_data(frame, size=size, progress=not args.quiet)
-    train_idx, val_idx = patient_split(frame.patient_id, val_fraction=args.val_fraction, seed=args.seed)
+    # the AASCE runs' recipe: a patient split, training images with flagged labels left out
+    split = aasce_split(frame, val_fraction=args.val_fraction, seed=args.seed, exclude_flagged=not args.keep_flagged)
+    train_idx, val_idx = split.train, split.val
+    if len(train_idx) == 0:
+        raise ValueError(f"no training X-ray left in {root}: spinelib.data.label_audit flags the labels of all "
+                         f"{len(split.excluded)} training X-rays (--keep-flagged trains on them anyway)")
+    (out / "work").mkdir(parents=True, exist_ok=True)
+    data = prepare_landmark_data(frame, size=size, cache=out / "work" / f"data_{size[0]}x{size[1]}.npz",
+                                 progress=not args.quiet)
     settings = {"size": size, "seed": args.seed, "weights": None if args.no_pretrained else SETTINGS["weights"]}
     if args.epochs is not None:
         settings["epochs"] = args.epochs
@@ -561,7 +568,7 @@ def _train_landmarks(root: Path, out: Path, args) -> int:
     result = train_landmarks(data, train_idx, val_idx, work_dir=out / "work", progress=not args.quiet, **settings)
     config = {"name": args.name or "aasce-vertebrae", "version": args.version, "kind": "landmarks",
               "input_size": [int(size[0]), int(size[1])], "trained_on": str(root), "n_train": int(len(train_idx)),
-              "n_val": int(len(val_idx)), "settings": {k: (list(v) if isinstance(v, tuple) else v)
+              "n_val": int(len(val_idx)), "excluded_flagged_labels": list(split.excluded), "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                                        for k, v in result.settings.items()}}
     save_model(result.model, out, config, overwrite=args.overwrite)
     print(f"landmark model written to {out} ({len(train_idx)} training, {len(val_idx)} validation X-rays)")
@@ -855,7 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "  Clinical layout (DATA/<Normal|Damaged>/<patient>/<AP|LAT>/ with mask PNGs): a U-Net for one of\n"
                     "    the 8 structures (--structure), trained with the Dice loss (spinelib.segmentation);\n"
                     "    'spinelib predict --model OUT' writes its masks; keras.models.load_model(OUT/model.keras).\n"
-                    "Validation is a patient-level split (--val-fraction). Training resumes from OUT/work when run again.",
+                    "Validation is a patient-level split (--val-fraction). AASCE: training images whose labels\n"
+                    "spinelib.data.label_audit flags are left out of training (listed in model.json). Training\n"
+                    "resumes from OUT/work when run again with the same settings.",
         epilog="Training is slow on a CPU: try --max-images 20 --epochs 1 first to check the data and the folder.")
     t.add_argument("data", metavar="DATA", help="dataset folder (AASCE or the paper's clinical layout)")
     t.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
@@ -865,10 +874,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network input size (default: 512 256 landmarks, 256 128 segmentation)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs (default: the library's: 40 landmarks, 30 U-Net)")
     t.add_argument("--batch-size", type=int, default=None, metavar="N", help="batch size (default: 8 landmarks, 4 U-Net)")
-    t.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="fraction of patients held out for validation (default: 0.1)")
+    t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="fraction of patients held out for validation (default: 0.2)")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the split, initialisation and augmentation (default: 0)")
     t.add_argument("--filters", type=int, default=32, metavar="N", help="clinical layout: U-Net filters of the first level (default: 32, the paper's)")
     t.add_argument("--max-images", type=int, default=None, metavar="N", help="AASCE: use only the first N X-rays (a quick check)")
+    t.add_argument("--keep-flagged", action="store_true",
+                   help="AASCE: train on X-rays whose labels the label audit flags too (default: left out)")
     t.add_argument("--no-pretrained", action="store_true", help="AASCE: no ImageNet encoder weights")
     t.add_argument("--name", default=None, help="model name recorded in model.json and every prediction")
     t.add_argument("--version", default="0.1.0", help="model version recorded in model.json (default: 0.1.0)")

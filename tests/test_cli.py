@@ -539,7 +539,7 @@ def test_helpers():
 
 
 @pytest.mark.slow
-def test_train_a_landmark_model_folder_that_predict_loads(tmp_path):
+def test_train_a_landmark_model_folder_that_predict_loads(tmp_path, capsys):
     """`spinelib train` on an AASCE-format folder (4 tiny X-rays, 1 epoch, no ImageNet weights)
     writes a model folder; `spinelib predict --model` that folder runs it."""
     if not _landmark_model_available():
@@ -550,6 +550,9 @@ def test_train_a_landmark_model_folder_that_predict_loads(tmp_path):
     root = fake_aasce(tmp_path / "aasce", n=4, shape=(128, 64))
     out = tmp_path / "model"
     assert run("train", root, "--out", out, "--size", 128, 64, "--epochs", 1, "--batch-size", 2,
+               "--val-fraction", 0.5, "--no-pretrained", "--name", "tiny-aasce", "--quiet") == cli.EXIT_FAILED
+    assert "--keep-flagged" in capsys.readouterr().err  # the audit flags these box-shaped labels
+    assert run("train", root, "--out", out, "--size", 128, 64, "--epochs", 1, "--batch-size", 2, "--keep-flagged",
                "--val-fraction", 0.5, "--no-pretrained", "--name", "tiny-aasce", "--quiet") == 0
     config = json.loads((out / "model.json").read_text())
     assert config["name"] == "tiny-aasce" and config["input_size"] == [128, 64] and config["kind"] == "landmarks"
