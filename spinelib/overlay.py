@@ -12,7 +12,8 @@ What is drawn (OpenCV, anti-aliased, line widths scaled to the image, :func:`lin
 - for each of the three curves, the mid-lines of its two end vertebrae extended to both sides in
   the curve's colour (PT red, MT orange, TL magenta), and their quadrilaterals outlined in it (an
   end vertebra shared by two curves shows the main curve's red);
-- a legend at the top left: the three angles in degrees with their end vertebrae.
+- a legend at the top left (on a darkened patch, lines under it stay visible): the three angles
+  in degrees with their end vertebrae.
 
 Vertebrae whose corners are NaN (not found) are left out. Nothing here changes ``image``.
 """
@@ -146,10 +147,12 @@ def draw_prediction(image, corners, cobb=None, levels=LEVELS, title: str | None 
             legend.insert(0, (label, color))
         lines += legend
     if lines:
-        step = int(34 * font_scale) + 4
-        box_w = int(max(len(t) for t, _ in lines) * 19 * font_scale) + 20
-        cv2.rectangle(rgb, (0, 0), (min(w - 1, box_w), min(h - 1, step * len(lines) + 12)), (0, 0, 0), -1)
+        # legend at the top left on a darkened (not hidden) patch: lines under it stay visible
+        font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, lw // 2 + 1)
+        sizes = [cv2.getTextSize(t, font, font_scale, thick)[0] for t, _ in lines]
+        step = max(sh for _, sh in sizes) + int(12 * font_scale) + 4
+        box_w, box_h = min(w, max(sw for sw, _ in sizes) + 20), min(h, step * len(lines) + 10)
+        rgb[:box_h, :box_w] = (rgb[:box_h, :box_w] * 0.4).astype(np.uint8)
         for i, (text, color) in enumerate(lines):
-            cv2.putText(rgb, text, (10, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color,
-                        max(1, lw // 2 + 1), cv2.LINE_AA)
+            cv2.putText(rgb, text, (10, step * (i + 1)), font, font_scale, color, thick, cv2.LINE_AA)
     return rgb

@@ -564,3 +564,31 @@ def test_train_a_landmark_model_folder_that_predict_loads(tmp_path, capsys):
     rec = json.loads(next(p for p in pred.glob("*.json") if p.name != cli.MANIFEST).read_text())
     cli.validate_prediction(rec)
     assert rec["model"]["name"] == "tiny-aasce" and rec["input"]["height"] == 128
+
+
+def test_overlay_draws_curves_and_checks_inputs():
+    from spinelib.geometry.cobb import cobb_angles
+    from spinelib.overlay import CURVE_COLORS, VERTEBRA_COLOR, draw_prediction
+
+    image = spine_image((400, 160), 5)
+    corners = curved_spine(image.shape)
+    cobb = cobb_angles(corners, image.shape[0])
+    before = image.copy()
+    rgb = draw_prediction(image, corners, cobb, LEVELS, title="test")
+    np.testing.assert_array_equal(image, before)  # the input is left alone
+    assert rgb.shape == (400, 160, 3) and rgb.dtype == np.uint8
+    colors = {tuple(c) for c in rgb.reshape(-1, 3)}
+    assert VERTEBRA_COLOR in colors and CURVE_COLORS["pt"] in colors
+    # the main curve's lower end vertebra (below the legend): its mid-line centre is drawn in red
+    low = cobb.end_vertebrae["pt"][1]
+    cx, cy = np.round(corners[low].mean(axis=0)).astype(int)
+    assert cy > 100
+    patch = rgb[cy - 2:cy + 3, cx - 2:cx + 3].reshape(-1, 3).astype(int)
+    assert np.abs(patch - CURVE_COLORS["pt"]).sum(axis=1).min() < 60  # anti-aliased red
+    partial = corners.copy()
+    partial[16] = np.nan
+    assert draw_prediction(image, partial, None, LEVELS).shape == rgb.shape
+    with pytest.raises(ValueError, match="shape"):
+        draw_prediction(image, corners[:, :3], None, LEVELS)
+    with pytest.raises(ValueError, match="level names"):
+        draw_prediction(image, corners, None, LEVELS[:5])
