@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,12 +29,35 @@ ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("spinelib", "aasce", "spine-project-examples")
 
 
+MAX_TITLE = 50
+"""Kaggle accepts kernel titles (and slugs) of 5 to 50 characters."""
+
+
+def slugify(title: str) -> str:
+    """Kaggle's kernel slug of a title: lower case, every run of characters other than ``a-z0-9``
+    replaced by one hyphen, hyphens trimmed at both ends (``"Spine X-ray 01: Data analysis"`` ->
+    ``"spine-x-ray-01-data-analysis"``). ``kaggle kernels push`` warns and files the kernel under
+    this slug when the ``id`` in ``kernel-metadata.json`` is anything else."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def kernel_title(notebook: Path) -> str:
+    """``"Spine X-ray NN: Words of the notebook name"`` (5..50 characters)."""
+    words = notebook.stem.split("_", 1)[1].replace("_", " ").capitalize()
+    title = f"Spine X-ray {notebook.stem[:2]}: {words}"
+    if not 5 <= len(title) <= MAX_TITLE:
+        raise ValueError(f"Kaggle title {title!r} has {len(title)} characters; Kaggle accepts 5..{MAX_TITLE}")
+    return title
+
+
 def metadata(user: str, notebook: Path) -> dict:
-    slug = notebook.stem.replace("_", "-")
-    title = notebook.stem.split("_", 1)[1].replace("_", " ").capitalize()
+    """``kernel-metadata.json`` of one notebook; its ``id`` is ``<user>/<slugify(title)>``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", user or ""):
+        raise ValueError(f"Kaggle user name {user!r} must be letters, digits, '-' or '_'")
+    title = kernel_title(notebook)
     return {
-        "id": f"{user}/spine-xray-{slug}",
-        "title": f"Spine X-ray {notebook.stem[:2]}: {title}",
+        "id": f"{user}/{slugify(title)}",
+        "title": title,
         "code_file": notebook.name,
         "language": "python",
         "kernel_type": "notebook",

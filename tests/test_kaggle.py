@@ -22,3 +22,31 @@ def test_kernel_metadata_for_every_notebook(tmp_path):
         assert (tmp_path / nb.stem / meta["code_file"]).exists()
         assert meta["enable_internet"] is False and meta["kernel_type"] == "notebook"
         assert "someone/aasce" in meta["dataset_sources"]
+
+
+def _slug(title: str) -> str:
+    """Kaggle's clean-URL slug of a title (written out here, independent of the script's)."""
+    out, dash = [], False
+    for ch in title.lower():
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+            dash = False
+        elif not dash:
+            out.append("-")
+            dash = True
+    return "".join(out).strip("-")
+
+
+def test_titles_slugify_to_their_ids(tmp_path):
+    """`kaggle kernels push` files a kernel under its title's slug; an id that differs breaks every
+    later `kaggle kernels status/output` call on that id."""
+    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "make_kaggle_metadata.py"), "--user", "some-one",
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    metas = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/kernel-metadata.json"))]
+    assert len(metas) == len(list((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    for meta in metas:
+        user, slug = meta["id"].split("/")
+        assert user == "some-one"
+        assert slug == _slug(meta["title"]), (meta["title"], meta["id"])
+        assert 5 <= len(meta["title"]) <= 50 and len(slug) <= 50
+    assert len({m["id"] for m in metas}) == len(metas)

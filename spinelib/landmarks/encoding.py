@@ -1,0 +1,161 @@
+"""Landmark targets for the network and their decoding, and augmentation that moves landmarks.
+
+Coordinates: landmarks are (x, y) in input pixels, pixel centres at integers. A point :math:`p`
+sits at the continuous output-cell coordinate :math:`q = (p + 0.5)/s - 0.5` (stride :math:`s`),
+so cell :math:`(i, j)` covers input pixels :math:`[js, (j+1)s)` and the two grids share their
+outer edges; :func:`from_cells` inverts it.
+
+Targets per vertebra :math:`k` (corners :math:`c_{k,1..4}`, centre :math:`m_k` their mean):
+
+- its cell :math:`g_k = \\mathrm{round}(q(m_k))`, clipped to the grid (``valid`` = inside before);
+- a heat map :math:`H(y, x) = \\max_k \\exp(-\\|(x, y) - g_k\\|^2 / 2\\sigma^2)` (1 exactly at
+  every centre cell, as CenterNet's focal loss expects);
+- 10 offsets at :math:`g_k`: :math:`q(m_k) - g_k`, then :math:`q(c_{k,i}) - g_k` for TL, TR, BL, BR.
+
+Decoding keeps the ``n`` highest local maxima of the heat map (3x3), orders them top to bottom
+(so every vertebra gets its level) and reads the corners as :math:`g + \\text{offset}`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from spinelib.landmarks.network import N_OFFSETS, STRIDE
+
+N_VERTEBRAE = 17
+SIGMA = 1.5
+"""Standard deviation (output cells) of each centre's Gaussian on the target heat map."""
+
+FLIP_CORNERS = (1, 0, 3, 2)
+"""Corner order after a left-right mirror: TL<->TR, BL<->BR."""
+
+AUGMENT = {"rotation": 10.0, "scale": 0.12, "translation": 0.05, "flip": True,
+           "contrast": 0.25, "brightness": 0.1, "gamma": 0.25}
+"""Augmentation strengths: rotation (degrees), scale and translation (fractions), a random
+left-right mirror, and intensity jitter of the X-ray (see :func:`augment_sample`)."""
+
+
+def to_cells(points, stride: int = STRIDE):
+    """Input pixels -> continuous output-cell coordinates, :math:`q = (p + 0.5)/s - 0.5`."""
+    return (points + 0.5) / stride - 0.5
+
+
+def from_cells(cells, stride: int = STRIDE):
+    """Output-cell coordinates -> input pixels, :math:`p = (q + 0.5)s - 0.5`."""
+    return (cells + 0.5) * stride - 0.5
+
+
+def encode(landmarks, out_shape: tuple[int, int], sigma: float = SIGMA, stride: int = STRIDE):
+    """Targets of one X-ray: ``(heat (Ho, Wo, 1), index (17,) int32, offsets (17, 10), valid (17,))``.
+
+    ``landmarks``: (17, 4, 2) corners in input pixels (a tensor or array). ``index`` is the flat
+    cell index :math:`g_y W_o + g_x` where the offsets are read. Runs eagerly or inside ``tf.data``.
+    """
+    lm = tf.convert_to_tensor(landmarks, tf.float32)
+    ho, wo = int(out_shape[0]), int(out_shape[1])
+    q_corners = to_cells(lm, stride)                                     # (17, 4, 2)
+    q_centre = tf.reduce_mean(q_corners, axis=1)                         # (17, 2)
+    cell = tf.round(q_centre)
+    inside = ((cell[:, 0] >= 0) & (cell[:, 0] <= wo - 1) & (cell[:, 1] >= 0) & (cell[:, 1] <= ho - 1))
+    cell = tf.stack([tf.clip_by_value(cell[:, 0], 0.0, wo - 1.0), tf.clip_by_value(cell[:, 1], 0.0, ho - 1.0)], axis=1)
+    valid = tf.cast(inside, tf.float32)
+    offsets = tf.concat([q_centre - cell, tf.reshape(q_corners - cell[:, None, :], (-1, 8))], axis=1)
+    ys = tf.range(ho, dtype=tf.float32)[:, None, None]
+    xs = tf.range(wo, dtype=tf.float32)[None, :, None]
+    d2 = (xs - cell[None, None, :, 0]) ** 2 + (ys - cell[None, None, :, 1]) ** 2
+    heat = tf.reduce_max(tf.exp(-d2 / (2.0 * sigma ** 2)) * valid, axis=-1)[..., None]
+    index = tf.cast(cell[:, 1] * wo + cell[:, 0], tf.int32)
+    return heat, index, offsets, valid
+
+
+def _peaks(prob: np.ndarray) -> np.ndarray:
+    """Flat indices of the 3x3 local maxima of a 2-D map, highest first."""
+    from scipy.ndimage import maximum_filter
+
+    peak = (prob == maximum_filter(prob, size=3, mode="constant", cval=-np.inf))
+    idx = np.flatnonzero(peak)
+    return idx[np.argsort(-prob.ravel()[idx], kind="stable")]
+
+
+def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
+    """``(corners (n, 4, 2) input pixels, scores (n,), centres (n, 2))`` from one X-ray's outputs.
+
+    ``heat_logits`` (Ho, Wo) or (Ho, Wo, 1), ``offsets`` (Ho, Wo, 10). The ``n`` strongest local
+    maxima are kept and sorted by the height of their centre, top first; ``scores`` are their
+    sigmoid probabilities (a low score marks a doubtful vertebra).
+    """
+    heat = np.asarray(heat_logits, np.float64)
+    if heat.ndim == 3 and heat.shape[-1] == 1:
+        heat = heat[..., 0]
+    off = np.asarray(offsets, np.float64)
+    if heat.ndim != 2 or off.shape != heat.shape + (N_OFFSETS,):
+        raise ValueError(f"need heat (Ho, Wo[, 1]) and offsets (Ho, Wo, {N_OFFSETS}), got {np.shape(heat_logits)} "
+                         f"and {np.shape(offsets)}")
+    if not isinstance(n, (int, np.integer)) or n < 1 or n > heat.size:
+        raise ValueError(f"n must be an integer in [1, {heat.size}], got {n!r}")
+    prob = 1.0 / (1.0 + np.exp(-heat))
+    idx = _peaks(prob)[:n]
+    if len(idx) < n:  # a flat map has fewer local maxima: fill with the next-highest cells
+        rest = np.setdiff1d(np.argsort(-prob.ravel(), kind="stable"), idx, assume_unique=True)
+        idx = np.concatenate([idx, rest[: n - len(idx)]])
+    gy, gx = np.divmod(idx, heat.shape[1])
+    cell = np.stack([gx, gy], axis=1).astype(np.float64)
+    o = off[gy, gx]                                                       # (n, 10)
+    centres = from_cells(cell + o[:, :2], stride)
+    corners = from_cells(cell[:, None, :] + o[:, 2:].reshape(-1, 4, 2), stride)
+    order = np.argsort(centres[:, 1], kind="stable")
+    return corners[order], prob.ravel()[idx][order], centres[order]
+
+
+def _inverse(matrix: tf.Tensor) -> tf.Tensor:
+    """The 3x3 forward map (input -> output pixels) of an 8-number projective transform that maps
+    output pixels to input ones (:func:`spinelib.segmentation.affine_matrix`)."""
+    m = tf.reshape(tf.concat([matrix[:6], tf.constant([0.0, 0.0, 1.0])], axis=0), (3, 3))
+    return tf.linalg.inv(m)
+
+
+def move_landmarks(landmarks, matrix) -> tf.Tensor:
+    """Landmarks (17, 4, 2) carried by the warp ``matrix`` (output->input, 8 numbers) to where the
+    warped image shows them; after a mirror, corners swap sides (:data:`FLIP_CORNERS`) so TL stays
+    top-left."""
+    lm = tf.convert_to_tensor(landmarks, tf.float32)
+    matrix = tf.convert_to_tensor(matrix, tf.float32)
+    fwd = _inverse(matrix)
+    pts = tf.reshape(lm, (-1, 2))
+    moved = tf.matmul(tf.concat([pts, tf.ones_like(pts[:, :1])], axis=1), fwd, transpose_b=True)[:, :2]
+    moved = tf.reshape(moved, tf.shape(lm))
+    mirrored = matrix[0] * matrix[4] - matrix[1] * matrix[3] < 0.0
+    return tf.where(mirrored, tf.gather(moved, FLIP_CORNERS, axis=1), moved)
+
+
+def augment_sample(image, mask, landmarks, seed, strengths: dict | None = None):
+    """One X-ray ``(H, W, 1)`` in [0, 1], its body mask ``(H, W, 1)`` and landmarks (17, 4, 2),
+    moved by the same random affine warp (:func:`spinelib.segmentation.affine_matrix`, bilinear for
+    the X-ray, nearest for the mask, the landmarks by :func:`move_landmarks`); then the X-ray's
+    intensity: contrast about its mean, brightness, gamma. Stateless: the same ``seed`` (a length-2
+    integer tensor) gives the same sample."""
+    from spinelib.segmentation import affine_matrix
+
+    p = {**AUGMENT, **(strengths or {})}
+    geo, s0, s1, s2 = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4))
+    shape = tf.shape(image)
+    matrix = affine_matrix(geo, shape[0], shape[1], p["rotation"], p["scale"], p["translation"], p["flip"])
+    image = keras_affine(image, matrix, "bilinear")
+    mask = keras_affine(mask, matrix, "nearest")
+    landmarks = move_landmarks(landmarks, matrix)
+    contrast = tf.random.stateless_uniform([], s0, 1.0 - p["contrast"], 1.0 + p["contrast"])
+    brightness = tf.random.stateless_uniform([], s1, -p["brightness"], p["brightness"])
+    gamma = tf.random.stateless_uniform([], s2, 1.0 - p["gamma"], 1.0 + p["gamma"])
+    mean = tf.reduce_mean(image)
+    image = tf.pow(tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0), gamma)
+    return image, mask, landmarks
+
+
+def keras_affine(x, matrix, interpolation: str):
+    """``keras.ops.image.affine_transform`` of one ``(H, W, C)`` image (outside: 0)."""
+    import keras
+
+    out = keras.ops.image.affine_transform(x[None], matrix[None], interpolation=interpolation,
+                                           fill_mode="constant", fill_value=0.0)[0]
+    return tf.ensure_shape(out, x.shape)

@@ -1,0 +1,202 @@
+"""Scoring the two routes to Cobb angles on the validation patients.
+
+For every validation X-ray, from one landmark network (:mod:`spinelib.landmarks.network`):
+
+- **landmark route**: the corners read off the heat map and offsets (test-time augmentation:
+  the X-ray as it is and scaled by a few percent, each also mirrored; corners averaged);
+- **mask route**: the network's body mask, bodies separated and their corners fitted
+  (:func:`spinelib.geometry.corners.corners_from_mask`).
+
+Both routes' corners go back to the X-ray's own pixels and through the challenge's Cobb rule
+(:func:`spinelib.geometry.cobb.cobb_angles`). Per image: the three angles, SMAPE against
+``angles.csv``, landmark error in original pixels, whether all 17 levels were found in order, the
+Dice of the quadrilaterals drawn from the predicted corners against the true ones, and (landmark
+route) the spread of each angle over the test-time variants, an uncertainty.
+Summaries average per patient first, then bootstrap over patients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+ANGLES = ("pt", "mt", "tl")
+TTA_SCALES = (0.95, 1.0, 1.05)
+"""Zoom factors of the test-time variants (each also mirrored)."""
+
+ERROR_PX = 20.0
+"""A landmark counts as missed when it is further than this from the truth (original pixels)."""
+
+
+def _scaled(images: np.ndarray, zoom: float):
+    """X-rays zoomed about their centre by ``zoom`` (>1 enlarges), and the 8-number map from the
+    zoomed frame back to the original (output -> input, as ``affine_matrix``)."""
+    import tensorflow as tf
+
+    from spinelib.landmarks.encoding import keras_affine
+
+    h, w = images.shape[1:3]
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    m = np.array([1 / zoom, 0, cx - cx / zoom, 0, 1 / zoom, cy - cy / zoom, 0, 0], np.float32)
+    x = tf.convert_to_tensor(np.asarray(images, np.float32) / 255.0)
+    out = np.stack([keras_affine(x[i], tf.constant(m), "bilinear").numpy() for i in range(len(images))])
+    return out, m
+
+
+def tta_corners(network, images: np.ndarray, scales=TTA_SCALES, batch_size: int = 8):
+    """Corners of every test-time variant, ``(V, N, 17, 4, 2)`` in the input frame, and the mean
+    scores ``(N, 17)``. Variants: each zoom of ``scales``, as is and mirrored (mirrored back)."""
+    from spinelib.landmarks import encoding
+    from spinelib.landmarks.train import predict_corners
+
+    images = np.asarray(images)
+    w = images.shape[2]
+    variants, scores = [], []
+    for zoom in scales:
+        x, m = (np.asarray(images, np.float32) / 255.0, None) if zoom == 1.0 else _scaled(images, zoom)
+        for mirror in (False, True):
+            xi = x[:, :, ::-1] if mirror else x
+            c, s, _ = predict_corners(network, xi, batch_size)
+            if mirror:
+                c = c[:, :, list(encoding.FLIP_CORNERS)]
+                c[..., 0] = (w - 1) - c[..., 0]
+            if m is not None:
+                c = np.stack([c[..., 0] * m[0] + m[2], c[..., 1] * m[4] + m[5]], axis=-1)
+            variants.append(c)
+            scores.append(s)
+    return np.stack(variants), np.mean(scores, axis=0)
+
+
+def levels_in_order(pred: np.ndarray, true: np.ndarray) -> bool:
+    """All 17 levels found in order: every predicted vertebra's centre is nearest to the true
+    centre of its own level."""
+    pc, tc = np.nanmean(pred, axis=1), true.mean(axis=1)
+    if not np.isfinite(pc).all():
+        return False
+    d = np.linalg.norm(pc[:, None, :] - tc[None, :, :], axis=-1)
+    return bool(np.all(np.argmin(d, axis=1) == np.arange(len(tc))))
+
+
+def _route_row(prefix: str, corners: np.ndarray, row, flagged: bool) -> dict:
+    from spinelib.geometry.cobb import cobb_angles, smape_per_image
+    from spinelib.geometry.corners import landmark_errors, quadrilateral_dice
+
+    true = np.asarray(row.landmarks, np.float64)
+    out = {}
+    if np.isfinite(corners).all():
+        cobb = cobb_angles(corners, image_height=row.height)
+        pred_angles = cobb.angles
+    else:  # a level missing: no angle can be measured the challenge's way
+        pred_angles = np.full(3, np.nan)
+    true_angles = np.array([row.cobb_pt, row.cobb_mt, row.cobb_tl], float)
+    err = landmark_errors(corners, true)
+    for name, p in zip(ANGLES, pred_angles):
+        out[f"{prefix}_{name}"] = float(p)
+    out[f"{prefix}_smape"] = (float(smape_per_image(pred_angles[None], true_angles[None])[0])
+                              if np.isfinite(pred_angles).all() else np.nan)
+    out[f"{prefix}_error_mean_px"] = float(np.nanmean(err)) if np.isfinite(err).any() else np.nan
+    out[f"{prefix}_error_median_px"] = float(np.nanmedian(err)) if np.isfinite(err).any() else np.nan
+    out[f"{prefix}_share_over_{int(ERROR_PX)}px"] = float(np.mean(~(err <= ERROR_PX)))
+    out[f"{prefix}_levels_in_order"] = levels_in_order(corners, true)
+    out[f"{prefix}_quad_dice"] = quadrilateral_dice(corners, true, (int(row.height), int(row.width)))
+    return out
+
+
+def evaluate_routes(network, data, val_idx, flagged=frozenset(), scales=TTA_SCALES, progress: bool = True) -> pd.DataFrame:
+    """One row per validation X-ray (module docstring): truth, both routes, the uncertainty.
+
+    ``data``: a :class:`spinelib.landmarks.train.LandmarkData`; ``flagged``: image names whose
+    labels the audit flags (a column, so figures can be given on all images and on the clean ones).
+    """
+    from spinelib.aasce import scale_landmarks
+    from spinelib.geometry.cobb import cobb_angles
+    from spinelib.geometry.corners import corners_from_mask
+    from spinelib.landmarks.train import predict_corners
+
+    val_idx = np.asarray(val_idx)
+    images = data.images[val_idx]
+    variants, scores = tta_corners(network, images, scales)
+    _, _, mask_prob = predict_corners(network, images, tta_flip=True)
+    rows = []
+    it = tqdm(enumerate(val_idx), total=len(val_idx), desc="score validation X-rays", disable=not progress)
+    for j, i in it:
+        row = data.frame.iloc[i]
+        shape = (int(row.height), int(row.width))
+        mean = scale_landmarks(variants[:, j].mean(axis=0), data.size, shape)
+        out = {"image_name": row.image_name, "patient_id": row.patient_id, "flagged": row.image_name in flagged,
+               "height": shape[0], "width": shape[1], "cobb_pt": row.cobb_pt, "cobb_mt": row.cobb_mt,
+               "cobb_tl": row.cobb_tl, "cobb_max": row.cobb_max, "min_score": float(scores[j].min())}
+        out.update(_route_row("lm", mean, row, out["flagged"]))
+        per_variant = np.stack([cobb_angles(scale_landmarks(v[j], data.size, shape), image_height=shape[0]).angles
+                                for v in variants])
+        for k, name in enumerate(ANGLES):
+            out[f"lm_{name}_sd"] = float(per_variant[:, k].std(ddof=1))
+        mc = corners_from_mask(mask_prob[j], threshold=0.5)
+        out.update(_route_row("mask", scale_landmarks(mc.corners, data.size, shape), row, out["flagged"]))
+        out["mask_complete"] = bool(mc.complete)
+        t = data.masks[i, ..., 0] > 0
+        p = mask_prob[j] >= 0.5
+        out["mask_dice_frame"] = float(2 * (t & p).sum() / max(t.sum() + p.sum(), 1))
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def per_patient(cases: pd.DataFrame, column: str) -> pd.Series:
+    """Mean of ``column`` per patient (NaNs left out)."""
+    return cases.groupby("patient_id")[column].mean()
+
+
+def summarise_routes(cases: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per route and image set (all, clean): SMAPE with a bootstrap 95 % CI over patients, mean
+    absolute error per angle, landmark errors, levels in order, quadrilateral Dice."""
+    from spinelib.seg_metrics import bootstrap_ci
+
+    out = []
+    for subset, part in (("all", cases), ("clean", cases[~cases["flagged"]])):
+        for route in ("lm", "mask"):
+            pat = per_patient(part, f"{route}_smape")
+            lo, hi = bootstrap_ci(pat.to_numpy(), n_boot=n_boot, seed=seed)
+            row = {"route": {"lm": "landmarks", "mask": "mask + fitted corners"}[route], "images": subset,
+                   "n_images": len(part), "n_patients": part["patient_id"].nunique(),
+                   "smape": float(pat.mean()), "smape_lo": lo, "smape_hi": hi,
+                   "no_angle_share": float(part[f"{route}_smape"].isna().mean())}
+            for name in ANGLES:
+                row[f"mae_{name}"] = float(per_patient(part.assign(
+                    _e=(part[f"{route}_{name}"] - part[f"cobb_{name}"]).abs()), "_e").mean())
+            row["error_mean_px"] = float(per_patient(part, f"{route}_error_mean_px").mean())
+            row["error_median_px"] = float(per_patient(part, f"{route}_error_median_px").mean())
+            row[f"share_over_{int(ERROR_PX)}px"] = float(per_patient(part, f"{route}_share_over_{int(ERROR_PX)}px").mean())
+            row["levels_in_order"] = float(part[f"{route}_levels_in_order"].mean())
+            row["quad_dice"] = float(per_patient(part, f"{route}_quad_dice").mean())
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def severity_auroc(cases: pd.DataFrame, threshold: float = 40.0) -> dict:
+    """Severe scoliosis (max true Cobb >= ``threshold``) decided from the landmark route's largest
+    predicted angle: AUROC, and accuracy / sensitivity / specificity at the same threshold."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = cases["cobb_max"].to_numpy() >= threshold
+    score = cases[[f"lm_{n}" for n in ANGLES]].max(axis=1).to_numpy()
+    pred = score >= threshold
+    both = len(set(truth)) == 2
+    return {"n_images": int(len(cases)), "n_severe": int(truth.sum()),
+            "auroc": float(roc_auc_score(truth, score)) if both else float("nan"),
+            "accuracy": float(np.mean(pred == truth)),
+            "sensitivity": float(pred[truth].mean()) if truth.any() else float("nan"),
+            "specificity": float((~pred[~truth]).mean()) if (~truth).any() else float("nan")}
+
+
+def interval_coverage(cases: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
+    """Do the test-time-augmentation intervals (predicted angle +- ``z`` x spread) cover the true
+    angle as often as a normal 95 % interval claims? One row per angle."""
+    rows = []
+    for name in ANGLES:
+        err = (cases[f"lm_{name}"] - cases[f"cobb_{name}"]).abs()
+        half = z * cases[f"lm_{name}_sd"]
+        rows.append({"angle": name, "claimed": 0.95 if z == 1.96 else float("nan"), "covered": float((err <= half).mean()),
+                     "median_half_width_deg": float(half.median()), "median_abs_error_deg": float(err.median()),
+                     "z_needed_for_95": float(np.quantile(err / cases[f"lm_{name}_sd"].clip(lower=1e-6), 0.95))})
+    return pd.DataFrame(rows)
