@@ -64,13 +64,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def _write_json(path: Path, obj) -> Path:
-    from spinelib.imageio import atomic_write_bytes
+    from spinelib.core.imageio import atomic_write_bytes
 
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
 
 
 def _write_csv(path: Path, frame) -> Path:
-    from spinelib.imageio import atomic_write_bytes
+    from spinelib.core.imageio import atomic_write_bytes
 
     return atomic_write_bytes(path, frame.to_csv(index=False).encode())
 
@@ -108,13 +108,13 @@ def validate_prediction(record: dict) -> None:
 
 
 def _is_candidate(path: Path) -> bool:
-    from spinelib.imageio import _has_dicm_magic
+    from spinelib.core.imageio import has_dicm_magic
 
     if path.name.startswith("."):
         return False
     if path.suffix.lower() in XRAY_SUFFIXES:
         return True
-    return _has_dicm_magic(path)  # DICOM named IM0001, *.IMA, ...
+    return has_dicm_magic(path)  # DICOM named IM0001, *.IMA, ...
 
 
 def collect_inputs(inputs, ignored: list[Path] | None = None) -> tuple[list[Path], list[tuple[Path, str]], list[Path]]:
@@ -214,11 +214,11 @@ def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], ove
 
 
 def read_input(path: Path) -> tuple[np.ndarray, dict]:
-    """``(uint8 image, info)``: DICOM through :func:`spinelib.imageio.read_dicom` (pixel spacing
-    and its tag in ``info``), anything else through :func:`spinelib.imageio.read_xray`."""
-    from spinelib.imageio import _is_dicom, read_dicom, read_xray
+    """``(uint8 image, info)``: DICOM through :func:`spinelib.core.imageio.read_dicom` (pixel spacing
+    and its tag in ``info``), anything else through :func:`spinelib.core.imageio.read_xray`."""
+    from spinelib.core.imageio import is_dicom, read_dicom, read_xray
 
-    if _is_dicom(path):
+    if is_dicom(path):
         image, info = read_dicom(path)
         return image, {**info, "format": "DICOM"}
     from PIL import Image
@@ -294,7 +294,7 @@ def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> di
     into ``out``; returns its summary row. Raises ``ImageReadError``/``FileNotFoundError`` when the
     file cannot be read."""
     from spinelib import __version__
-    from spinelib.imageio import save_png
+    from spinelib.core.imageio import save_png
     from spinelib.overlay import draw_prediction
 
     t0 = time.perf_counter()
@@ -343,9 +343,9 @@ class SegmentationModel:
     ``model.keras`` + ``model.json`` (``kind: "segmentation"``, ``input_size``, ``structures``,
     ``threshold``).
 
-    :meth:`segment`: the X-ray resized to the input size (:func:`spinelib.imageio.resize_image`),
+    :meth:`segment`: the X-ray resized to the input size (:func:`spinelib.core.imageio.resize_image`),
     scaled :math:`x/255`, the probabilities resized back bilinearly to the X-ray's size and
-    thresholded and cleaned by :func:`spinelib.segmentation.postprocess`.
+    thresholded and cleaned by :func:`spinelib.seg.inference.postprocess`.
     """
 
     kind = "segmentation"
@@ -368,8 +368,8 @@ class SegmentationModel:
         """(H, W, C) ``bool`` masks, one channel per structure, at the X-ray's own size."""
         from skimage.transform import resize
 
-        from spinelib.imageio import resize_image, to_uint8
-        from spinelib.segmentation import postprocess
+        from spinelib.core.imageio import resize_image, to_uint8
+        from spinelib.seg.inference import postprocess
 
         img = to_uint8(np.asarray(image))
         x = resize_image(img, self.input_size).astype(np.float32)[None, ..., None] / np.float32(255.0)
@@ -382,9 +382,9 @@ def draw_masks(image, masks, names, title: str | None = None) -> np.ndarray:
     """The X-ray (RGB) with each mask's outline drawn in its own colour and a legend of names."""
     import cv2
 
-    from spinelib.overlay import _to_rgb, line_width
+    from spinelib.overlay import line_width, to_rgb
 
-    rgb = _to_rgb(image).copy()
+    rgb = to_rgb(image).copy()
     colors = [(60, 220, 60), (255, 150, 0), (230, 60, 230), (0, 200, 255), (255, 40, 40)]
     lw = line_width(rgb.shape[:2])
     scale = max(0.4, min(rgb.shape[:2]) / 900)
@@ -403,7 +403,7 @@ def segment_one(model: SegmentationModel, path: Path, out: Path, name: str, mode
     (:data:`SEG_SCHEMA_ID`), ``<name>_mask.png`` (the first structure), ``<name>_<structure>.png``
     for further ones, ``<name>_overlay.png``; returns its summary row."""
     from spinelib import __version__
-    from spinelib.imageio import save_png
+    from spinelib.core.imageio import save_png
 
     t0 = time.perf_counter()
     image, info = read_input(path)
@@ -450,7 +450,7 @@ def load_predictor(name_or_dir: str | None):
 def cmd_predict(args) -> int:
     from tqdm.auto import tqdm
 
-    from spinelib.imageio import ImageReadError
+    from spinelib.core.imageio import ImageReadError
 
     ignored: list[Path] = []
     files, missing, folders = collect_inputs(args.inputs, ignored)
@@ -544,10 +544,14 @@ def cmd_train(args) -> int:
 
 
 def _train_landmarks(root: Path, out: Path, args) -> int:
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
     from spinelib.landmarks.aasce_run import aasce_split
     from spinelib.landmarks.model import save_model
-    from spinelib.landmarks.train import SETTINGS, prepare_landmark_data, train_landmarks
+    from spinelib.landmarks.train import (
+        SETTINGS,
+        prepare_landmark_data,
+        train_landmarks,
+    )
 
     frame = load_aasce(root, max_images=args.max_images)
     size = tuple(args.size) if args.size else tuple(SETTINGS["size"])
@@ -576,11 +580,11 @@ def _train_landmarks(root: Path, out: Path, args) -> int:
 
 
 def _train_segmentation(root: Path, out: Path, args) -> int:
-    from spinelib.clinical import load_segmentation_arrays, scan_clinical
-    from spinelib.segmentation import train_segmentation
-    from spinelib.splits import patient_split
-    from spinelib.structures import STRUCTURES, view_of
-    from spinelib.unet import unet
+    from spinelib.core.structures import STRUCTURES, view_of
+    from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.data.splits import patient_split
+    from spinelib.seg.training import train_segmentation
+    from spinelib.seg.unet import unet
 
     structure = next((s for s in STRUCTURES if s.lower() == (args.structure or "").lower()), None)
     if structure is None:
@@ -664,16 +668,16 @@ def _landmark_error(pred: np.ndarray, true: np.ndarray) -> float:
 def evaluate_aasce(records: list[dict], root: Path, split: str = "training") -> "pd.DataFrame":
     """One row per prediction whose input is an AASCE X-ray (matched by SHA-256 of the file):
     ``dice`` of the predicted mask PNG against the ground-truth quadrilaterals
-    (:func:`spinelib.aasce.vertebra_mask`), ``corner_dice`` of the quadrilaterals drawn from the
+    (:func:`spinelib.data.aasce.vertebra_mask`), ``corner_dice`` of the quadrilaterals drawn from the
     predicted corners (:func:`spinelib.geometry.corners.quadrilateral_dice`), the mean corner
     error (px), the three angles predicted and true, and the image's SMAPE
     :math:`100 \sum_j |p_j - t_j| / \sum_j (p_j + t_j)`."""
     import pandas as pd
 
-    from spinelib.aasce import load_aasce, vertebra_mask
+    from spinelib.core.imageio import read_mask
+    from spinelib.data.aasce import load_aasce, vertebra_mask
     from spinelib.geometry.corners import quadrilateral_dice
-    from spinelib.imageio import read_mask
-    from spinelib.seg_metrics import dice
+    from spinelib.seg.metrics import dice
 
     frame = load_aasce(root, split=split)
     by_name = {str(r.image_name): r for r in frame.itertuples()}
@@ -708,10 +712,10 @@ def evaluate_clinical(records: list[dict], root: Path, structure: str = "Ap_Vert
     SHA-256): Dice of the predicted mask against the ``structure`` mask."""
     import pandas as pd
 
-    from spinelib.clinical import scan_clinical
-    from spinelib.imageio import read_mask
-    from spinelib.seg_metrics import dice
-    from spinelib.structures import view_of
+    from spinelib.core.imageio import read_mask
+    from spinelib.core.structures import view_of
+    from spinelib.data.clinical import scan_clinical
+    from spinelib.seg.metrics import dice
 
     view = view_of(structure)
     dataset = scan_clinical(root, progress=False)
@@ -734,9 +738,9 @@ def evaluate_clinical(records: list[dict], root: Path, structure: str = "Ap_Vert
 
 
 def summarise_evaluation(per_case) -> dict:
-    """Means with 95 % bootstrap intervals (:func:`spinelib.seg_metrics.bootstrap_ci`) and, with
+    """Means with 95 % bootstrap intervals (:func:`spinelib.seg.metrics.bootstrap_ci`) and, with
     angles, the challenge's SMAPE over all cases (:func:`spinelib.geometry.cobb.smape`)."""
-    from spinelib.seg_metrics import bootstrap_ci
+    from spinelib.seg.metrics import bootstrap_ci
 
     out: dict = {"n_cases": int(len(per_case))}
     for col in ("dice", "corner_dice", "landmark_error_px"):
@@ -799,11 +803,11 @@ def cmd_book(args) -> int:
 
 
 def cmd_synthetic(args) -> int:
-    from spinelib import synthetic
+    from spinelib.data.synthetic import generator
 
     argv = ["--out", args.out, "--n", str(args.n), "--seed", str(args.seed), "--scale", str(args.scale)]
     argv += ["--irregular"] * args.irregular + ["--overwrite"] * args.overwrite + ["--quiet"] * args.quiet
-    return synthetic.main(argv)
+    return generator.main(argv)
 
 
 # --------------------------------------------------------------------------------------------
@@ -860,7 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "  AASCE layout (DATA/data/training + DATA/labels/training): the landmark network of the 17\n"
                     "    vertebrae's corners (spinelib.landmarks); 'spinelib predict --model OUT' runs it.\n"
                     "  Clinical layout (DATA/<Normal|Damaged>/<patient>/<AP|LAT>/ with mask PNGs): a U-Net for one of\n"
-                    "    the 8 structures (--structure), trained with the Dice loss (spinelib.segmentation);\n"
+                    "    the 8 structures (--structure), trained with the Dice loss (spinelib.seg.training);\n"
                     "    'spinelib predict --model OUT' writes its masks; keras.models.load_model(OUT/model.keras).\n"
                     "Validation is a patient-level split (--val-fraction). AASCE: training images whose labels\n"
                     "spinelib.data.label_audit flags are left out of training (listed in model.json). Training\n"
@@ -916,7 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synthetic", formatter_class=_Formatter, help="generate synthetic spine X-rays in the paper's layout",
                        description="Generate synthetic AP + LAT spine X-rays with the 8 masks in the paper's clinical "
-                                   "layout (spinelib.synthetic): the book's embedded dataset.")
+                                   "layout (spinelib.data.synthetic.generator): the book's embedded dataset.")
     s.add_argument("--out", required=True, metavar="DIR", help="dataset folder (reused if generated with the same settings)")
     s.add_argument("--n", type=int, default=60, help="number of patients (default: 60)")
     s.add_argument("--seed", type=int, default=0, help="seed (default: 0)")

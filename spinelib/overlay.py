@@ -1,7 +1,7 @@
 """Drawing a vertebra prediction on its X-ray: the picture ``spinelib predict`` writes.
 
     rgb = draw_prediction(image, corners, cobb)         # (H, W, 3) uint8, the X-ray's own size
-    spinelib.imageio.save_png("case_overlay.png", rgb)
+    spinelib.core.imageio.save_png("case_overlay.png", rgb)
 
 What is drawn (OpenCV, anti-aliased, line widths scaled to the image, :func:`line_width`):
 
@@ -56,8 +56,8 @@ def check_corners(corners, n: int | None = None) -> np.ndarray:
     return c
 
 
-def _to_rgb(image) -> np.ndarray:
-    from spinelib.imageio import to_uint8
+def to_rgb(image) -> np.ndarray:
+    from spinelib.core.imageio import to_uint8
 
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -105,7 +105,7 @@ def draw_prediction(image, corners, cobb=None, levels=LEVELS, title: str | None 
     """
     import cv2
 
-    rgb = _to_rgb(image).copy()
+    rgb = to_rgb(image).copy()
     c = check_corners(corners)
     levels = tuple(levels)
     if len(levels) != c.shape[0]:

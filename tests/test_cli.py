@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from spinelib import cli
-from spinelib.imageio import read_mask, save_png
+from spinelib.core.imageio import read_mask, save_png
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 SPINELIB = Path(sys.executable).with_name("spinelib")
@@ -47,7 +47,7 @@ class FakePrediction:
     def mask(self):
         import cv2
 
-        from spinelib.aasce import vertebra_mask
+        from spinelib.data.aasce import vertebra_mask
 
         found = np.isfinite(self.corners).all(axis=(1, 2))
         if found.all():  # the ground truth's own rasterisation
@@ -93,7 +93,11 @@ def fake_model(monkeypatch):
 
 def write_dicom(path: Path, array: np.ndarray, **tags) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -147,7 +151,7 @@ def run(*argv) -> int:
 def check_outputs(out: Path, row: pd.Series, source: Path) -> dict:
     """The three files of one prediction: JSON valid against the schema, mask of the input's size,
     corners inside the image, fingerprint of the input."""
-    from spinelib.imageio import image_size
+    from spinelib.core.imageio import image_size
 
     rec = json.loads((out / row["json"]).read_text())
     cli.validate_prediction(rec)
@@ -303,7 +307,7 @@ def test_schema_rejects_broken_records(tmp_path, xrays, fake_model):
 
 
 def _aasce_rows(aasce_dir, n=3):
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     return load_aasce(aasce_dir, max_images=n)
 
@@ -363,7 +367,7 @@ def test_evaluate_refuses_and_fails_cleanly(tmp_path, xrays, fake_model, aasce_d
 
 def test_evaluate_clinical_layout(tmp_path, tiny_synthetic, monkeypatch):
     """Predictions on the synthetic AP X-rays scored against their Ap_Vertebra masks."""
-    from spinelib.clinical import scan_clinical
+    from spinelib.data.clinical import scan_clinical
 
     ds = scan_clinical(tiny_synthetic, progress=False)
     aps = [p.views["AP"].image_path for p in ds.patients[:2]]
@@ -495,7 +499,7 @@ def test_train_a_segmentation_model_folder(tmp_path, tiny_synthetic):
     net = keras.models.load_model(out / "model.keras", compile=False)
     assert tuple(net.input_shape[1:3]) == (32, 16)
     # predict with that folder: masks at each X-ray's size, a segmentation JSON; then evaluate it
-    from spinelib.clinical import scan_clinical
+    from spinelib.data.clinical import scan_clinical
 
     aps = [p.views["AP"].image_path for p in scan_clinical(tiny_synthetic, progress=False).patients[:2]]
     pred = tmp_path / "pred"

@@ -7,8 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from spinelib.geometry.cobb import (LEVELS, CobbResult, cobb_angles, cobb_table, is_s_shaped, pairwise_angles,
-                                    smape, smape_per_image)
+from spinelib.geometry.cobb import (
+    LEVELS,
+    CobbResult,
+    cobb_angles,
+    cobb_table,
+    is_s_shaped,
+    pairwise_angles,
+    smape,
+    smape_per_image,
+)
 
 
 def build_spine(tilts_deg, width=60.0, height=36.0, spacing=48.0, top=(300.0, 150.0)) -> np.ndarray:
@@ -179,7 +187,7 @@ def test_reproduces_published_angles(aasce_dir):
     """Measured at commit time: SMAPE 0.0063 % over the 481 training images, largest single
     difference 0.014 deg (angles.csv keeps 5 significant digits). Without the image height
     (spine-middle fallback) the S-rule branch flips in some images: SMAPE 0.77 %."""
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(aasce_dir)
     table = cobb_table(frame)
@@ -198,7 +206,7 @@ def test_reproduces_published_angles_from_mat_pixels(aasce_dir):
     of angles.csv: measured SMAPE 0.00045 %, largest difference 0.0049 deg over the 481 images."""
     from scipy.io import loadmat
 
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(aasce_dir)
     labels = aasce_dir / "labels" / "training"

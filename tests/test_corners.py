@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from skimage.draw import polygon
 
-from spinelib.aasce import VERTEBRA_NAMES, vertebra_mask
+from spinelib.data.aasce import VERTEBRA_NAMES, vertebra_mask
 from spinelib.geometry.corners import (
-    METHODS,
     assign_levels,
     corners_from_mask,
     fit_corners,
@@ -266,7 +265,7 @@ def test_assign_levels_rejects_unsorted_bodies():
 # ------------------------------------------------------------------ real AASCE ground truth
 @pytest.mark.needs_shared
 def test_floor_on_real_aasce_masks_is_small(aasce_dir):
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(aasce_dir, max_images=5)
     floor = mask_route_floor(frame, size=(512, 256), method=("diagonal", "lsq"))

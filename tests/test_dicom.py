@@ -1,5 +1,5 @@
 """DICOM read the way scanners mean it: modality LUT, then VOI LUT or window, then MONOCHROME1,
-first frame only, pixel spacing with the tag it came from (spinelib.imageio.read_dicom)."""
+first frame only, pixel spacing with the tag it came from (spinelib.core.imageio.read_dicom)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinelib.imageio import ImageReadError, image_size, read_dicom, read_mask, read_xray
+from spinelib.core.imageio import (
+    ImageReadError,
+    image_size,
+    read_dicom,
+    read_mask,
+    read_xray,
+)
 
 
 def write_dicom(path: Path, frames: np.ndarray | None, *, bits: int = 16, bits_stored: int | None = None,
@@ -16,7 +22,11 @@ def write_dicom(path: Path, frames: np.ndarray | None, *, bits: int = 16, bits_s
                 shape: tuple[int, int] | None = None, preamble: bool = True, **tags) -> Path:
     """Write a DICOM file with pydicom: ``frames`` (H, W) or (N, H, W); extra ``tags`` as keywords."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

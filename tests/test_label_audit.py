@@ -183,7 +183,7 @@ def test_neighbour_residual():
 def test_audit_on_real_labels(aasce_dir):
     """Measured at commit time: 55 of 481 images flagged (corner_order 6, vertebra_order 24,
     height 10, width 3, overlap 14, spacing 26, box_spacing 3, clipped 1, angle 0)."""
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(aasce_dir)
     audit = la.audit_labels(frame)
@@ -203,7 +203,7 @@ def test_audit_on_real_labels(aasce_dir):
 @pytest.mark.needs_shared
 def test_tolerance_constants_match_the_data(aasce_dir):
     """The profiles and robust SDs in the module are those of the 481 training images."""
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
 
     frame = load_aasce(aasce_dir, sort_vertebrae=True)
     stacked = np.stack(frame["landmarks"].to_numpy())

@@ -82,7 +82,7 @@ def test_decode_orders_and_refuses_bad_shapes():
 
 def test_augmentation_keeps_landmarks_on_the_anatomy():
     """The mask drawn from the moved landmarks matches the warped mask; mirrors keep TL left."""
-    from spinelib.aasce import vertebra_mask
+    from spinelib.data.aasce import vertebra_mask
 
     h, w = 256, 128
     lm = straight_spine(h, w, 5.0)
@@ -149,7 +149,7 @@ def test_training_runs_resumes_and_refuses_other_settings(tmp_path):
     resumes, other settings in the same folder are refused."""
     import pandas as pd
 
-    from spinelib.aasce import vertebra_mask
+    from spinelib.data.aasce import vertebra_mask
     from spinelib.landmarks.train import LandmarkData, predict_corners, train_landmarks
 
     n, h, w = 6, 128, 64

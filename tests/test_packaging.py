@@ -75,7 +75,7 @@ def test_console_script_and_package_data():
 
 
 def _aasce_xray() -> Path | None:
-    from spinelib.config import find_dataset
+    from spinelib.core.config import find_dataset
 
     root = find_dataset("aasce")
     if root is None:

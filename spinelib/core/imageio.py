@@ -67,7 +67,7 @@ def _check_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _has_dicm_magic(path: Path) -> bool:
+def has_dicm_magic(path: Path) -> bool:
     """``DICM`` at byte 128: a DICOM Part 10 file with its preamble."""
     try:
         with open(path, "rb") as f:
@@ -77,11 +77,11 @@ def _has_dicm_magic(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom(path: Path) -> bool:
     """DICOM by suffix or by the ``DICM`` magic at byte 128 (part 10 files)."""
     if path.suffix.lower().strip(". ") in {s.strip(".") for s in DICOM_SUFFIXES}:
         return True
-    return _has_dicm_magic(path)
+    return has_dicm_magic(path)
 
 
 def _check_pixels(path: Path, height: int, width: int, max_pixels: float | None) -> None:
@@ -198,7 +198,7 @@ def _dicom_size(path: Path) -> tuple[int, int]:
 
 def _transfer_syntax(ds):
     """The file's Transfer Syntax UID (Implicit VR Little Endian when the file meta has none)."""
-    from pydicom.uid import ImplicitVRLittleEndian, UID
+    from pydicom.uid import UID, ImplicitVRLittleEndian
 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     return UID(str(syntax)) if syntax else ImplicitVRLittleEndian
@@ -315,7 +315,7 @@ def _dicom_first_frame(path: Path, max_pixels: float | None):
     try:
         # a Part 10 file is read from disk frame by frame (only frame 0's bytes are read and
         # decoded); a file without the DICM preamble is decoded from the dataset, frame 0 only
-        arr = pixel_array(path, index=0) if _has_dicm_magic(path) else pixel_array(ds, index=0)
+        arr = pixel_array(path, index=0) if has_dicm_magic(path) else pixel_array(ds, index=0)
     except Exception as e:  # noqa: BLE001 - corrupt streams raise RuntimeError/ValueError/...
         raise ImageReadError(path, f"cannot decode DICOM pixel data (transfer syntax {_syntax_name(syntax)}): {e}") from e
     return ds, arr
@@ -400,7 +400,7 @@ def _read_dicom(path: Path, max_pixels: float | None, raw: bool = False) -> np.n
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of an image file from its header only (no pixel decoding); DICOM too."""
     p = _check_file(path)
-    if _is_dicom(p):
+    if is_dicom(p):
         return _dicom_size(p)
     with _open_pil(p) as im:
         w, h = im.size
@@ -425,7 +425,7 @@ def read_xray(
       same result up to rounding).
     """
     p = _check_file(path)
-    if _is_dicom(p):
+    if is_dicom(p):
         img = _read_dicom(p, max_pixels)
     else:
         with _open_pil(p) as im:
@@ -443,7 +443,7 @@ def read_xray(
 
 def _mask_gray(path: Path, shape: tuple[int, int] | None, max_pixels: float | None) -> tuple[np.ndarray, np.ndarray]:
     """``(grey levels as a 2-D array, foreground bool)`` of a mask file (see :func:`read_mask`)."""
-    if _is_dicom(path):
+    if is_dicom(path):
         h, w = _dicom_size(path)
         _check_mask_shape(path, (h, w), shape)
         raw = np.asarray(_read_dicom(path, max_pixels, raw=True))

@@ -30,7 +30,7 @@ their *published* slot, T1 .. L5) and the numbers behind the flag. The checks:
     of the pair is beyond :data:`BOX_SPACING_Z_TOL` robust SDs of its typical value (boxes that
     do not cover the bodies, or levels missing throughout).
 ``clipped``
-    corners outside the image, clipped by the loader (``n_clipped`` of :func:`spinelib.aasce.load_aasce`).
+    corners outside the image, clipped by the loader (``n_clipped`` of :func:`spinelib.data.aasce.load_aasce`).
 ``angle``
     a published angle differs from :func:`spinelib.geometry.cobb.cobb_angles` on the published
     landmarks (image height as :math:`H`) by more than :data:`ANGLE_TOL_DEG`, or cannot be
@@ -311,11 +311,11 @@ def _check_frame(frame) -> None:
         raise TypeError(f"frame must be a pandas DataFrame from load_aasce, got {type(frame).__name__}")
     need = {"image_name", "landmarks"}
     if not need <= set(frame.columns):
-        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.aasce.load_aasce()")
+        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.data.aasce.load_aasce()")
 
 
 def audit_labels(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (image, failed check) of a :func:`spinelib.aasce.load_aasce` frame:
+    """One row per (image, failed check) of a :func:`spinelib.data.aasce.load_aasce` frame:
     ``image_name, patient_id, check, vertebra`` (published level names, comma-separated, or
     ``""``), ``severity`` (``"error"`` or ``"suspect"``, see :func:`audit_image`), ``detail``. The ``angle`` check needs ``cobb_pt, cobb_mt, cobb_tl`` (and uses
     ``height``), ``clipped`` needs ``n_clipped``. Load the frame with ``sort_vertebrae=False``

@@ -243,7 +243,7 @@ def smape(pred, true) -> float:
 
 
 def cobb_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per image of a :func:`spinelib.aasce.load_aasce` frame: ``image_name, patient_id``,
+    """One row per image of a :func:`spinelib.data.aasce.load_aasce` frame: ``image_name, patient_id``,
     the published ``true_pt, true_mt, true_tl``, the recomputed ``pt, mt, tl`` (image height as
     :math:`H`), end vertebrae ``pt_levels`` etc. (e.g. ``"T5-T11"``) and their indices, ``is_s``,
     ``upper_half``, the per-image ``smape`` and ``max_abs_diff`` (largest of the three
@@ -252,7 +252,7 @@ def cobb_table(frame: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"frame must be a pandas DataFrame from load_aasce, got {type(frame).__name__}")
     if not need <= set(frame.columns):
-        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.aasce.load_aasce()")
+        raise ValueError(f"frame lacks columns {sorted(need - set(frame.columns))}; use spinelib.data.aasce.load_aasce()")
     rows = []
     for r in frame.itertuples(index=False):
         height = getattr(r, "height", None)

@@ -12,7 +12,7 @@ T1..L5 on an AP X-ray; Cobb angles need each body's four corners TL, TR, BL, BR,
 - :func:`mask_route_floor` - the route's floor on real AASCE ground truth: masks drawn from the
   TRUE corners (a perfect mask network), corners fitted back, errors and Cobb angles per image.
 
-Pixel convention: pixel centres sit at integer (x, y); :func:`spinelib.aasce.vertebra_mask`
+Pixel convention: pixel centres sit at integer (x, y); :func:`spinelib.data.aasce.vertebra_mask`
 fills the pixels whose centres lie inside a quadrilateral, so the outermost pixel centres of a
 body lie on average half a pixel inside its true outline. Every fit therefore pushes its four
 sides outwards by ``edge_offset`` (default 0.5 px) before returning the corners.
@@ -26,7 +26,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from spinelib.aasce import N_CORNERS, N_VERTEBRAE, VERTEBRA_NAMES, scale_landmarks, vertebra_mask
+from spinelib.data.aasce import (
+    N_CORNERS,
+    N_VERTEBRAE,
+    VERTEBRA_NAMES,
+    scale_landmarks,
+    vertebra_mask,
+)
 
 #: corner-fitting methods of :func:`fit_corners`
 METHODS: tuple[str, ...] = ("moments", "min_area_rect", "diagonal", "approx_poly", "lsq")
@@ -594,11 +600,11 @@ def landmark_errors(pred, true) -> np.ndarray:
 
 def quadrilateral_dice(pred_corners, true_corners, shape) -> float:
     """Dice :math:`2|P \\cap T| / (|P| + |T|)` of the 17 quadrilaterals drawn from the predicted
-    corners (P) and from the true corners (T), both with :func:`spinelib.aasce.vertebra_mask` on
+    corners (P) and from the true corners (T), both with :func:`spinelib.data.aasce.vertebra_mask` on
     an image of ``shape=(H, W)``. A missing (NaN) predicted level draws nothing. The masks are
     drawn in the integer bounding box of all corners (clipped to the image), which gives the same
     pixels as the full image and is much faster."""
-    from spinelib.imageio import check_size
+    from spinelib.core.imageio import check_size
 
     p, t = _check_corners(pred_corners, "pred_corners"), _check_corners(true_corners, "true_corners")
     if p.shape != (N_VERTEBRAE, N_CORNERS, 2) or t.shape != p.shape:
@@ -639,10 +645,10 @@ def _angles(cobb, landmarks, height: float) -> np.ndarray:
 
 def mask_route_floor(frame: pd.DataFrame, size: tuple[int, int] | None = None, method: str = DEFAULT_METHOD,
                      edge_offset: float = 0.5, dice: bool = True) -> pd.DataFrame:
-    """The mask route's floor: for each image of ``frame`` (from :func:`spinelib.aasce.load_aasce`)
-    draw the mask of its TRUE corners (:func:`spinelib.aasce.vertebra_mask`) - at the original
+    """The mask route's floor: for each image of ``frame`` (from :func:`spinelib.data.aasce.load_aasce`)
+    draw the mask of its TRUE corners (:func:`spinelib.data.aasce.vertebra_mask`) - at the original
     resolution (``size=None``) or in a network frame ``size=(h, w)`` from
-    :func:`spinelib.aasce.scale_landmarks` - fit the corners back with :func:`corners_from_mask`,
+    :func:`spinelib.data.aasce.scale_landmarks` - fit the corners back with :func:`corners_from_mask`,
     scale them back to the original pixels and compare with the truth.
 
     One row per image: ``image_name, patient_id, n_found, n_bodies, complete, in_order``
@@ -661,7 +667,7 @@ def mask_route_floor(frame: pd.DataFrame, size: tuple[int, int] | None = None, m
     if not isinstance(frame, pd.DataFrame) or not {"landmarks", "height", "width"} <= set(frame.columns):
         raise TypeError("frame must be a DataFrame from load_aasce (columns landmarks, height, width)")
     if size is not None:
-        from spinelib.imageio import check_size
+        from spinelib.core.imageio import check_size
 
         size = check_size(size)
     cobb = _cobb_module()

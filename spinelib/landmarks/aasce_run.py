@@ -4,7 +4,7 @@
     result = train_aasce_landmarks(root, work_dir="outputs/landmarks_aasce", epochs=30)
 
 The validation patients are those of every committed AASCE mask run
-(:func:`spinelib.splits.patient_split` with ``val_fraction=0.2, seed=0`` on all 481 images).
+(:func:`spinelib.data.splits.patient_split` with ``val_fraction=0.2, seed=0`` on all 481 images).
 Training leaves out the training images whose labels :func:`spinelib.data.label_audit.flagged_images`
 flags (their names are recorded in ``exclusions.json``); validation keeps every image, and
 :mod:`spinelib.landmarks.evaluate` scores all of them and the clean ones apart.
@@ -20,12 +20,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinelib.landmarks.train import LandmarkTrainResult, prepare_landmark_data, train_landmarks
+from spinelib.landmarks.train import (
+    LandmarkTrainResult,
+    prepare_landmark_data,
+    train_landmarks,
+)
 
 
 @dataclass(frozen=True)
 class AasceSplit:
-    """Row indices into the :func:`spinelib.aasce.load_aasce` frame."""
+    """Row indices into the :func:`spinelib.data.aasce.load_aasce` frame."""
 
     train: np.ndarray          # training images with clean labels (what the network sees)
     val: np.ndarray            # every validation image
@@ -37,7 +41,7 @@ def aasce_split(frame: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0, e
                 min_severity: str = "suspect") -> AasceSplit:
     """The patient split of the AASCE runs, with flagged training images left out."""
     from spinelib.data.label_audit import flagged_images
-    from spinelib.splits import patient_split
+    from spinelib.data.splits import patient_split
 
     train, val = patient_split(frame["patient_id"].astype(str).tolist(), val_fraction=val_fraction, seed=seed)
     flagged = frozenset(flagged_images(frame, min_severity=min_severity)) if exclude_flagged else frozenset()
@@ -52,7 +56,7 @@ def train_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike, 
 
     ``work_dir`` receives the network's files, ``exclusions.json`` and a cache of the resized
     X-rays (``data_<H>x<W>.npz``)."""
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
     from spinelib.landmarks.train import SETTINGS
 
     frame = load_aasce(root, max_images=max_images)

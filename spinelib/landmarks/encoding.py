@@ -110,7 +110,7 @@ def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
 
 def _inverse(matrix: tf.Tensor) -> tf.Tensor:
     """The 3x3 forward map (input -> output pixels) of an 8-number projective transform that maps
-    output pixels to input ones (:func:`spinelib.segmentation.affine_matrix`)."""
+    output pixels to input ones (:func:`spinelib.seg.training.affine_matrix`)."""
     m = tf.reshape(tf.concat([matrix[:6], tf.constant([0.0, 0.0, 1.0])], axis=0), (3, 3))
     return tf.linalg.inv(m)
 
@@ -131,11 +131,11 @@ def move_landmarks(landmarks, matrix) -> tf.Tensor:
 
 def augment_sample(image, mask, landmarks, seed, strengths: dict | None = None):
     """One X-ray ``(H, W, 1)`` in [0, 1], its body mask ``(H, W, 1)`` and landmarks (17, 4, 2),
-    moved by the same random affine warp (:func:`spinelib.segmentation.affine_matrix`, bilinear for
+    moved by the same random affine warp (:func:`spinelib.seg.training.affine_matrix`, bilinear for
     the X-ray, nearest for the mask, the landmarks by :func:`move_landmarks`); then the X-ray's
     intensity: contrast about its mean, brightness, gamma. Stateless: the same ``seed`` (a length-2
     integer tensor) gives the same sample."""
-    from spinelib.segmentation import affine_matrix
+    from spinelib.seg.training import affine_matrix
 
     p = {**AUGMENT, **(strengths or {})}
     geo, s0, s1, s2 = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4))

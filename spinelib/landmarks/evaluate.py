@@ -109,7 +109,7 @@ def evaluate_routes(network, data, val_idx, flagged=frozenset(), scales=TTA_SCAL
     ``data``: a :class:`spinelib.landmarks.train.LandmarkData`; ``flagged``: image names whose
     labels the audit flags (a column, so figures can be given on all images and on the clean ones).
     """
-    from spinelib.aasce import scale_landmarks
+    from spinelib.data.aasce import scale_landmarks
     from spinelib.geometry.cobb import cobb_angles
     from spinelib.geometry.corners import corners_from_mask
     from spinelib.landmarks.train import predict_corners
@@ -150,7 +150,7 @@ def per_patient(cases: pd.DataFrame, column: str) -> pd.Series:
 def summarise_routes(cases: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per route and image set (all, clean): SMAPE with a bootstrap 95 % CI over patients, mean
     absolute error per angle, landmark errors, levels in order, quadrilateral Dice."""
-    from spinelib.seg_metrics import bootstrap_ci
+    from spinelib.seg.metrics import bootstrap_ci
 
     out = []
     for subset, part in (("all", cases), ("clean", cases[~cases["flagged"]])):

@@ -44,7 +44,7 @@ class SpinePrediction:
 
     def mask(self) -> np.ndarray:
         """(H, W) uint8 0/1: the quadrilaterals of the vertebrae drawn from the predicted corners."""
-        from spinelib.aasce import vertebra_mask
+        from spinelib.data.aasce import vertebra_mask
 
         ok = np.all(np.isfinite(self.corners.reshape(len(self.corners), -1)), axis=1)
         if not ok.any():
@@ -82,10 +82,10 @@ class VertebraModel:
         return f"VertebraModel({self.name!r}, version {self.version!r}, input {self.input_size[0]}x{self.input_size[1]})"
 
     def predict(self, image, tta_flip: bool | None = None) -> SpinePrediction:
-        """One X-ray, a 2-D gray array of any size and dtype (scaled like :func:`spinelib.imageio.to_uint8`)."""
-        from spinelib.aasce import scale_landmarks
+        """One X-ray, a 2-D gray array of any size and dtype (scaled like :func:`spinelib.core.imageio.to_uint8`)."""
+        from spinelib.core.imageio import resize_image, to_uint8
+        from spinelib.data.aasce import scale_landmarks
         from spinelib.geometry.cobb import cobb_angles
-        from spinelib.imageio import resize_image, to_uint8
         from spinelib.landmarks.train import predict_corners
 
         img = np.asarray(image)
@@ -105,8 +105,8 @@ class VertebraModel:
                                model_version=self.version)
 
     def predict_file(self, path: str | os.PathLike, tta_flip: bool | None = None) -> SpinePrediction:
-        """Read an X-ray file (:func:`spinelib.imageio.read_xray`: PNG, JPEG, TIFF, DICOM...) and predict."""
-        from spinelib.imageio import read_xray
+        """Read an X-ray file (:func:`spinelib.core.imageio.read_xray`: PNG, JPEG, TIFF, DICOM...) and predict."""
+        from spinelib.core.imageio import read_xray
 
         return self.predict(read_xray(path), tta_flip=tta_flip)
 
@@ -129,7 +129,7 @@ def save_model(network, folder: str | os.PathLike, config: dict, overwrite: bool
     arch = {"input_shape": [h, w, 1], "decoder_filters": list(DECODER_FILTERS), "head_filters": 32}
     arch.update(config.get("architecture", {}))
     cfg = {"format": FORMAT, "name": folder.name, "version": "0", "levels": list(_levels()), "normalisation":
-           "gray uint8 / 255 (spinelib.imageio.read_xray, resized with anti-aliasing)", "tta_flip": True, **config,
+           "gray uint8 / 255 (spinelib.core.imageio.read_xray, resized with anti-aliasing)", "tta_flip": True, **config,
            "input_size": [h, w], "architecture": arch}
     weights = network.get_weights()
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import math
 import keras
 from keras import layers
 
-from spinelib.unet import conv_block
+from spinelib.seg.unet import conv_block
 
 STRIDE = 4
 """Output stride of the heat map and the offsets (input pixels per output cell)."""
@@ -42,7 +42,7 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
 
     - Input: one gray channel in [0, 1]; inside it is mapped to Lite0's preprocessing
       :math:`(255x - 127)/128` and repeated to three channels. Height and width: multiples of 32.
-    - Encoder: :func:`spinelib.efficientnet_lite.efficientnet_lite0` (``weights="imagenet"``: the
+    - Encoder: :func:`spinelib.cls.efficientnet_lite.efficientnet_lite0` (``weights="imagenet"``: the
       real ImageNet weights; ``None``: a random start), BatchNorm frozen at ImageNet statistics.
     - Decoder: from the stride-32 head (first reduced by a 1x1 Conv-BatchNorm-ReLU), per level bilinear 2x up-sampling, concatenation with the
       encoder's feature map at that stride, two Conv-BatchNorm-ReLU blocks; down to stride 4 for
@@ -52,7 +52,7 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
     - ``offsets``: the same shape of head, :data:`N_OFFSETS` linear channels, in output cells.
     - ``mask``: 1x1 sigmoid at stride 2, bilinearly up-sampled to the input size.
     """
-    from spinelib.efficientnet_lite import efficientnet_lite0
+    from spinelib.cls.efficientnet_lite import efficientnet_lite0
 
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (height, width, 1), got {input_shape!r}")

@@ -42,8 +42,8 @@ class LandmarkData:
     """AASCE X-rays resized to the network's input, with their landmarks and body masks there.
 
     ``images`` uint8 (N, H, W, 1); ``masks`` uint8 (N, H, W, 1); ``landmarks`` float32
-    (N, 17, 4, 2) in input pixels (:func:`spinelib.aasce.scale_landmarks`); ``frame`` the
-    :func:`spinelib.aasce.load_aasce` rows (original sizes, landmarks and angles).
+    (N, 17, 4, 2) in input pixels (:func:`spinelib.data.aasce.scale_landmarks`); ``frame`` the
+    :func:`spinelib.data.aasce.load_aasce` rows (original sizes, landmarks and angles).
     """
 
     images: np.ndarray
@@ -54,7 +54,7 @@ class LandmarkData:
 
     def to_original(self, corners: np.ndarray, i: int) -> np.ndarray:
         """Corners predicted in the input frame of image ``i`` -> that X-ray's own pixels."""
-        from spinelib.aasce import scale_landmarks
+        from spinelib.data.aasce import scale_landmarks
 
         row = self.frame.iloc[i]
         return scale_landmarks(corners, self.size, (int(row.height), int(row.width)))
@@ -64,8 +64,8 @@ def prepare_landmark_data(frame: pd.DataFrame, size: tuple[int, int] = (512, 256
                           progress: bool = True) -> LandmarkData:
     """Read and resize every X-ray of ``frame`` once (``cache``: an ``.npz`` file kept between runs,
     checked against the image names and size)."""
-    from spinelib.aasce import load_aasce_arrays, scale_landmarks
-    from spinelib.imageio import check_size
+    from spinelib.core.imageio import check_size
+    from spinelib.data.aasce import load_aasce_arrays, scale_landmarks
 
     h, w = check_size(size)
     names = frame["image_name"].astype(str).tolist()
