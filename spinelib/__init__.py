@@ -1,40 +1,67 @@
 """spinelib: segmentation and classification of spine X-rays.
 
 The tested library half of the book "Segmentation and Classification of Spine X-Rays,
-reproduced". Modules, in the order data flows through them:
+reproduced", in layers. Reusable layers know nothing of the book's pages; one layer on top
+(:mod:`spinelib.paper`) is the book's experiments. Imports point down only (``tests/test_layout.py``).
 
-Data
-- :mod:`spinelib.core.structures`        the 8 anatomical structures, the two views, the paper's numbers
-- :mod:`spinelib.core.config`            profiles (tiny / ci / paper), dataset discovery, seeding, parameter checks
-- :mod:`spinelib.core.imageio`           robust reading of X-rays, masks and DICOM; atomic writes
-- :mod:`spinelib.data.clinical`          the paper's clinical folder layout (loader)
-- :mod:`spinelib.data.audit`             dataset audit tables (Table 1, exclusions, mask coverage, problems)
-- :mod:`spinelib.data.aasce`             the AASCE 2019 / SpineWeb 16 AP X-rays with landmarks and Cobb angles
-- :mod:`spinelib.data.splits`            patient-level splits and folds
-- :mod:`spinelib.data.synthetic.generator`         synthetic spine X-rays in the paper's layout
-  (anatomy in :mod:`spinelib.data.synthetic.anatomy`)
+core (the ground floor)
+- :mod:`spinelib.core.structures`   the 8 anatomical structures, the two views, the paper's numbers
+- :mod:`spinelib.core.config`       profiles (tiny / ci / paper), dataset discovery, seeding, parameter checks
+- :mod:`spinelib.core.plans`        the sizes of every experiment per profile (U-Net page, classification, segmenters)
+- :mod:`spinelib.core.imageio`      robust reading of X-rays, masks and DICOM; atomic writes
+- :mod:`spinelib.core.provenance`   run information, dataset fingerprints, untouched-input checks, git commit
+- :mod:`spinelib.core.runs`         the one cache key, JSON records, quiet TensorFlow, CPU cost
+- :mod:`spinelib.core.stats`        the one bootstrap (cases, or patients with all their images)
 
-Segmentation
-- :mod:`spinelib.seg.unet`              the paper's U-Net and its variants
-- :mod:`spinelib.seg.losses`            cross-entropy, Jaccard, Dice, Tversky, focal and the paper's loss
-- :mod:`spinelib.seg.metrics`       Dice, IoU, HD95 per case; bootstrap summaries
-- :mod:`spinelib.seg.training`      tf.data pipeline, training with resume, post-processing, inference
-- :mod:`spinelib.seg.experiment`   the experiments of pages 2 and 3 (Tables 2 and 3, crops, remedies)
+data
+- :mod:`spinelib.data.clinical`     the paper's clinical folder layout (loader)
+- :mod:`spinelib.data.aasce`        the AASCE 2019 / SpineWeb 16 AP X-rays with landmarks and Cobb angles
+- :mod:`spinelib.data.splits`       patient-level splits and folds
+- :mod:`spinelib.data.audit`        dataset audit tables (Table 1, exclusions, mask coverage, problems)
+- :mod:`spinelib.data.label_audit`  AASCE label checks
+- :mod:`spinelib.data.segdata`      train/validation arrays of a segmentation problem, split by patient
+- :mod:`spinelib.data.clsdata`      two-view inputs and labels of the classification problems
+- :mod:`spinelib.data.synthetic`    synthetic spine X-rays in the paper's layout (generator, anatomy, rendering)
 
-Classification
-- :mod:`spinelib.cls.efficientnet_lite` EfficientNet-Lite0 with its real ImageNet weights, read without torch
-- :mod:`spinelib.cls.backbones`         backbones, offline weight files, the feature cache
-- :mod:`spinelib.cls.heads`        the paper's dense head, patient-level cross-validation
-- :mod:`spinelib.cls.metrics`       the paper's Figure 9 measures, ROC/PR, calibration
-- :mod:`spinelib.cls.gradcam`           Grad-CAM heat maps
-- :mod:`spinelib.geometry.morphometrics`     wedge ratios, disk heights, listhesis, Cobb angle from masks
-- :mod:`spinelib.paper.final_classifier`   the experiments of pages 4 and 5 (Table 4, final classifier)
+geometry
+- :mod:`spinelib.geometry.cobb`, :mod:`spinelib.geometry.corners`   Cobb angles, corners fitted to masks
+- :mod:`spinelib.geometry.morphometrics`   wedge ratios, disk heights, listhesis, Cobb angle from masks
 
-Record and book
-- :mod:`spinelib.core.provenance`        run information, dataset fingerprints, untouched-input checks
-- :mod:`spinelib.paper.report`            headline numbers of every page for the results page
-- :mod:`spinelib.viz`           plots used by the book
-- :mod:`spinelib.book`              execute the notebooks with papermill and render the book
+classification (cls)
+- :mod:`spinelib.cls.efficientnet_lite`  EfficientNet-Lite0 with its real ImageNet weights, read without torch
+- :mod:`spinelib.cls.backbones`    backbones, offline weight files, the feature cache, saved U-Nets as encoders
+- :mod:`spinelib.cls.extractors`   frozen feature extractors (random, ImageNet, a local file, in-domain)
+- :mod:`spinelib.cls.heads`        the paper's dense head and its training
+- :mod:`spinelib.cls.cv`           cross-validation by patient: one fold loop, one logistic pipeline, cached runs
+- :mod:`spinelib.cls.metrics`      the paper's Figure 9 measures, ROC/PR, calibration
+- :mod:`spinelib.cls.gradcam`      Grad-CAM heat maps
+
+segmentation (seg)
+- :mod:`spinelib.seg.unet`         the paper's U-Net and its variants (one with a Lite0 encoder)
+- :mod:`spinelib.seg.losses`       cross-entropy, Jaccard, Dice, Tversky, focal and the paper's loss
+- :mod:`spinelib.seg.metrics`      Dice, IoU, HD95 per case; bootstrap summaries
+- :mod:`spinelib.seg.training`     tf.data pipeline, augmentation, training with resume
+- :mod:`spinelib.seg.inference`    prediction, post-processing, whole folders
+- :mod:`spinelib.seg.experiment`   one cached experiment: train, predict the validation patients, evaluate
+- :mod:`spinelib.seg.spine_crop`   crop boxes from a predicted spine, crop / uncrop, Dice at the original size
+- :mod:`spinelib.seg.aasce_masks`  how exact the AASCE masks are (corner error -> Dice yardstick)
+- :mod:`spinelib.seg.long_runs`    the AASCE long-run record (metrics.json + rescored.json) and its README
+
+- :mod:`spinelib.landmarks`        the vertebra landmark network, training, evaluation, shipped model
+- :mod:`spinelib.viz`, :mod:`spinelib.overlay`   plots used by the book; prediction overlays
+
+the book's experiments (paper): one module per page, none importing another
+- :mod:`spinelib.paper.page`             the one setup call of every page
+- :mod:`spinelib.paper.table2_losses`    page 2: Table 2 (losses that give black masks)
+- :mod:`spinelib.paper.table3_unet`      page 3: Table 3, remedies for thin structures, multi vs single
+- :mod:`spinelib.paper.aasce_runs`       page 3: the AASCE runs beside the committed long runs
+- :mod:`spinelib.paper.table4_backbones` page 4: Table 4 (backbones x weights, cost)
+- :mod:`spinelib.paper.final_classifier` page 5: the final classifier, evaluation, the morphometric one
+- :mod:`spinelib.paper.segment_measure`  page 5: segment, then measure
+- :mod:`spinelib.paper.report`           headline numbers of every page for the results page
+
+- :mod:`spinelib.book`   execute the notebooks with papermill and render the book
+- :mod:`spinelib.cli`    the ``spinelib`` command (predict, train, evaluate)
 """
 
 __version__ = "0.1.0"
