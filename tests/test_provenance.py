@@ -274,3 +274,25 @@ def test_write_results_errors_and_atomicity(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert target.read_bytes() == before and sidecar_path(target).read_bytes() == side_before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_git_commit_reads_checkouts_and_worktrees_without_git(tmp_path):
+    from spinelib.core.provenance import git_commit
+
+    sha, other = "a" * 40, "b" * 40
+    repo = tmp_path / "repo"
+    (repo / ".git" / "refs" / "heads").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "refs" / "heads" / "main").write_text(sha + "\n")
+    assert git_commit(repo) == sha
+    # a worktree: .git is a file naming its folder under the main repository's .git/worktrees
+    wt_git = repo / ".git" / "worktrees" / "wt"
+    wt_git.mkdir(parents=True)
+    (wt_git / "HEAD").write_text("ref: refs/heads/feature\n")
+    (wt_git / "commondir").write_text("../..\n")
+    (repo / ".git" / "packed-refs").write_text(f"# pack-refs\n{other} refs/heads/feature\n")
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text(f"gitdir: {wt_git}\n")
+    assert git_commit(wt) == other
+    assert git_commit(tmp_path / "not-a-repo") is None
