@@ -186,7 +186,29 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
         metrics["predict_file_seconds"] = _time_predict(load_model(folder), sample)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n")
     (out / "README.md").write_text(record_readme(metrics, summary))
+    record_long_run_headlines(out, summary, metrics)
     return metrics
+
+
+def record_long_run_headlines(out: Path, summary: pd.DataFrame, metrics: dict) -> Path:
+    """The run's headline numbers for the results page: ``<out>/../headlines/<out name>.csv``."""
+    from spinelib import report
+
+    dataset = f"AASCE 2019 training split, {metrics['n_val_patients']} validation patients"
+    s = metrics["settings"]
+    note = f"long run (committed): input {s['size'][0]}x{s['size'][1]}, {metrics['epochs_run']} epochs; target SMAPE <= 10 %"
+    rows = []
+    for r in summary.itertuples():
+        rows.append({"section": "Cobb angles (real AP)", "quantity": f"SMAPE (%), {r.route}, {r.images} validation images",
+                     "ours": r.smape, "ci_low": r.smape_lo, "ci_high": r.smape_hi, "data": "real", "dataset": dataset,
+                     "note": note})
+    for r in summary.query("images == 'all'").itertuples():
+        rows.append({"section": "Cobb angles (real AP)", "quantity": f"quadrilateral Dice, {r.route}", "ours": r.quad_dice,
+                     "data": "real", "dataset": dataset, "note": "target 0.90"})
+    sev = metrics["severity_all"]
+    rows.append({"section": "Cobb angles (real AP)", "quantity": "severe scoliosis (Cobb >= 40) AUROC from predicted angles",
+                 "ours": sev["auroc"], "data": "real", "dataset": dataset, "note": note})
+    return report.record_headlines(out.parent, "07_cobb_angles", rows, profile="long run", name=out.name)
 
 
 def _summary_markdown(summary: pd.DataFrame) -> str:
