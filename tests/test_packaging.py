@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -104,7 +105,12 @@ def test_fresh_venv_from_the_lock_runs_the_installed_command(tmp_path):
     sh(base, "-m", "venv", venv)
     py, exe = venv / "bin" / "python", venv / "bin" / "spinelib"
     sh(py, "-m", "pip", "install", "-q", "-r", ROOT / "requirements.lock")
-    sh(py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", ROOT)
+    # build from a copy: setuptools leaves build/ in the folder it builds
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "spinelib", src / "spinelib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    sh(py, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "dist", src)
     (wheel,) = (tmp_path / "dist").glob("spinelib-*.whl")
     sh(py, "-m", "pip", "install", "-q", "--no-deps", wheel)
     # the installed package, not the checkout: run from a folder outside the repository
