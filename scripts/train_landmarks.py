@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default="1.0", help="version of the released model")
     ap.add_argument("--score-only", action="store_true", help="do not train; score the finished run in --work")
     args = ap.parse_args(argv)
-    from spinelib.config import dataset_missing_message, find_dataset
-    from spinelib.landmarks.aasce_run import finish_aasce_landmarks, train_aasce_landmarks
+    from spinelib.core.config import dataset_missing_message, find_dataset
+    from spinelib.landmarks.aasce_run import (
+        finish_aasce_landmarks,
+        train_aasce_landmarks,
+    )
 
     root = find_dataset("aasce", args.aasce_dir)
     if root is None:

@@ -20,12 +20,13 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "spinelib"
 MAX_LINES = 650
 
-LAYERS = {"core": 0, "geometry.cobb": 0.5, "data": 1, "geometry": 2, "cls": 3, "seg": 4, "landmarks": 5,
-          "viz": 6, "overlay": 6, "paper": 7, "book": 8, "cli": 8}
+LAYERS = {"core": 0, "geometry.cobb": 0.5, "data": 1, "geometry": 2, "cls": 3, "seg": 4, "viz": 6,
+          "overlay": 6, "paper": 7, "landmarks": 7.5, "book": 8, "cli": 8}
 """Rank of each part of spinelib (the most specific name counts): core (structures, config, files,
 runs) at the bottom; Cobb angles from landmarks (pure geometry, read by the label audit) just above;
 the datasets; mask geometry; the networks; the plots; the book's pages (paper) above every reusable
-layer; the book builder and the command line on top."""
+layer; the landmark line (network, training, evaluation, its long run's headlines through
+:mod:`spinelib.paper.report`), the book builder and the command line on top."""
 
 TOO_LONG_FOR_NOW = {"spinelib.cli": "new on main while the layout moved; to split in its own change",
                     "spinelib.geometry.corners": "new on main while the layout moved; to split in its own change",

@@ -85,7 +85,7 @@ RECORD_FILES = ("metrics.json", "cases.csv", "summary.csv", "coverage.csv", "his
 
 
 def _git_commit() -> str:
-    from spinelib.provenance import run_info
+    from spinelib.core.provenance import run_info
 
     return str(run_info().get("git_commit") or "unknown")
 
@@ -114,7 +114,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spinelib.aasce import load_aasce
+    from spinelib.data.aasce import load_aasce
     from spinelib.landmarks import evaluate as ev
     from spinelib.landmarks.network import landmark_net
     from spinelib.landmarks.plots import agreement_figure, overlay_grid
@@ -143,9 +143,9 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
     plt.close(fig)
     ranked = cases.sort_values("lm_smape")
     picks = pd.concat([ranked.head(2), ranked.tail(2)])
-    from spinelib.aasce import scale_landmarks
+    from spinelib.core.imageio import read_xray
+    from spinelib.data.aasce import scale_landmarks
     from spinelib.geometry.cobb import cobb_angles
-    from spinelib.imageio import read_xray
 
     variants, _ = ev.tta_corners(net, data.images[[int(np.flatnonzero(frame.image_name == n)[0]) for n in picks.image_name]])
     images, preds, titles = [], [], []
@@ -196,7 +196,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
 
 def record_long_run_headlines(out: Path, summary: pd.DataFrame, metrics: dict) -> Path:
     """The run's headline numbers for the results page: ``<out>/../headlines/<out name>.csv``."""
-    from spinelib import report
+    from spinelib.paper import report
 
     dataset = f"AASCE 2019 training split, {metrics['n_val_patients']} validation patients"
     s = metrics["settings"]
@@ -298,11 +298,12 @@ def score_shipped_model(root: str | os.PathLike, model=None, max_images: int | N
     """The released model on the validation patients' X-rays, read from their files as a user would
     (:meth:`VertebraModel.predict_file`): one row per X-ray with the three angles, SMAPE, corner
     error and whether the labels are flagged."""
-    from spinelib.aasce import load_aasce
+    from tqdm.auto import tqdm
+
+    from spinelib.data.aasce import load_aasce
     from spinelib.geometry.cobb import smape_per_image
     from spinelib.geometry.corners import landmark_errors
     from spinelib.landmarks.model import load_model
-    from tqdm.auto import tqdm
 
     model = model or load_model()
     frame = load_aasce(root)
