@@ -661,7 +661,7 @@ def mask_route_floor(frame: pd.DataFrame, size: tuple[int, int] | None = None, m
     fitted against true-landmark angles, ``top_down`` (load_aasce's flag: the published vertebrae
     go down the image; where not, fitted levels cannot match the published order) and ``method``,
     ``frame``. ``method`` may be a tuple of methods: one row per image and method, the mask drawn
-    and separated once. ``attrs["corners"]`` keeps the fitted (17, 4, 2) arrays in row order.
+    and separated once. ``corners`` holds each row's fitted (17, 4, 2) array (original pixels).
     :func:`summarise_floor` turns it into a table, one line per method.
     """
     if not isinstance(frame, pd.DataFrame) or not {"landmarks", "height", "width"} <= set(frame.columns):
@@ -707,7 +707,7 @@ def mask_route_floor(frame: pd.DataFrame, size: tuple[int, int] | None = None, m
             })
             all_corners.append(pred)
     out = pd.DataFrame(rows)
-    out.attrs.update(method=method, size=size, corners=all_corners)
+    out["corners"] = pd.Series(all_corners, index=out.index, dtype=object)
     return out
 
 
