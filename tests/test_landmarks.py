@@ -199,3 +199,49 @@ def test_model_folder_round_trip(tmp_path):
         load_model(tmp_path / "missing")
     with pytest.raises(ValueError):
         model.predict(np.zeros((4, 4)))
+
+
+@pytest.mark.needs_shared
+def test_released_model_reads_a_real_xray(aasce_dir):
+    """The model shipped in the package: 17 vertebrae in order, on the X-ray, near the truth."""
+    from spinelib.data.aasce import load_aasce
+    from spinelib.landmarks.aasce_run import aasce_split
+    from spinelib.landmarks.model import DEFAULT_MODEL, available_models, load_model
+
+    if DEFAULT_MODEL not in available_models():
+        pytest.fail(f"the package ships no {DEFAULT_MODEL} model (spinelib/landmarks/models/{DEFAULT_MODEL})")
+    frame = load_aasce(aasce_dir)
+    split = aasce_split(frame)
+    row = frame.iloc[split.val[0]]  # a validation patient's X-ray: never trained on
+    model = load_model()
+    pred = model.predict_file(row.image_path)
+    assert pred.corners.shape == (17, 4, 2) and pred.image_shape == (row.height, row.width)
+    centres = pred.corners.mean(axis=1)
+    assert np.all(np.diff(centres[:, 1]) > 0)  # T1 first, top to bottom
+    assert np.all((pred.corners[..., 0] >= -5) & (pred.corners[..., 0] <= row.width + 5))
+    assert np.all((pred.corners[..., 1] >= -5) & (pred.corners[..., 1] <= row.height + 5))
+    # each predicted centre lies within one vertebra pitch of its own level's true centre
+    true_centres = np.asarray(row.landmarks).mean(axis=1)
+    pitch = np.median(np.diff(true_centres[:, 1]))
+    assert np.median(np.linalg.norm(centres - true_centres, axis=1)) < pitch
+    assert 0 <= pred.cobb.pt <= 120 and pred.mask().shape == (row.height, row.width)
+
+
+def test_recalibrate_batchnorm_gives_the_training_data_statistics():
+    """After recalibration a BatchNorm's moving mean/variance are those of its inputs over the images."""
+    import keras
+
+    from spinelib.landmarks.train import recalibrate_batchnorm
+
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(3, 1, use_bias=False, kernel_initializer="ones")(inp)
+    out = keras.layers.BatchNormalization(momentum=0.99)(x)
+    model = keras.Model(inp, out)
+    images = np.random.default_rng(0).uniform(0.0, 1.0, (12, 8, 8, 1)).astype(np.float32)  # X-rays in [0, 1]
+    assert recalibrate_batchnorm(model, images, batch_size=4) == 1
+    bn = model.layers[-1]
+    assert np.allclose(bn.moving_mean.numpy(), images.mean(), atol=1e-4)
+    # the average of the three batches' variances (each batch normalised by its own mean)
+    per_batch = np.mean([images[i:i + 4].var() for i in range(0, 12, 4)])
+    assert np.allclose(bn.moving_variance.numpy(), per_batch, rtol=1e-3)
+    assert bn.momentum == 0.99

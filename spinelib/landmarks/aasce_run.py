@@ -23,6 +23,7 @@ import pandas as pd
 from spinelib.landmarks.train import (
     LandmarkTrainResult,
     prepare_landmark_data,
+    recalibrate_batchnorm,
     train_landmarks,
 )
 
@@ -129,6 +130,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
     data = prepare_landmark_data(frame, (h, w), cache=work / f"data_{h}x{w}.npz", progress=progress)
     net = landmark_net((h, w, 1), weights=None)
     net.load_weights(work / "weights.weights.h5")
+    recalibrate_batchnorm(net, data.images[split.train], settings["batch_size"])  # exact BatchNorm statistics
     cases = ev.evaluate_routes(net, data, split.val, split.flagged, progress=progress)
     summary = ev.summarise_routes(cases)
     coverage = ev.interval_coverage(cases)

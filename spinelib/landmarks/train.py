@@ -190,6 +190,38 @@ def predict_corners(model, images, batch_size: int = 8, tta_flip: bool = False):
 # training
 
 
+def recalibrate_batchnorm(model, images, batch_size: int = 8) -> int:
+    """Recompute the moving statistics of every trainable BatchNorm layer as the exact average of
+    its batch statistics over ``images`` (uint8, or float in [0, 1]; no weight changes), and return
+    how many layers.
+
+    Why: a BatchNorm after a convolution makes that convolution's scale free, so under Adam its
+    input statistics drift from batch to batch faster than a moving average (momentum 0.9) follows;
+    the network then predicts well with batch statistics (training mode) and badly with its moving
+    ones (inference mode). Measured on the AASCE run after 9 epochs: corner errors of 6-15 px in
+    training mode against 40-130 px in inference mode, the moving mean of the bottleneck layer ~165
+    batch standard deviations off. The cure, as for stochastic weight averaging, is one pass over the
+    training X-rays (un-augmented): batch :math:`k` enters with weight :math:`1/k`.
+    """
+    from keras import layers
+
+    bns = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization) and layer.trainable]
+    saved = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+        layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size), start=1):
+            for layer in bns:
+                layer.momentum = 1.0 - 1.0 / k  # moving = (1 - 1/k) moving + (1/k) batch: the running mean
+            x = np.asarray(images[start:start + batch_size], np.float32)
+            model(x / 255.0 if x.max() > 1.5 else x, training=True)
+    finally:
+        for layer, m in zip(bns, saved):
+            layer.momentum = m
+    return len(bns)
+
+
 @dataclass
 class LandmarkTrainResult:
     model: object
@@ -214,7 +246,9 @@ def train_landmarks(data: LandmarkData, train_idx, val_idx, work_dir: str | os.P
     then cosine decay to 1 % of ``lr``. After every epoch: ``history.csv`` (losses, the validation
     mean corner error in input pixels, seconds) and ``weights.weights.h5`` in ``work_dir``; a call
     with the same settings resumes after the last finished epoch (the optimizer restarts its
-    moments there). ``val_idx`` is only scored, never trained on.
+    moments there). ``val_idx`` is only scored, never trained on. At the end the BatchNorm statistics
+    are recomputed over the training X-rays (:func:`recalibrate_batchnorm`); the per-epoch validation
+    error in ``history.csv`` is measured before that, with the moving statistics.
     """
     unknown = set(settings) - set(SETTINGS)
     if unknown:
@@ -282,6 +316,8 @@ def train_landmarks(data: LandmarkData, train_idx, val_idx, work_dir: str | os.P
         if progress:
             print(f"epoch {epoch + 1}: loss {mean[0]:.4f} (heat {mean[1]:.3f}, offsets {mean[2]:.3f}, mask {mean[3]:.3f}), "
                   f"val corner error {err:.2f} px, {rows[-1]['seconds']:.0f} s", flush=True)
+    recalibrate_batchnorm(model, data.images[train_idx], s["batch_size"])  # see its docstring
+    model.save_weights(weights_file)
     hist = pd.DataFrame(rows)
     return LandmarkTrainResult(model, hist, s, float(hist["seconds"].sum()) if len(hist) else 0.0, work,
                                {"seconds_this_call": time.perf_counter() - t0})
