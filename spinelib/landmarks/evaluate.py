@@ -132,9 +132,14 @@ def evaluate_routes(network, data, val_idx, flagged=frozenset(), scales=TTA_SCAL
                                 for v in variants])
         for k, name in enumerate(ANGLES):
             out[f"lm_{name}_sd"] = float(per_variant[:, k].std(ddof=1))
-        mc = corners_from_mask(mask_prob[j], threshold=0.5)
-        out.update(_route_row("mask", scale_landmarks(mc.corners, data.size, shape), row, out["flagged"]))
-        out["mask_complete"] = bool(mc.complete)
+        try:
+            mc = corners_from_mask(mask_prob[j], threshold=0.5)
+            mask_corners, complete, failure = mc.corners, bool(mc.complete), ""
+        except ValueError as e:  # e.g. a sliver of a body too thin for four corners: the route fails here
+            mask_corners, complete, failure = np.full((17, 4, 2), np.nan), False, str(e)
+        out.update(_route_row("mask", scale_landmarks(mask_corners, data.size, shape), row, out["flagged"]))
+        out["mask_complete"] = complete
+        out["mask_failure"] = failure
         t = data.masks[i, ..., 0] > 0
         p = mask_prob[j] >= 0.5
         out["mask_dice_frame"] = float(2 * (t & p).sum() / max(t.sum() + p.sum(), 1))

