@@ -71,9 +71,9 @@ def tta_corners(network, images: np.ndarray, scales=TTA_SCALES, batch_size: int 
 def levels_in_order(pred: np.ndarray, true: np.ndarray) -> bool:
     """All 17 levels found in order: every predicted vertebra's centre is nearest to the true
     centre of its own level."""
-    pc, tc = np.nanmean(pred, axis=1), true.mean(axis=1)
-    if not np.isfinite(pc).all():
+    if not np.isfinite(pred).all():
         return False
+    pc, tc = pred.mean(axis=1), true.mean(axis=1)
     d = np.linalg.norm(pc[:, None, :] - tc[None, :, :], axis=-1)
     return bool(np.all(np.argmin(d, axis=1) == np.arange(len(tc))))
 
