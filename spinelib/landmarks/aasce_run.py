@@ -86,9 +86,10 @@ RECORD_FILES = ("metrics.json", "cases.csv", "summary.csv", "coverage.csv", "his
 
 
 def _git_commit() -> str:
-    from spinelib.core.provenance import run_info
+    from spinelib.core.config import REPO_ROOT
+    from spinelib.core.provenance import git_commit
 
-    return str(run_info().get("git_commit") or "unknown")
+    return git_commit(REPO_ROOT, mark_dirty=True) or "unknown"
 
 
 def _time_predict(model, path, repeats: int = 3) -> float:
@@ -247,7 +248,8 @@ def record_readme(metrics: dict, summary: pd.DataFrame) -> str:
     text += (f"Severe scoliosis (max Cobb >= 40°) from the largest predicted angle: AUROC {sev['auroc']:.3f}, accuracy "
              f"{sev['accuracy']:.3f} ({sev['n_severe']} of {sev['n_images']} validation X-rays severe).\n\n")
     if "predict_file_seconds" in metrics:
-        text += f"One X-ray through the released model (`predict_file`, 6 test-time variants): {metrics['predict_file_seconds']:.2f} s.\n\n"
+        text += (f"One X-ray read and predicted by the released model (`predict_file`, flip test-time augmentation): "
+                 f"{metrics['predict_file_seconds']:.2f} s on this machine.\n\n")
     text += "Files: " + ", ".join(f"`{f}`" for f in RECORD_FILES if f != "README.md") + ".\n"
     return text
 
