@@ -247,3 +247,19 @@ def test_recalibrate_batchnorm_gives_the_training_data_statistics():
     per_batch = np.mean([images[i:i + 4].var() for i in range(0, 12, 4)])
     assert np.allclose(bn.moving_variance.numpy(), per_batch, rtol=1e-3)
     assert bn.momentum == 0.99
+
+
+@pytest.mark.needs_shared
+def test_mask_runs_on_clean_labels_match_their_records(aasce_dir):
+    """The committed mask runs scored on all validation images give back each run's recorded Dice;
+    the clean subset leaves the flagged images out."""
+    from spinelib.core.config import REPO_ROOT
+    from spinelib.data.aasce import load_aasce
+    from spinelib.landmarks.aasce_run import mask_runs_on_clean_labels
+
+    table = mask_runs_on_clean_labels(REPO_ROOT / "results", load_aasce(aasce_dir), n_boot=200)
+    assert len(table) >= 5
+    for row in table.itertuples():
+        recorded = json.loads((REPO_ROOT / "results" / row.run / "metrics.json").read_text())
+        assert row.dice_all == pytest.approx(recorded["dice_mean_over_val_patients"], abs=1e-6)
+        assert row.images_clean < row.images_all

@@ -324,3 +324,30 @@ def score_shipped_model(root: str | os.PathLike, model=None, max_images: int | N
                      "smape": float(smape_per_image(pred.cobb.angles[None], true[None])[0]),
                      "corner_error_median_px": float(np.median(landmark_errors(pred.corners, r.landmarks)))})
     return pd.DataFrame(rows)
+
+
+def mask_runs_on_clean_labels(results_root: str | os.PathLike, frame: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """The committed AASCE mask runs' validation Dice on all images and on those whose labels the
+    audit does not flag: how much of their ~0.86 the wrong labels cost. Reads each run's
+    ``cases.csv`` (one row per validation image, in the split's order); per-patient means, then a
+    bootstrap 95 % CI over patients (:func:`spinelib.seg.metrics.bootstrap_ci`)."""
+    from spinelib.data.label_audit import flagged_images
+    from spinelib.seg.metrics import bootstrap_ci
+
+    split = aasce_split(frame)
+    names = frame["image_name"].to_numpy()[split.val]
+    flagged = set(flagged_images(frame))
+    rows = []
+    for cases_csv in sorted(Path(results_root).glob("aasce_unet*/cases.csv")):
+        cases = pd.read_csv(cases_csv)
+        if len(cases) != len(names):
+            continue  # another split or a partial run
+        cases = cases.assign(image_name=names, flagged=[n in flagged for n in names])
+        row = {"run": cases_csv.parent.name}
+        for subset, part in (("all", cases), ("clean", cases[~cases.flagged])):
+            pat = part.groupby("patient")["dice"].mean().to_numpy()
+            lo, hi = bootstrap_ci(pat, n_boot=n_boot)
+            row.update({f"dice_{subset}": float(pat.mean()), f"ci_{subset}": f"{lo:.3f}-{hi:.3f}",
+                        f"images_{subset}": len(part)})
+        rows.append(row)
+    return pd.DataFrame(rows)
