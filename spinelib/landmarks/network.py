@@ -20,7 +20,7 @@ import math
 import keras
 from keras import layers
 
-from spinelib.seg.unet import conv_block
+from spinelib.seg.unet import conv_block, lite0_preprocess, lite0_pyramid
 
 STRIDE = 4
 """Output stride of the heat map and the offsets (input pixels per output cell)."""
@@ -52,7 +52,6 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
     - ``offsets``: the same shape of head, :data:`N_OFFSETS` linear channels, in output cells.
     - ``mask``: 1x1 sigmoid at stride 2, bilinearly up-sampled to the input size.
     """
-    from spinelib.cls.efficientnet_lite import efficientnet_lite0
 
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (height, width, 1), got {input_shape!r}")
@@ -64,20 +63,9 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
         raise ValueError(f"decoder_filters needs 4 positive integer widths (strides 16, 8, 4, 2), got {decoder_filters!r}")
     if isinstance(head_filters, bool) or not isinstance(head_filters, int) or head_filters < 1:
         raise ValueError(f"head_filters must be a positive integer, got {head_filters!r}")
-    encoder = efficientnet_lite0((h, w, 3), include_top=False, weights=weights, name="encoder")
-    last_at: dict[int, object] = {}
-    for layer in encoder.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
-        shape = layer.output.shape
-        if len(shape) == 4:
-            last_at[h // int(shape[1])] = layer.output
-    pyramid = keras.Model(encoder.input, [last_at[s] for s in (2, 4, 8, 16, 32)], name="encoder_pyramid")
-
+    pyramid = lite0_pyramid(h, w, weights)
     inputs = keras.Input(shape=(h, w, 1), name="xray")
-    x = layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")(inputs)
-    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
-    s2, s4, s8, s16, x = pyramid(x)
+    s2, s4, s8, s16, x = pyramid(lite0_preprocess(inputs))
     x = layers.Conv2D(decoder_filters[0], 1, use_bias=False, name="bottleneck_conv")(x)  # 1280 -> fewer channels
     x = layers.BatchNormalization(momentum=0.9, name="bottleneck_bn")(x)
     x = layers.Activation("relu", name="bottleneck_relu")(x)

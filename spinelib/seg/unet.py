@@ -122,6 +122,29 @@ LITE0_DECODER = (128, 64, 32, 24, 16)
 """Decoder widths of :func:`lite0_unet`, from stride 16 up to full resolution."""
 
 
+def lite0_pyramid(height: int, width: int, weights: str | None = "imagenet") -> keras.Model:
+    """EfficientNet-Lite0 (:func:`spinelib.cls.efficientnet_lite.efficientnet_lite0`) as a feature
+    pyramid: one RGB input, the encoder's last feature map at strides 2, 4, 8, 16 and 32. Its
+    BatchNorm layers are frozen (ImageNet statistics; Keras 3 then runs them in inference mode)."""
+    from spinelib.cls.efficientnet_lite import efficientnet_lite0
+
+    encoder = efficientnet_lite0((height, width, 3), include_top=False, weights=weights, name="encoder")
+    last_at: dict[int, object] = {}
+    for layer in encoder.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+        shape = layer.output.shape
+        if len(shape) == 4:
+            last_at[height // int(shape[1])] = layer.output
+    return keras.Model(encoder.input, [last_at[s] for s in (2, 4, 8, 16, 32)], name="encoder_pyramid")
+
+
+def lite0_preprocess(gray):
+    """A gray X-ray tensor in [0, 1] -> Lite0's input: :math:`(255x - 127)/128`, repeated to RGB."""
+    x = layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")(gray)
+    return layers.Concatenate(name="gray_to_rgb")([x, x, x])
+
+
 def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: str | None = "imagenet",
                decoder_filters: tuple[int, ...] = LITE0_DECODER, bn_momentum: float = 0.9,
                full_res_skip: int = 0, name: str = "lite0_unet") -> keras.Model:
@@ -145,7 +168,6 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     - The encoder's BatchNorm layers are frozen (inference statistics of ImageNet: batches of 4
       X-rays would give noisy ones); its convolutions are trained.
     """
-    from spinelib.cls.efficientnet_lite import efficientnet_lite0
 
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 1:
         raise ValueError(f"input_shape must be (height, width, 1), got {input_shape!r}")
@@ -160,19 +182,9 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
         raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
     if isinstance(full_res_skip, bool) or not isinstance(full_res_skip, int) or full_res_skip < 0:
         raise ValueError(f"full_res_skip must be a non-negative integer (channels; 0 = none), got {full_res_skip!r}")
-    encoder = efficientnet_lite0((h, w, 3), include_top=False, weights=weights, name="encoder")
-    last_at: dict[int, object] = {}
-    for layer in encoder.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False  # Keras 3: a frozen BatchNorm also runs in inference mode
-        shape = layer.output.shape
-        if len(shape) == 4:
-            last_at[h // int(shape[1])] = layer.output
-    pyramid = keras.Model(encoder.input, [last_at[s] for s in (2, 4, 8, 16, 32)], name="encoder_pyramid")
-
+    pyramid = lite0_pyramid(h, w, weights)
     inputs = keras.Input(shape=(h, w, 1), name="xray")
-    x = layers.Rescaling(255.0 / 128.0, offset=-127.0 / 128.0, name="lite0_preprocess")(inputs)
-    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    x = lite0_preprocess(inputs)
     full = None
     if full_res_skip:
         full = conv_block(x, full_res_skip, batch_norm=True, name="full_res_skip", bn_momentum=bn_momentum)
