@@ -150,7 +150,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
     from spinelib.data.aasce import scale_landmarks
     from spinelib.geometry.cobb import cobb_angles
 
-    variants, _ = ev.tta_corners(net, data.images[[int(np.flatnonzero(frame.image_name == n)[0]) for n in picks.image_name]])
+    variants, _, _ = ev.tta_corners(net, data.images[[int(np.flatnonzero(frame.image_name == n)[0]) for n in picks.image_name]])
     images, preds, titles = [], [], []
     for j, (_, r) in enumerate(picks.iterrows()):
         img = read_xray(frame.image_path[frame.image_name == r.image_name].iloc[0])

@@ -45,19 +45,22 @@ def _scaled(images: np.ndarray, zoom: float):
 
 
 def tta_corners(network, images: np.ndarray, scales=TTA_SCALES, batch_size: int = 8):
-    """Corners of every test-time variant, ``(V, N, 17, 4, 2)`` in the input frame, and the mean
-    scores ``(N, 17)``. Variants: each zoom of ``scales``, as is and mirrored (mirrored back)."""
+    """Corners of every test-time variant, ``(V, N, 17, 4, 2)`` in the input frame, the mean
+    scores ``(N, 17)`` and the body-mask probabilities ``(N, H, W)`` of the unzoomed X-ray and its
+    mirror, averaged. Variants: each zoom of ``scales``, as is and mirrored (mirrored back)."""
     from spinelib.landmarks import encoding
     from spinelib.landmarks.train import predict_corners
 
     images = np.asarray(images)
     w = images.shape[2]
-    variants, scores = [], []
+    variants, scores, masks = [], [], []
     for zoom in scales:
         x, m = (np.asarray(images, np.float32) / 255.0, None) if zoom == 1.0 else _scaled(images, zoom)
         for mirror in (False, True):
             xi = x[:, :, ::-1] if mirror else x
-            c, s, _ = predict_corners(network, xi, batch_size)
+            c, s, mask = predict_corners(network, xi, batch_size)
+            if zoom == 1.0:
+                masks.append(mask[:, :, ::-1] if mirror else mask)
             if mirror:
                 c = c[:, :, list(encoding.FLIP_CORNERS)]
                 c[..., 0] = (w - 1) - c[..., 0]
@@ -65,7 +68,8 @@ def tta_corners(network, images: np.ndarray, scales=TTA_SCALES, batch_size: int 
                 c = np.stack([c[..., 0] * m[0] + m[2], c[..., 1] * m[4] + m[5]], axis=-1)
             variants.append(c)
             scores.append(s)
-    return np.stack(variants), np.mean(scores, axis=0)
+    mask = np.mean(masks, axis=0) if masks else None
+    return np.stack(variants), np.mean(scores, axis=0), mask
 
 
 def levels_in_order(pred: np.ndarray, true: np.ndarray) -> bool:
@@ -112,12 +116,12 @@ def evaluate_routes(network, data, val_idx, flagged=frozenset(), scales=TTA_SCAL
     from spinelib.data.aasce import scale_landmarks
     from spinelib.geometry.cobb import cobb_angles
     from spinelib.geometry.corners import corners_from_mask
-    from spinelib.landmarks.train import predict_corners
 
     val_idx = np.asarray(val_idx)
     images = data.images[val_idx]
-    variants, scores = tta_corners(network, images, scales)
-    _, _, mask_prob = predict_corners(network, images, tta_flip=True)
+    if 1.0 not in scales:
+        raise ValueError(f"scales must include 1.0 (the mask route reads the unzoomed X-ray), got {scales!r}")
+    variants, scores, mask_prob = tta_corners(network, images, scales)  # one pass serves both routes
     rows = []
     it = tqdm(enumerate(val_idx), total=len(val_idx), desc="score validation X-rays", disable=not progress)
     for j, i in it:

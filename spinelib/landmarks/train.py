@@ -149,13 +149,16 @@ def make_dataset(data: LandmarkData, idx, batch_size: int, seed: int, epoch: int
 # prediction
 
 
+def as_unit(images) -> np.ndarray:
+    """X-rays as float32 in [0, 1]: uint8 values (any above 1.5) are divided by 255."""
+    x = np.asarray(images, np.float32)
+    return x / 255.0 if x.max() > 1.5 else x
+
+
 def _outputs(model, images, batch_size: int = 8):
     heats, offs, masks = [], [], []
     for start in range(0, len(images), batch_size):
-        x = np.asarray(images[start:start + batch_size], np.float32)
-        if x.max() > 1.5:
-            x = x / 255.0
-        h, o, m = model(x, training=False)
+        h, o, m = model(as_unit(images[start:start + batch_size]), training=False)
         heats.append(h.numpy())
         offs.append(o.numpy())
         masks.append(m.numpy())
@@ -214,8 +217,7 @@ def recalibrate_batchnorm(model, images, batch_size: int = 8) -> int:
         for k, start in enumerate(range(0, len(images), batch_size), start=1):
             for layer in bns:
                 layer.momentum = 1.0 - 1.0 / k  # moving = (1 - 1/k) moving + (1/k) batch: the running mean
-            x = np.asarray(images[start:start + batch_size], np.float32)
-            model(x / 255.0 if x.max() > 1.5 else x, training=True)
+            model(as_unit(images[start:start + batch_size]), training=True)
     finally:
         for layer, m in zip(bns, saved):
             layer.momentum = m
