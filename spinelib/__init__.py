@@ -61,7 +61,7 @@ the book's experiments (paper): one module per page, none importing another
 - :mod:`spinelib.paper.report`           headline numbers of every page for the results page
 
 - :mod:`spinelib.book`   execute the notebooks with papermill and render the book
-- :mod:`spinelib.cli`    the ``spinelib`` command (predict, train, evaluate)
+- :mod:`spinelib.cli`    the ``spinelib`` command: one module per subcommand (predict, train, evaluate, book)
 """
 
 __version__ = "0.1.0"

@@ -87,7 +87,7 @@ class FakeModel:
 @pytest.fixture
 def fake_model(monkeypatch):
     model = FakeModel()
-    monkeypatch.setattr(cli, "load_predictor", lambda name: model)
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: model)
     return model
 
 
@@ -248,10 +248,10 @@ def test_output_folder_rules(tmp_path, xrays, fake_model, capsys, monkeypatch):
         ["case_jpeg.json", "case_jpeg_mask.png", "case_jpeg_overlay.png", cli.SUMMARY_CSV, cli.MANIFEST])
     # --overwrite with a model that does not load keeps the earlier results
     kept = sorted(p.name for p in out.iterdir())
-    monkeypatch.setattr(cli, "load_predictor", lambda name: (_ for _ in ()).throw(FileNotFoundError("no such model")))
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: (_ for _ in ()).throw(FileNotFoundError("no such model")))
     assert run("predict", png, "--out", out, "--quiet", "--overwrite") == cli.EXIT_FAILED
     assert sorted(p.name for p in out.iterdir()) == kept
-    monkeypatch.setattr(cli, "load_predictor", lambda name: fake_model)
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: fake_model)
     # a folder holding someone else's files is refused even with --overwrite
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -270,7 +270,7 @@ def test_model_that_cannot_load_exits_1(tmp_path, xrays, monkeypatch, capsys):
     def refuse(name):
         raise FileNotFoundError(f"no model folder {name}")
 
-    monkeypatch.setattr(cli, "load_predictor", refuse)
+    monkeypatch.setattr(cli.predict, "load_predictor", refuse)
     assert run("predict", xrays["png8"], "--out", tmp_path / "o", "--model", tmp_path / "nope", "--quiet") == 1
     assert "cannot load the model" in capsys.readouterr().err
 
@@ -281,7 +281,7 @@ def test_a_vertebra_not_found_gives_no_angles(tmp_path, xrays, monkeypatch):
         c[16] = np.nan
         return c
 
-    monkeypatch.setattr(cli, "load_predictor", lambda name: FakeModel(partial))
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: FakeModel(partial))
     out = tmp_path / "o"
     assert run("predict", xrays["png8"], "--out", out, "--quiet") == 0
     rec = json.loads((out / "case_png8.json").read_text())
@@ -324,14 +324,14 @@ def test_predict_and_evaluate_real_aasce_xrays(tmp_path, aasce_dir, monkeypatch)
         def predict(self, image):
             return FakePrediction(current["corners"] + current["shift"], image.shape)
 
-    orig = cli.read_input
+    orig = cli.predict.read_input
 
     def tracking_read(path):
         current["corners"] = truth[cli.sha256_file(path)]
         return orig(path)
 
-    monkeypatch.setattr(cli, "read_input", tracking_read)
-    monkeypatch.setattr(cli, "load_predictor", lambda name: Oracle())
+    monkeypatch.setattr(cli.predict, "read_input", tracking_read)
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: Oracle())
     inputs = [Path(p) for p in rows.image_path]
     for shift, name in ((0.0, "exact"), (5.0, "shifted")):
         current["shift"] = np.array([shift, 0.0])
@@ -371,7 +371,7 @@ def test_evaluate_clinical_layout(tmp_path, tiny_synthetic, monkeypatch):
 
     ds = scan_clinical(tiny_synthetic, progress=False)
     aps = [p.views["AP"].image_path for p in ds.patients[:2]]
-    monkeypatch.setattr(cli, "load_predictor", lambda name: FakeModel())
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: FakeModel())
     out = tmp_path / "pred"
     assert run("predict", *aps, "--out", out, "--quiet") == 0
     assert run("evaluate", out, "--truth", tiny_synthetic, "--out", tmp_path / "e") == 0
