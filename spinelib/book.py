@@ -105,6 +105,110 @@ def hide_injected_parameters(notebook: str | os.PathLike) -> int:
     return n
 
 
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue_markdown(name: str, text: str) -> None:
+    """Store ``text`` (Markdown) in the running notebook under ``name``, without showing it, for the
+    page's prose to paste with ``{glue:md}`name``` (Jupyter Book's glue, read from the executed
+    notebook; works wherever the role stands on the page, above the cell too). The same output
+    format as ``myst_nb.glue(name, Markdown(text), display=False)``, without needing myst-nb in the
+    kernel (on Kaggle, say)."""
+    from IPython.display import display
+
+    display({GLUE_PREFIX + "text/markdown": text}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+
+
+def render_intro(src: Path, output_dir: Path, profile: str, results_dir: Path | None = None) -> bool:
+    """Replace the findings marker of ``<src>/intro.md`` with :func:`spinelib.paper.report.findings`:
+    the real numbers of the long runs committed in ``results/headlines`` and the synthetic (and
+    profile-run real) numbers this build's pages recorded under ``output_dir/headlines``.
+    Returns whether the marker was found."""
+    from spinelib.paper import report
+
+    intro = src / "intro.md"
+    if not intro.exists():
+        return False
+    text = intro.read_text()
+    if report.FINDINGS_MARKER not in text:
+        return False
+    committed = report.collect_headlines(results_dir or REPO_ROOT / "results")
+    found = report.findings(committed, report.collect_headlines(output_dir), profile)
+    intro.write_text(text.replace(report.FINDINGS_MARKER, found))
+    return True
+
+
+TABLES_DIR = "tables"
+"""Folder of the rendered book (``_build/html/tables``) that holds the pages' result tables as CSV,
+so that a page can link its wide detail (:func:`spinelib.viz.csv_link`)."""
+
+
+def copy_tables(output_dir: Path, src: Path) -> int:
+    """Copy every result table the pages wrote (``output_dir/*.csv`` and their ``.run.json``
+    provenance) to ``<src>/_extra/tables``, which the book serves at ``tables/``."""
+    target = src / "_extra" / TABLES_DIR
+    n = 0
+    for path in sorted(Path(output_dir).glob("[0-9][0-9]_*.csv")):
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / path.name)
+        sidecar = path.with_suffix(".run.json")
+        if sidecar.exists():
+            shutil.copy2(sidecar, target / sidecar.name)
+        n += 1
+    return n
+
+
+def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digits: int | dict[str, int] = 3,
+               index: str | bool = True, percent: tuple[str, ...] = ()):
+    """A result table as a page shows it: the ``columns`` kept and renamed (old name -> header a
+    reader understands, with its unit), numbers at ``digits`` decimals (per column with a dict; no
+    ``8.288e-04``), the index as an ordinary first column headed ``index`` (``True`` keeps its own
+    name, ``False`` drops it), so there is no stray index header. ``percent``: renamed columns
+    holding fractions, shown as percentages. Returns a pandas ``Styler`` (rendered as HTML)."""
+    shown = frame.copy()
+    if isinstance(shown.columns, pd.MultiIndex):
+        shown.columns = [" ".join(str(c) for c in col if str(c)) for col in shown.columns]
+    if columns is not None:
+        missing = [c for c in columns if c not in shown.columns]
+        if missing:
+            raise KeyError(f"page_table: no column(s) {missing}; the frame has {list(shown.columns)}")
+        shown = shown[list(columns)].rename(columns=columns)
+    if index is False:
+        shown = shown.reset_index(drop=True)
+    else:
+        levels = shown.index.nlevels
+        names = [("" if n is None else str(n)) for n in shown.index.names]
+        if isinstance(index, str) and levels == 1:
+            names = [index]
+        shown = shown.reset_index()
+        shown = shown.rename(columns=dict(zip(shown.columns[:levels], names)))
+    for col in percent:
+        shown[col] = 100 * pd.to_numeric(shown[col], errors="coerce")
+    formats = {}
+    for col in shown.columns:
+        if pd.api.types.is_bool_dtype(shown[col]):
+            formats[col] = lambda v: "yes" if v else "no"
+        elif pd.api.types.is_float_dtype(shown[col]):
+            d = digits.get(col, 3) if isinstance(digits, dict) else digits
+            formats[col] = (lambda d: lambda v: "–" if pd.isna(v) else f"{v:,.{d}f}")(d)
+    return shown.style.format(formats, na_rep="–").hide(axis="index")
+
+
+def csv_link(name: str, text: str | None = None):
+    """An HTML link from a page (``notebooks/NN_*.html``) to one of its result tables, which
+    :func:`copy_tables` puts under ``tables/`` of the rendered book: where wide detail goes."""
+    from IPython.display import HTML
+
+    import html as _html
+
+    name = Path(name).name
+    label = text or f"the full table: {name}"
+    return HTML(f'<p class="csv-link">&#8595; <a href="../{TABLES_DIR}/{_html.escape(name)}" download>'
+                f"{_html.escape(label)}</a> (CSV, every column, with its run record "
+                f'<a href="../{TABLES_DIR}/{_html.escape(Path(name).with_suffix(".run.json").name)}">.run.json</a>)</p>')
+
+
 def count_figures(notebook: str | os.PathLike) -> int:
     """Number of image outputs (``image/png`` or ``image/svg+xml``) in an executed notebook."""
     import nbformat
@@ -167,6 +271,8 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(nb, out)
+    render_intro(src, output_dir, profile)
+    copy_tables(output_dir, src)
     if render:
         t1 = time.perf_counter()
         cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "--path-output",

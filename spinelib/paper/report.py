@@ -160,3 +160,140 @@ def segmentation_headlines(
                 **({"profile": "long run"} if is_long else {}),
             })
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The intro's "what we found" list: rendered from the recorded headlines when the book is built.
+
+FINDINGS_MARKER = "<!-- findings -->"
+"""The line of ``intro.md`` that :func:`spinelib.book.render_intro` replaces with :func:`findings`."""
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "–" if value is None or not math.isfinite(float(value)) else f"{float(value):.{digits}f}"
+
+
+def _ci_text(r, digits: int = 3, unit: str = "") -> str:
+    lo, hi = r.get("ci_low", math.nan), r.get("ci_high", math.nan)
+    if pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f" (95 % CI {_num(lo, digits)}–{_num(hi, digits)}{unit})"
+
+
+def _span(values: pd.Series, digits: int = 2) -> str:
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    if values.empty:
+        return "–"
+    lo, hi = values.min(), values.max()
+    return _num(lo, digits) if round(lo, digits) == round(hi, digits) else f"{_num(lo, digits)}–{_num(hi, digits)}"
+
+
+def _pick(frame: pd.DataFrame, section: str | None = None, quantity: str | None = None,
+          startswith: str | None = None) -> pd.DataFrame:
+    if frame is None or frame.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    keep = pd.Series(True, index=frame.index)
+    if section is not None:
+        keep &= frame["section"].astype(str) == section
+    if quantity is not None:
+        keep &= frame["quantity"].astype(str) == quantity
+    if startswith is not None:
+        keep &= frame["quantity"].astype(str).str.startswith(startswith)
+    return frame[keep]
+
+
+def _link(page: str, prefix: str) -> str:
+    number = page[:2].lstrip("0")
+    return f"[page {number}]({prefix}{page}.ipynb)"
+
+
+REAL_BADGE = "**REAL (AASCE)**"
+SYNTHETIC_BADGE = "**SYNTHETIC**"
+
+
+def findings(committed: pd.DataFrame, build: pd.DataFrame, profile: str, link_prefix: str = "notebooks/") -> str:
+    """The intro's "what we found" list, as Markdown, from headline frames (:func:`collect_headlines`).
+
+    ``committed``: the long runs kept in ``results/headlines`` (real AASCE X-rays); ``build``: what
+    the pages of this build recorded under ``outputs/<profile>/headlines``. Every line says whether
+    it is **real** or **synthetic**, and every number is read from those frames: a headline that was
+    not recorded leaves its line out, and a build without synthetic results says so.
+    """
+    lines: list[str] = []
+    # Real: the committed long runs.
+    seg = _pick(committed, section="Segmentation: real AP vertebrae")
+    if len(seg):
+        best = seg.loc[pd.to_numeric(seg["ours"]).idxmax()]
+        lines.append(
+            f"{REAL_BADGE} Vertebral bodies T1–L5 on held-out patients: Dice **{_num(best['ours'])}**"
+            f"{_ci_text(best)} for the best of {len(seg)} committed U-Net runs (all of them "
+            f"{_span(seg['ours'], 3)}); the target of 0.90 is {'met' if best['ours'] >= 0.90 else 'not met'}. "
+            f"{_link('03_unet_segmentation', link_prefix)}")
+    cobb = _pick(committed, section="Cobb angles (real AP)", quantity="SMAPE (%), landmarks, all validation images")
+    if len(cobb):
+        r = cobb.iloc[0]
+        mask = _pick(committed, section="Cobb angles (real AP)",
+                     quantity="SMAPE (%), mask + fitted corners, all validation images")
+        extra = f"; read from the predicted masks instead, {_num(mask.iloc[0]['ours'], 1)} %" if len(mask) else ""
+        lines.append(
+            f"{REAL_BADGE} Cobb angles from a landmark network (lower is better): SMAPE **{_num(r['ours'], 1)} %**"
+            f"{_ci_text(r, 1, ' %')} over {r['dataset'].split(', ')[-1]}{extra}. "
+            f"{_link('07_cobb_angles', link_prefix)}")
+    severe = _pick(committed, section="Cobb angles (real AP)", startswith="severe scoliosis")
+    if len(severe):
+        lines.append(f"{REAL_BADGE} Severe scoliosis (largest Cobb angle ≥ 40°) from the predicted angles: "
+                     f"AUROC **{_num(severe.iloc[0]['ours'])}**. {_link('07_cobb_angles', link_prefix)}")
+    sev_img = _pick(build, section="Classification", quantity="severity (Cobb >= 40°) AUROC, Lite0 ImageNet + paper head")
+    if len(sev_img):
+        r = sev_img.iloc[0]
+        lines.append(f"{REAL_BADGE} The same question for the paper's classifier (ImageNet features + its head), "
+                     f"this build: AUROC **{_num(r['ours'])}**{_ci_text(r)}. {_link('05_classification_results', link_prefix)}")
+    # Synthetic: this build's pages.
+    synthetic: list[str] = []
+    t2 = _pick(build, section="Segmentation: Table 2 (failed experiments)")
+    if len(t2):
+        name = t2["quantity"].astype(str).str.split(": ").str[-1]
+        paper_rows = t2[name.isin(["bce", "jaccard", "jaccard_batchnorm", "paper"])]
+        fast = t2[name.str.endswith("_0.9")]
+        text = (f"{SYNTHETIC_BADGE} The paper's failed experiments (Table 2, AP pedicles): cross-entropy, Jaccard, "
+                f"Jaccard + batch norm and the paper's loss reach Dice {_span(paper_rows['ours'])}")
+        if len(fast):
+            text += f"; with a batch-norm average that forgets quickly, {_span(fast['ours'])}"
+        synthetic.append(text + f". {_link('02_segmentation_experiments', link_prefix)}")
+    t3 = _pick(build, section="Segmentation: Table 3 (paper's recipe)")
+    if len(t3):
+        vert = t3["quantity"].astype(str).str.endswith("Vertebra")
+        synthetic.append(
+            f"{SYNTHETIC_BADGE} The paper's recipe on all 8 structures (Table 3): Dice {_span(t3.loc[vert, 'ours'])} "
+            f"for the vertebrae, {_span(t3.loc[~vert, 'ours'])} for the 6 small structures (the paper, on its "
+            f"clinical X-rays: {_span(t3.loc[vert, 'paper'])} and {_span(t3.loc[~vert, 'paper'])}). "
+            f"{_link('03_unet_segmentation', link_prefix)}")
+    final = _pick(build, section="Segmentation: final pipeline")
+    if len(final):
+        synthetic.append(
+            f"{SYNTHETIC_BADGE} Spine crop + Dice loss, measured at the X-rays' own resolution: Dice "
+            f"{_span(final['ours'])} over the {len(final)} structures (paper: {_span(final['paper'])}, "
+            f"in its network's frame). {_link('03_unet_segmentation', link_prefix)}")
+    cls = _pick(build, section="Classification")
+    image = _pick(cls, startswith="normal/damaged accuracy, Lite0")
+    if len(image):
+        r = image.iloc[0]
+        text = (f"{SYNTHETIC_BADGE} Normal against damaged, held-out patients: the paper's classifier "
+                f"(ImageNet features + its head) **{_num(r['ours'])}**{_ci_text(r)}")
+        seg_measure = _pick(cls, startswith="normal/damaged accuracy, segment then measure")
+        if len(seg_measure):
+            text += f"; segment, then measure the geometry: **{_num(seg_measure.iloc[0]['ours'])}**"
+        size = _pick(cls, startswith="normal/damaged accuracy, shortcut check")
+        if len(size):
+            text += (f"; the image sizes alone, no pixel looked at: {_num(size.iloc[0]['ours'])} "
+                     "(the bar to clear)")
+        if pd.notna(r["paper"]):
+            text += f". The paper's {_num(100 * r['paper'], 1)} % counted its training images too"
+        synthetic.append(text + f". {_link('05_classification_results', link_prefix)}")
+    if not synthetic:
+        synthetic.append(f"{SYNTHETIC_BADGE} No synthetic result was recorded by this build (profile {profile}): "
+                         "run pages 2–5 first.")
+    lines += synthetic
+    head = (f"Computed when this book was built, from the results the pages recorded (profile `{profile}`) "
+            "and the long runs committed in `results/`:")
+    return head + "\n\n" + "\n".join(f"{i}. {line}" for i, line in enumerate(lines, 1)) + "\n"
