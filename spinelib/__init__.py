@@ -24,7 +24,9 @@ data
 - :mod:`spinelib.data.synthetic`    synthetic spine X-rays in the paper's layout (generator, anatomy, rendering)
 
 geometry
-- :mod:`spinelib.geometry.cobb`, :mod:`spinelib.geometry.corners`   Cobb angles, corners fitted to masks
+- :mod:`spinelib.geometry.cobb`              Cobb angles from landmarks (the AASCE 2019 rule)
+- :mod:`spinelib.geometry.vertebral_bodies`  a vertebra mask's bodies, top to bottom, with their levels
+- :mod:`spinelib.geometry.corners`           each body's four corners; their agreement with the truth, the mask route's floor
 - :mod:`spinelib.geometry.morphometrics`   wedge ratios, disk heights, listhesis, Cobb angle from masks
 
 classification (cls)

@@ -1,2 +1,3 @@
-"""Spine geometry from landmarks and masks: Cobb angles (:mod:`spinelib.geometry.cobb`) and
-vertebra corners fitted to masks (:mod:`spinelib.geometry.corners`)."""
+"""Spine geometry from landmarks and masks: Cobb angles (:mod:`spinelib.geometry.cobb`), a vertebra
+mask's bodies and their levels (:mod:`spinelib.geometry.vertebral_bodies`) and the corners fitted to
+them (:mod:`spinelib.geometry.corners`)."""
