@@ -160,15 +160,20 @@ def copy_tables(output_dir: Path, src: Path) -> int:
 
 
 def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digits: int | dict[str, int] = 3,
-               index: str | bool = True, percent: tuple[str, ...] = ()):
+               index: str | bool = True, percent: tuple[str, ...] = (), ci: dict[str, tuple[str, str]] | None = None):
     """A result table as a page shows it: the ``columns`` kept and renamed (old name -> header a
     reader understands, with its unit), numbers at ``digits`` decimals (per column with a dict; no
     ``8.288e-04``), the index as an ordinary first column headed ``index`` (``True`` keeps its own
     name, ``False`` drops it), so there is no stray index header. ``percent``: renamed columns
-    holding fractions, shown as percentages. Returns a pandas ``Styler`` (rendered as HTML)."""
+    holding fractions, shown as percentages. ``ci``: a kept column (its old name) -> its (low, high)
+    columns, shown in one cell as ``0.812 (0.790–0.830)``. Returns a pandas ``Styler`` (HTML)."""
     shown = frame.copy()
     if isinstance(shown.columns, pd.MultiIndex):
         shown.columns = [" ".join(str(c) for c in col if str(c)) for col in shown.columns]
+    for col, (low, high) in (ci or {}).items():
+        d = digits.get((columns or {}).get(col, col), 3) if isinstance(digits, dict) else digits
+        shown[col] = [("–" if pd.isna(v) else f"{v:.{d}f}") + ("" if pd.isna(lo) or pd.isna(hi) else f" ({lo:.{d}f}–{hi:.{d}f})")
+                      for v, lo, hi in zip(shown[col], shown[low], shown[high])]
     if columns is not None:
         missing = [c for c in columns if c not in shown.columns]
         if missing:
@@ -207,6 +212,35 @@ def csv_link(name: str, text: str | None = None):
     return HTML(f'<p class="csv-link">&#8595; <a href="../{TABLES_DIR}/{_html.escape(name)}" download>'
                 f"{_html.escape(label)}</a> (CSV, every column, with its run record "
                 f'<a href="../{TABLES_DIR}/{_html.escape(Path(name).with_suffix(".run.json").name)}">.run.json</a>)</p>')
+
+
+def source_listing(*objects, brief: bool = True):
+    """The source code of library functions, as a Markdown code block a page can show (the loss it
+    trains with, the network it builds). ``brief``: each docstring cut after its second paragraph
+    (the summary and the formula), the rest of it stays in the library."""
+    import ast
+    import inspect
+    import textwrap
+
+    from IPython.display import Markdown
+
+    blocks = []
+    for obj in objects:
+        lines = textwrap.dedent(inspect.getsource(obj)).splitlines()
+        node = ast.parse("\n".join(lines)).body[0]
+        body = getattr(node, "body", [])
+        if brief and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            first, last = body[0].lineno - 1, body[0].end_lineno - 1
+            doc = lines[first:last + 1]
+            indent = doc[0][: len(doc[0]) - len(doc[0].lstrip())]
+            blanks = [i for i, line in enumerate(doc) if not line.strip()]
+            if len(blanks) >= 2:
+                doc = doc[: blanks[1]] + [indent + "... (the rest of the docstring: "
+                                          f"{obj.__module__}.{obj.__qualname__})", indent + '"""']
+            lines = lines[:first] + doc + lines[last + 1:]
+        blocks.append(f"# {obj.__module__}.{obj.__qualname__}\n" + "\n".join(lines))
+    return Markdown("```python\n" + "\n\n\n".join(blocks) + "\n```")
 
 
 def count_figures(notebook: str | os.PathLike) -> int:

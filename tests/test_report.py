@@ -19,7 +19,11 @@ def test_headlines_round_trip_and_render(tmp_path):
     assert list(frame["page"]) == ["02_segmentation_experiments", "03_unet_segmentation"]
     assert math.isnan(frame.loc[0, "ci_low"]) and frame.loc[1, "ci_high"] == 0.92
     html = headline_table(frame, link_prefix="notebooks/")
-    assert html.count("<tr>") == 3 and "REAL" in html and "SYNTHETIC" in html
+    assert html.count('<tr class="headline">') == 2 and html.count('<tr class="headline-section">') == 1
+    assert "REAL" in html and "SYNTHETIC" in html and "SYNTHETIC</b> <small>synthetic" not in html
+    assert "<th>profile</th>" not in html and "profile tiny" not in html  # one profile: the page says it once
+    assert "(60 patients)" not in html and "60 patients" in html
+    assert html.count("profile tiny") == 0 and headline_table(frame, show_profile=True).count("profile tiny") == 2
     assert 'href="notebooks/03_unet_segmentation.html"' in html and "[0.900, 0.920]" in html
     assert (tmp_path / "headlines" / "03_unet_segmentation.run.json").exists()
 
@@ -31,3 +35,25 @@ def test_headlines_refuse_unlabelled_data(tmp_path):
     with pytest.raises(ValueError, match="lack column"):
         record_headlines(tmp_path, "x", [{"section": "s", "ours": 1}], profile="tiny")
     assert collect_headlines(tmp_path / "none").empty and isinstance(collect_headlines(tmp_path), pd.DataFrame)
+
+
+def test_findings_say_real_or_synthetic_and_come_from_the_frames(tmp_path):
+    from spinelib.paper.report import findings
+
+    record_headlines(tmp_path / "results", "aasce_unet", [
+        {"section": "Segmentation: real AP vertebrae", "quantity": "Dice, AASCE vertebral bodies T1-L5 (U-Net)",
+         "ours": 0.8412, "ci_low": 0.82, "ci_high": 0.86, "data": "real", "dataset": "AASCE, 47 validation patients"},
+    ], profile="long run")
+    record_headlines(tmp_path / "build", "05_classification_results", [
+        {"section": "Classification", "quantity": "normal/damaged accuracy, Lite0 ImageNet + paper head (patient CV)",
+         "paper": 0.9484, "ours": 0.7333, "data": "synthetic", "dataset": "synthetic, 60 patients"},
+        {"section": "Classification", "quantity": "normal/damaged accuracy, shortcut check: image sizes only",
+         "ours": 0.9167, "data": "synthetic", "dataset": "synthetic, 60 patients"},
+    ], profile="ci")
+    text = findings(collect_headlines(tmp_path / "results"), collect_headlines(tmp_path / "build"), "ci")
+    lines = [line for line in text.splitlines() if line[:1].isdigit()]
+    assert len(lines) == 2 and "REAL (AASCE)" in lines[0] and "SYNTHETIC" in lines[1]
+    assert "0.841" in lines[0] and "0.820–0.860" in lines[0] and "0.733" in lines[1] and "0.917" in lines[1]
+    assert "94.8 %" in lines[1] and "`ci`" in text
+    empty = findings(collect_headlines(tmp_path / "results"), collect_headlines(tmp_path / "none"), "tiny")
+    assert "No synthetic result was recorded" in empty

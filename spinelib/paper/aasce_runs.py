@@ -219,12 +219,12 @@ def level_dice_figure(table: pd.DataFrame, title: str = "AASCE validation Dice p
     levels = table.loc[[v for v in VERTEBRA_NAMES if v in table.index]]
     fig, ax = plt.subplots(figsize=(8, 3.2))
     for col in levels.columns:
-        ax.plot(levels.index, levels[col], marker="o", ms=3, label=short_label(col, 70))
+        ax.plot(levels.index, levels[col], marker="o", ms=3, label=short_label(col, 90))
     if target is not None:
         ax.axhline(target, ls="--", lw=1, color="grey", label=f"target {target:g} (mean over the spine)")
     ax.set_ylabel("Dice (mean over patients)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower center")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), borderaxespad=0)  # below: never cut
     fig.tight_layout()
     return fig

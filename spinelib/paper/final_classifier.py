@@ -392,7 +392,7 @@ def grad_cam_figure(result: CVResult, data: ClassificationInputs, indices: Seque
         raise ValueError(f"run {result.name} kept no models: use run_feature_cv(..., keep_models=True)")
     views = [("AP", data.ap)] + ([("LAT", data.lat)] if data.lat is not None else [])
     names = ("Normal", "Damaged") if data.dataset == "synthetic" else ("Cobb < 40°", "Cobb >= 40°")
-    fig, axes = plt.subplots(len(indices), len(views), figsize=(3.4 * len(views) + 1, 4.6 * len(indices)), squeeze=False)
+    fig, axes = plt.subplots(len(indices), len(views), figsize=(3.0 * len(views) + 1, 4.2 * len(indices)), squeeze=False)
     oof = result.oof.set_index("index")
     for r, i in enumerate(indices):
         f = int(oof.loc[i, "fold"])
@@ -404,7 +404,13 @@ def grad_cam_figure(result: CVResult, data: ClassificationInputs, indices: Seque
                     f"P({names[1]}) = {oof.loc[i, 'prob']:.2f} (fold {f + 1})"
             overlay_heatmap(images[i, ..., 0], upsample_cam(cam, images.shape[1:3]), alpha=alpha, title=title,
                             ax=axes[r, c])
-    fig.tight_layout()
+            axes[r, c].set_title(title, fontsize=8)
+    # one colour bar for the whole figure instead of one beside every panel
+    for extra in [a for a in fig.axes if a not in set(axes.flat)]:
+        extra.remove()
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    cax = fig.add_axes((0.9, 0.35, 0.025, 0.3))
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="jet"), cax=cax, label="Grad-CAM relevance")
     return fig
 
 

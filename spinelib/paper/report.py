@@ -70,23 +70,46 @@ def _fmt(value, ci_low=math.nan, ci_high=math.nan) -> str:
     return text
 
 
-def headline_table(frame: pd.DataFrame, link_prefix: str = "") -> str:
-    """An HTML table: quantity, the paper's number, ours (95% CI), data kind, link to the page."""
-    rows = []
+def _dataset_text(data: str, dataset: str) -> str:
+    """The dataset description without repeating the badge (``SYNTHETIC synthetic, 60 patients``)."""
+    text = str(dataset) if isinstance(dataset, str) else ""
+    if not text.lower().startswith(str(data).lower()):
+        return text
+    rest = text[len(str(data)):].strip()
+    if rest.startswith("(") and rest.endswith(")"):
+        rest = rest[1:-1]
+    return rest.lstrip(", ").strip()
+
+
+def headline_table(frame: pd.DataFrame, link_prefix: str = "", show_profile: bool | None = None) -> str:
+    """An HTML table of headlines, grouped by section (a heading row each): quantity, the paper's
+    number as a reference (empty where the paper has none), ours with its 95% CI, the data (a
+    REAL / SYNTHETIC badge and the dataset), a link to the page that measured it, a note.
+    ``show_profile``: add each row's profile to its data cell (default: only when the rows do
+    not all share one, which the page then states once)."""
+    profiles = frame["profile"].astype(str).unique() if len(frame) else []
+    show_profile = len(profiles) > 1 if show_profile is None else show_profile
+    rows, section = [], None
     for _, r in frame.iterrows():
+        if r["section"] != section:
+            section = r["section"]
+            rows.append(f'<tr class="headline-section"><th colspan="6">{html.escape(str(section))}</th></tr>')
         badge = "REAL" if r["data"] == "real" else "SYNTHETIC"
         colour = "#0072B2" if r["data"] == "real" else "#D55E00"
-        link = f'<a href="{link_prefix}{html.escape(str(r["page"]))}.html">{html.escape(str(r["page"]))}</a>'
+        link = f'<a href="{link_prefix}{html.escape(str(r["page"]))}.html">page {html.escape(str(r["page"])[:2].lstrip("0"))}</a>'
+        data = html.escape(_dataset_text(r["data"], r["dataset"]))
+        if show_profile:
+            data += f"; profile {html.escape(str(r['profile']))}"
         rows.append(
-            "<tr>"
-            f"<td>{html.escape(str(r['section']))}</td><td>{html.escape(str(r['quantity']))}</td>"
+            '<tr class="headline">'
+            f"<td>{html.escape(str(r['quantity']))}</td>"
             f"<td>{_fmt(r['paper'])}</td><td>{_fmt(r['ours'], r['ci_low'], r['ci_high'])}</td>"
-            f'<td><b style="color:{colour}">{badge}</b> {html.escape(str(r["dataset"]))}</td>'
-            f"<td>{link}</td><td>{html.escape(str(r['profile']))}</td>"
+            f'<td><b style="color:{colour}">{badge}</b> <small>{data}</small></td>'
+            f"<td>{link}</td>"
             f"<td><small>{html.escape(str(r['note']) if isinstance(r['note'], str) else '')}</small></td></tr>"
         )
-    head = ("<tr><th>section</th><th>quantity</th><th>paper</th><th>this book [95% CI]</th>"
-            "<th>data</th><th>page</th><th>profile</th><th>note</th></tr>")
+    head = ("<tr><th>quantity</th><th>paper (reference)</th><th>this book [95% CI]</th>"
+            "<th>data</th><th>page</th><th>note</th></tr>")
     return f'<table class="table">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
 
