@@ -75,6 +75,24 @@ def patients_figure(panels: Sequence[tuple[str, np.ndarray, Mapping[str, np.ndar
     return fig
 
 
+def table1_frame(size_table: pd.DataFrame, paper: Mapping[str, Mapping[str, int]] = PAPER_TABLE1) -> pd.DataFrame:
+    """The paper's Table 1 beside measured X-ray sizes, one row per class: the number of X-rays
+    and the height and width ranges in pixels, ours then the paper's (``size_table``: the
+    ``size_table`` of :func:`spinelib.data.audit.audit_clinical`)."""
+    def span(lo, hi) -> str:
+        return "–" if lo is None or pd.isna(lo) else f"{int(lo)}–{int(hi)}"
+
+    rows = []
+    for cls, r in size_table.iterrows():
+        p = paper.get(cls, {})
+        rows.append({"class": cls, "X-rays": int(r["n_images"]),
+                     "height (px)": span(r["min_height"], r["max_height"]),
+                     "paper: height (px)": span(p.get("min_height"), p.get("max_height")),
+                     "width (px)": span(r["min_width"], r["max_width"]),
+                     "paper: width (px)": span(p.get("min_width"), p.get("max_width"))})
+    return pd.DataFrame(rows).set_index("class")
+
+
 def size_figure(sizes: pd.DataFrame, title: str = "X-ray sizes against the paper's Table 1"):
     """Scatter of image height vs width per class, with the paper's Table 1 ranges as boxes.
 
