@@ -8,7 +8,9 @@ core (the ground floor)
 - :mod:`spinelib.core.structures`   the 8 anatomical structures, the two views, the paper's numbers
 - :mod:`spinelib.core.config`       profiles (tiny / ci / paper), dataset discovery, seeding, parameter checks
 - :mod:`spinelib.core.plans`        the sizes of every experiment per profile (U-Net page, classification, segmenters)
-- :mod:`spinelib.core.imageio`      robust reading of X-rays, masks and DICOM; atomic writes
+- :mod:`spinelib.core.image_files`  what every reader shares: ImageReadError, file and size checks, to_uint8
+- :mod:`spinelib.core.dicom`        DICOM as displayed (modality LUT, VOI LUT or window, MONOCHROME1), pixel spacing
+- :mod:`spinelib.core.imageio`      robust reading of X-rays and masks (DICOM too, re-exported); resizing; atomic writes
 - :mod:`spinelib.core.provenance`   run information, dataset fingerprints, untouched-input checks, git commit
 - :mod:`spinelib.core.runs`         the one cache key, JSON records, quiet TensorFlow, CPU cost
 - :mod:`spinelib.core.stats`        the one bootstrap (cases, or patients with all their images)

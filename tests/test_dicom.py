@@ -1,5 +1,6 @@
 """DICOM read the way scanners mean it: modality LUT, then VOI LUT or window, then MONOCHROME1,
-first frame only, pixel spacing with the tag it came from (spinelib.core.imageio.read_dicom)."""
+first frame only, pixel spacing with the tag it came from (spinelib.core.dicom.read_dicom); the readers of
+spinelib.core.imageio on DICOM files."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spinelib.core import imageio
+from spinelib.core.dicom import read_dicom
 from spinelib.core.imageio import (
     ImageReadError,
     image_size,
-    read_dicom,
     read_mask,
     read_xray,
 )
@@ -228,3 +230,12 @@ def test_a_real_jpeg_ls_file_decodes_with_the_extra_or_names_it():
     else:
         with pytest.raises(ImageReadError, match=r"JPEG-LS Lossless.*spinelib\[dicom\]"):
             read_dicom(jls)
+
+
+def test_the_old_import_path_still_reads_dicom():
+    """``spinelib.core.imageio`` re-exports the DICOM reader it used to hold."""
+    from spinelib.core import dicom
+
+    assert imageio.read_dicom is dicom.read_dicom and imageio.dicom_pixel_spacing is dicom.dicom_pixel_spacing
+    assert imageio.DICOM_EXTRA_HINT == dicom.DICOM_EXTRA_HINT
+

@@ -4,7 +4,8 @@
 - no module of ``spinelib.paper`` imports another one (each is one page's experiments);
 - no private name (``_x``) is imported from, or read off, another module;
 - scripts do not edit ``sys.path`` (the package is installed; ``python -m scripts.<name>``);
-- no module is much above 600 lines;
+- no module is much above 600 lines (:data:`MAX_LINES`: 650 while seg.training, data.clinical and
+  data.synthetic.rendering are 609-617);
 - every ``spinelib`` import of the scripts, tests and notebooks names a module that exists.
 """
 
@@ -28,7 +29,7 @@ the datasets; mask geometry; the networks; the plots; the book's pages (paper) a
 layer; the landmark line (network, training, evaluation, its long run's headlines through
 :mod:`spinelib.paper.report`), the book builder and the command line on top."""
 
-TOO_LONG_FOR_NOW = {"spinelib.core.imageio": "651 lines with the DICOM reading added on main; DICOM to its own module next"}
+TOO_LONG_FOR_NOW: dict[str, str] = {}
 """Modules allowed above :data:`MAX_LINES`, each with its reason."""
 
 

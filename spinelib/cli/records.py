@@ -85,9 +85,10 @@ def validate_prediction(record: dict) -> None:
 
 
 def read_input(path: Path) -> tuple[np.ndarray, dict]:
-    """``(uint8 image, info)``: DICOM through :func:`spinelib.core.imageio.read_dicom` (pixel spacing
+    """``(uint8 image, info)``: DICOM through :func:`spinelib.core.dicom.read_dicom` (pixel spacing
     and its tag in ``info``), anything else through :func:`spinelib.core.imageio.read_xray`."""
-    from spinelib.core.imageio import is_dicom, read_dicom, read_xray
+    from spinelib.core.dicom import read_dicom
+    from spinelib.core.imageio import is_dicom, read_xray
 
     if is_dicom(path):
         image, info = read_dicom(path)
