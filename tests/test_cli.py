@@ -22,6 +22,7 @@ from PIL import Image
 
 from spinelib import cli
 from spinelib.core.imageio import read_mask, save_png
+from spinelib.landmarks.model import SpinePrediction
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 SPINELIB = Path(sys.executable).with_name("spinelib")
@@ -32,6 +33,9 @@ SPINELIB = Path(sys.executable).with_name("spinelib")
 
 
 class FakePrediction:
+    model_name, model_version = "fake-geometry", "0.0.1"
+    to_dict = SpinePrediction.to_dict  # the real prediction's JSON blocks: the one writer 'predict' uses
+
     def __init__(self, corners: np.ndarray, shape: tuple[int, int]):
         self.corners = corners
         self.levels = LEVELS
@@ -42,6 +46,8 @@ class FakePrediction:
     def cobb(self):
         from spinelib.geometry.cobb import cobb_angles
 
+        if not np.isfinite(self.corners).all():
+            return None  # a vertebra not found: no angles
         return cobb_angles(self.corners, self.image_shape[0])
 
     def mask(self):
@@ -288,6 +294,34 @@ def test_a_vertebra_not_found_gives_no_angles(tmp_path, xrays, monkeypatch):
     cli.validate_prediction(rec)
     assert rec["cobb"] is None and rec["vertebrae"][16]["found"] is False and rec["vertebrae"][16]["corners_px"] is None
     assert pd.read_csv(out / cli.SUMMARY_CSV).vertebrae_found.tolist() == [16]
+
+
+def test_the_json_is_the_predictions_own_to_dict(tmp_path, xrays, monkeypatch):
+    """One writer: the vertebrae and angles of NAME.json are SpinePrediction.to_dict(rounded=True)
+    of the real prediction class, with the DICOM's pixel spacing; the record validates."""
+    from spinelib.geometry.cobb import cobb_angles
+
+    made = []
+
+    class RealPredictionModel(FakeModel):
+        def predict(self, image):
+            c = curved_spine(image.shape)
+            made.append(SpinePrediction(corners=c, scores=np.linspace(0.9, 0.5, 17), image_shape=image.shape,
+                                        levels=LEVELS, cobb=cobb_angles(c, image_height=image.shape[0]),
+                                        model_name=self.name, model_version=self.version))
+            return made[-1]
+
+    monkeypatch.setattr(cli.predict, "load_predictor", lambda name: RealPredictionModel())
+    out = tmp_path / "o"
+    assert run("predict", xrays["dicom"], "--out", out, "--quiet") == 0
+    rec = json.loads((out / "case_dicom.json").read_text())
+    cli.validate_prediction(rec)
+    own = json.loads(json.dumps(made[0].to_dict(pixel_spacing=(0.2, 0.25), rounded=True)))
+    assert {k: rec[k] for k in ("corner_order", "vertebrae", "cobb")} == {k: own[k] for k in ("corner_order", "vertebrae", "cobb")}
+    assert rec["vertebrae"][0]["corners_mm"]["TL"] == pytest.approx(
+        [rec["vertebrae"][0]["corners_px"]["TL"][0] * 0.25, rec["vertebrae"][0]["corners_px"]["TL"][1] * 0.2], abs=1e-3)
+    full = made[0].to_dict()  # not rounded: the library's full floats
+    assert full["vertebrae"][3]["corners_px"]["BR"] == [float(v) for v in made[0].corners[3, 3]]
 
 
 def test_schema_rejects_broken_records(tmp_path, xrays, fake_model):

@@ -37,16 +37,13 @@ from spinelib.cli.evaluate import (
 from spinelib.cli.predict import (
     XRAY_SUFFIXES,
     cmd_predict,
-    cobb_record,
     collect_inputs,
     load_predictor,
     output_names,
     predict_one,
     prepare_output_folder,
-    vertebra_records,
 )
 from spinelib.cli.records import (
-    CORNER_ORDER,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -67,6 +64,7 @@ from spinelib.cli.records import (
 )
 from spinelib.cli.segment import SegmentationModel, draw_masks, save_segmentation_model, segment_one
 from spinelib.cli.train import cmd_train
+from spinelib.landmarks.model import CORNER_ORDER, cobb_record, vertebra_records
 
 __all__ = ["main", "build_parser", "CORNER_ORDER", "EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "LIMITS", "MANIFEST",
            "SCHEMA_ID", "SCHEMA_NAME", "SEG_SCHEMA_ID", "SEG_SCHEMA_NAME", "SUMMARY_CSV", "XRAY_SUFFIXES",

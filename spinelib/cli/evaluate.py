@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from spinelib.cli.records import (
-    CORNER_ORDER,
     EXIT_FAILED,
     EXIT_OK,
     MANIFEST,
@@ -22,6 +21,7 @@ from spinelib.cli.records import (
     write_json,
 )
 from spinelib.cli.train import detect_layout
+from spinelib.landmarks.model import CORNER_ORDER
 
 
 def _read_predictions(folder: Path) -> list[dict]:

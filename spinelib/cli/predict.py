@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from spinelib.cli.records import (
-    CORNER_ORDER,
     EXIT_FAILED,
     EXIT_OK,
     LIMITS,
@@ -138,57 +137,11 @@ def prepare_output_folder(out: Path, files: list[Path], folders: list[Path], ove
     return [t for t in targets if t.parent.resolve() == out_r and t.is_file()]
 
 
-def _xy(point) -> list[float] | None:
-    p = np.asarray(point, dtype=float)
-    return None if not np.isfinite(p).all() else [round(float(p[0]), 3), round(float(p[1]), 3)]
-
-
-def vertebra_records(corners, levels, scores=None, spacing=None) -> list[dict]:
-    """One dict per vertebra: ``level``, ``index``, ``found``, ``score``, ``corners_px``
-    (TL, TR, BL, BR as ``[x, y]``), ``center_px`` (mean of the corners) and, with
-    ``spacing=(row_mm, column_mm)``, ``corners_mm`` :math:`(x\\,s_{col}, y\\,s_{row})` from the
-    centre of the top-left pixel."""
-    c = np.asarray(corners, dtype=float)
-    out = []
-    for v, level in enumerate(levels):
-        found = bool(np.isfinite(c[v]).all())
-        rec = {"level": str(level), "index": v, "found": found,
-               "score": None if scores is None or not np.isfinite(scores[v]) else round(float(scores[v]), 4),
-               "corners_px": {k: _xy(c[v, i]) for i, k in enumerate(CORNER_ORDER)} if found else None,
-               "center_px": _xy(c[v].mean(axis=0)) if found else None,
-               "corners_mm": None}
-        if found and spacing is not None:
-            row, col = spacing
-            rec["corners_mm"] = {k: [round(float(c[v, i, 0]) * col, 3), round(float(c[v, i, 1]) * row, 3)]
-                                 for i, k in enumerate(CORNER_ORDER)}
-        out.append(rec)
-    return out
-
-
-def cobb_record(cobb, levels) -> dict | None:
-    """``{"pt"|"mt"|"tl": {"angle_deg", "upper", "lower", "upper_index", "lower_index"}, "is_s"}``
-    from a :class:`spinelib.geometry.cobb.CobbResult`; None when there is none."""
-    if cobb is None:
-        return None
-    out = {}
-    for key in ("pt", "mt", "tl"):
-        up, low = cobb.end_vertebrae[key]
-        out[key] = {"angle_deg": round(float(getattr(cobb, key)), 3), "upper": levels[int(up)], "lower": levels[int(low)],
-                    "upper_index": int(up), "lower_index": int(low)}
-    out["is_s"] = bool(getattr(cobb, "is_s", False))
-    return out
-
-
-def _safe_cobb(pred):
-    try:
-        return pred.cobb
-    except (ValueError, TypeError):
-        return None  # a vertebra not found: no angles
-
-
 def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> dict:
     """Predict one X-ray and write ``<name>.json``, ``<name>_mask.png`` and ``<name>_overlay.png``
-    into ``out``; returns its summary row. Raises ``ImageReadError``/``FileNotFoundError`` when the
+    into ``out``; returns its summary row. The JSON's vertebrae and angles are the prediction's own
+    :meth:`spinelib.landmarks.model.SpinePrediction.to_dict` (rounded), with the input's block
+    (:func:`spinelib.cli.records.input_record`), the model and the output files around them. Raises ``ImageReadError``/``FileNotFoundError`` when the
     file cannot be read."""
     from spinelib import __version__
     from spinelib.core.imageio import save_png
@@ -203,24 +156,24 @@ def predict_one(model, path: Path, out: Path, name: str, model_info: dict) -> di
     mask = np.asarray(pred.mask())
     if mask.shape != (h, w):
         raise RuntimeError(f"the model's mask is {mask.shape}, the X-ray {(h, w)}")
-    cobb = _safe_cobb(pred)
     files = {"json": f"{name}.json", "mask": f"{name}_mask.png", "overlay": f"{name}_overlay.png"}
     spacing = info.get("pixel_spacing_mm")
+    blocks = pred.to_dict(pixel_spacing=spacing, rounded=True)  # the one writer of vertebrae and angles
     record = {
         "schema": SCHEMA_ID,
         "input": input_record(path, digest, (h, w), info),
         "model": model_info,
         "spinelib_version": __version__,
-        "corner_order": list(CORNER_ORDER),
-        "vertebrae": vertebra_records(pred.corners, levels, getattr(pred, "scores", None), spacing),
-        "cobb": cobb_record(cobb, levels),
+        "corner_order": blocks["corner_order"],
+        "vertebrae": blocks["vertebrae"],
+        "cobb": blocks["cobb"],
         "outputs": {"mask": files["mask"], "overlay": files["overlay"]},
         "limits": LIMITS,
     }
     validate_prediction(record)
     save_png(out / files["mask"], mask > 0)
     title = f"{model_info['name']} {model_info['version']}"
-    save_png(out / files["overlay"], draw_prediction(image, pred.corners, cobb, levels, title=title))
+    save_png(out / files["overlay"], draw_prediction(image, pred.corners, pred.cobb, levels, title=title))
     write_json(out / files["json"], record)
     row = {"input": str(path), "name": name, "status": "ok", "error": "", "height": h, "width": w,
            "vertebrae_found": int(sum(v["found"] for v in record["vertebrae"])),

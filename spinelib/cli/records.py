@@ -14,7 +14,6 @@ import numpy as np
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-CORNER_ORDER = ("TL", "TR", "BL", "BR")
 SUMMARY_CSV = "predictions.csv"
 MANIFEST = "spinelib-run.json"
 """Written into every ``predict`` output folder: what ran and which files it wrote (``--overwrite``

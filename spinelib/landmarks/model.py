@@ -51,20 +51,71 @@ class SpinePrediction:
             return np.zeros(self.image_shape, np.uint8)
         return vertebra_mask(self.corners[ok], self.image_shape).astype(np.uint8)
 
-    def to_dict(self, pixel_spacing: tuple[float, float] | None = None) -> dict:
-        """JSON-ready: per vertebra its level, score and corners in pixels (and in mm with
-        ``pixel_spacing = (row, column)`` mm per pixel), the three angles with end vertebrae."""
-        names = ("TL", "TR", "BL", "BR")
-        vertebrae = []
-        for level, score, quad in zip(self.levels, self.scores, self.corners):
-            v = {"level": level, "score": float(score),
-                 "corners_px": {n: [float(x), float(y)] for n, (x, y) in zip(names, quad)}}
-            if pixel_spacing is not None:
-                row, col = (float(s) for s in pixel_spacing)
-                v["corners_mm"] = {n: [float(x) * col, float(y) * row] for n, (x, y) in zip(names, quad)}
-            vertebrae.append(v)
-        return {"image_shape": [int(s) for s in self.image_shape], "vertebrae": vertebrae,
-                "cobb": self.cobb.as_dict(), "model": {"name": self.model_name, "version": self.model_version}}
+    def to_dict(self, pixel_spacing: tuple[float, float] | None = None, rounded: bool = False) -> dict:
+        """JSON-ready, in the format of ``spinelib predict``'s JSON (``spinelib/schemas/prediction.schema.json``):
+        ``corner_order``; ``vertebrae`` (:func:`vertebra_records`: per vertebra its level, index,
+        found, score, corners and centre in pixels, and corners in mm with ``pixel_spacing =
+        (row, column)`` mm per pixel); ``cobb`` (:func:`cobb_record`: the three angles with their end
+        vertebrae); ``model`` (name, version) and ``image_shape``. ``rounded``: coordinates to
+        0.001, scores to 0.0001, as the command writes them. The command adds the input's block, the
+        output files and the schema id around these (:func:`spinelib.cli.predict.predict_one`)."""
+        return {"image_shape": [int(s) for s in self.image_shape],
+                "model": {"name": self.model_name, "version": self.model_version},
+                "corner_order": list(CORNER_ORDER),
+                "vertebrae": vertebra_records(self.corners, self.levels, self.scores, pixel_spacing, rounded),
+                "cobb": cobb_record(self.cobb, self.levels, rounded)}
+
+
+CORNER_ORDER = ("TL", "TR", "BL", "BR")
+"""The order of a vertebra's four corners in ``SpinePrediction.corners`` and in the prediction JSON."""
+
+
+def _number(value, decimals: int | None) -> float:
+    return float(value) if decimals is None else round(float(value), decimals)
+
+
+def _xy(point, decimals: int | None = 3) -> list[float] | None:
+    p = np.asarray(point, dtype=float)
+    return None if not np.isfinite(p).all() else [_number(p[0], decimals), _number(p[1], decimals)]
+
+
+def vertebra_records(corners, levels, scores=None, spacing=None, rounded: bool = True) -> list[dict]:
+    """One dict per vertebra: ``level``, ``index``, ``found``, ``score``, ``corners_px``
+    (TL, TR, BL, BR as ``[x, y]``), ``center_px`` (mean of the corners) and, with
+    ``spacing=(row_mm, column_mm)``, ``corners_mm`` :math:`(x\\,s_{col}, y\\,s_{row})` from the
+    centre of the top-left pixel. A vertebra with a NaN corner is not ``found`` (its corners are
+    None); ``rounded``: coordinates to 0.001 and scores to 0.0001 (the prediction JSON's)."""
+    c = np.asarray(corners, dtype=float)
+    d, ds = (3, 4) if rounded else (None, None)
+    out = []
+    for v, level in enumerate(levels):
+        found = bool(np.isfinite(c[v]).all())
+        rec = {"level": str(level), "index": v, "found": found,
+               "score": None if scores is None or not np.isfinite(scores[v]) else _number(scores[v], ds),
+               "corners_px": {k: _xy(c[v, i], d) for i, k in enumerate(CORNER_ORDER)} if found else None,
+               "center_px": _xy(c[v].mean(axis=0), d) if found else None,
+               "corners_mm": None}
+        if found and spacing is not None:
+            row, col = (float(s) for s in spacing)
+            rec["corners_mm"] = {k: [_number(c[v, i, 0] * col, d), _number(c[v, i, 1] * row, d)]
+                                 for i, k in enumerate(CORNER_ORDER)}
+        out.append(rec)
+    return out
+
+
+def cobb_record(cobb, levels, rounded: bool = True) -> dict | None:
+    """``{"pt"|"mt"|"tl": {"angle_deg", "upper", "lower", "upper_index", "lower_index"}, "is_s"}``
+    from a :class:`spinelib.geometry.cobb.CobbResult`; None when there is none. ``rounded``:
+    angles to 0.001 degrees (the prediction JSON's)."""
+    if cobb is None:
+        return None
+    out = {}
+    for key in ("pt", "mt", "tl"):
+        up, low = cobb.end_vertebrae[key]
+        out[key] = {"angle_deg": _number(getattr(cobb, key), 3 if rounded else None), "upper": levels[int(up)],
+                    "lower": levels[int(low)], "upper_index": int(up), "lower_index": int(low)}
+    out["is_s"] = bool(getattr(cobb, "is_s", False))
+    return out
 
 
 class VertebraModel:
