@@ -230,6 +230,16 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
     return result
 
 
+def paper_ran(row: Table4Row) -> bool:
+    """Whether the paper ran this network (its backbone and weights), so that its accuracy may
+    stand beside ours as a reference: ResNet-50 from random init in rows 1-2, ResNet-50 with
+    ImageNet weights (our ``file`` weights) in rows 3-6. Substitutes (EfficientNet-Lite0, an
+    in-domain encoder, ResNet-50 from random init in place of ImageNet) get no paper number."""
+    if row.backbone != "resnet50":
+        return False
+    return row.weights == ("random" if row.row <= 2 else "file")
+
+
 def table4_frame(rows: Sequence[Table4Row], results: Sequence[CVResult]) -> pd.DataFrame:
     """Table 4, measured: the paper's input, model and claim next to ours, with the accuracy of
     patient-level CV (threshold 0.5, and chosen on validation folds), AUROC and CPU minutes."""
