@@ -2,7 +2,8 @@
 
 A *headline* is one comparable number: what the paper reports and what we measured, on which data
 (``real`` or ``synthetic``), with which profile, and the page that produced it. Pages call
-:func:`record_headlines` at their end; :func:`collect_headlines` reads all of them back and
+:func:`record_headlines` at their end; :func:`collect_headlines` reads all of them back (both live
+in :mod:`spinelib.core.headlines`, so the reusable layers can record theirs; re-exported here) and
 :func:`headline_table` renders the book's "paper vs. this book" table with links.
 """
 
@@ -10,55 +11,18 @@ from __future__ import annotations
 
 import html
 import math
-import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import pandas as pd
 
-from spinelib.core.provenance import run_info, write_results
+from spinelib.core.headlines import (  # re-exported: pages and scripts call report.record_headlines
+    COLUMNS,
+    DATA_KINDS,
+    collect_headlines,
+    record_headlines,
+)
 
-COLUMNS = ["section", "quantity", "paper", "ours", "ci_low", "ci_high", "data", "dataset", "profile",
-           "page", "note"]
-
-
-DATA_KINDS = ("real", "synthetic")
-
-
-def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Mapping], profile: str,
-                     seed: int | None = None, name: str | None = None) -> Path:
-    """Write ``<output_dir>/headlines/<name or page>.csv`` (atomically, with a run sidecar).
-
-    Each row needs ``section, quantity, ours, data, dataset``; ``paper``, ``ci_low``, ``ci_high``
-    and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``. A row may carry its
-    own ``profile`` (e.g. a committed long run shown on the page); the others get ``profile``.
-    """
-    frame = pd.DataFrame(list(rows))
-    missing = {"section", "quantity", "ours", "data", "dataset"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"headline rows of {page} lack column(s): {', '.join(sorted(missing))}")
-    bad = sorted(set(frame["data"]) - set(DATA_KINDS))
-    if bad:
-        raise ValueError(f"headline rows of {page}: data must be 'real' or 'synthetic', got {bad}")
-    frame["page"] = page
-    frame["profile"] = frame["profile"].fillna(profile) if "profile" in frame else profile
-    for col in COLUMNS:
-        if col not in frame:
-            frame[col] = math.nan if col in ("paper", "ci_low", "ci_high") else ""
-    path = Path(output_dir) / "headlines" / f"{name or page}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from spinelib.core.config import PROFILES
-
-    # a long run is not one of the profiles: its settings live in its own metrics.json
-    return write_results(path, frame[COLUMNS], run_info(profile=profile if profile in PROFILES else None, seed=seed))
-
-
-def collect_headlines(output_dir: str | os.PathLike) -> pd.DataFrame:
-    """All headline rows under ``<output_dir>/headlines``, in page order."""
-    files = sorted((Path(output_dir) / "headlines").glob("*.csv"))
-    if not files:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)[COLUMNS]
+__all__ = ["COLUMNS", "DATA_KINDS", "collect_headlines", "record_headlines", "headline_table",
+           "segmentation_headlines", "findings", "FINDINGS_MARKER"]
 
 
 def _fmt(value, ci_low=math.nan, ci_high=math.nan) -> str:
@@ -227,6 +191,8 @@ def _pick(frame: pd.DataFrame, section: str | None = None, quantity: str | None 
 
 def _link(page: str, prefix: str) -> str:
     number = page[:2].lstrip("0")
+    if prefix.startswith("html:"):  # a link from a notebook's Markdown output: plain HTML, to the rendered page
+        return f'<a href="{prefix[5:]}{page}.html">page {number}</a>'
     return f"[page {number}]({prefix}{page}.ipynb)"
 
 
@@ -238,7 +204,9 @@ def findings(committed: pd.DataFrame, build: pd.DataFrame, profile: str, link_pr
     """The intro's "what we found" list, as Markdown, from headline frames (:func:`collect_headlines`).
 
     ``committed``: the long runs kept in ``results/headlines`` (real AASCE X-rays); ``build``: what
-    the pages of this build recorded under ``outputs/<profile>/headlines``. Every line says whether
+    the pages of this build recorded under ``outputs/<profile>/headlines``. ``link_prefix``: the
+    folder of the pages from where the list stands (``"notebooks/"`` from the intro); prefixed
+    ``html:`` the links are HTML to the rendered pages (for a notebook's Markdown output). Every line says whether
     it is **real** or **synthetic**, and every number is read from those frames: a headline that was
     not recorded leaves its line out, and a build without synthetic results says so.
     """
