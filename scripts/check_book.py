@@ -2,7 +2,9 @@
 
 For each page listed in the navigation: no console errors or page errors, no request leaves
 loopback, every image has loaded (natural width > 0), no notebook cell shows an error or a
-traceback; every figure of the executed notebook is on the page; a screenshot is saved. The navigation must list every page of ``_toc.yml`` in order,
+traceback; every figure of the executed notebook is on the page; no code cell stands above the
+first paragraph of prose; no table is wider than the text column and no figure wider than
+``FIGURE_SLACK`` times it (at the 1280 px viewport); a screenshot is saved. The navigation must list every page of ``_toc.yml`` in order,
 and the search page must find "Dice". Exits non-zero naming the failing pages.
 
     python scripts/check_book.py [--html _build/html] [--screenshots _build/screenshots]
@@ -43,6 +45,42 @@ def serve(html: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+FIGURE_SLACK = 1.3
+"""A figure may be drawn at most this many times wider than the text column (it is shown scaled down
+to the column; wider than this, its text becomes too small to read)."""
+
+LAYOUT_JS = """(slack) => {
+    const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const style = getComputedStyle(article);
+    const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const problems = [];
+    const firstP = article.querySelector('p');
+    const firstCell = article.querySelector('div.cell');
+    if (firstCell && (!firstP || (firstCell.compareDocumentPosition(firstP) & Node.DOCUMENT_POSITION_FOLLOWING))) {
+        problems.push('a code cell stands above the first paragraph of prose');
+    }
+    for (const t of article.querySelectorAll('table')) {
+        const w = t.getBoundingClientRect().width;
+        if (w > column + 1) {
+            const head = (t.querySelector('th') || t).innerText.trim().slice(0, 60);
+            problems.push(`table ${Math.round(w)} px wide in a ${Math.round(column)} px column (first header: ${JSON.stringify(head)})`);
+        }
+    }
+    for (const img of article.querySelectorAll('.cell_output img, img')) {
+        if (img.naturalWidth > slack * column) {
+            problems.push(`figure ${img.naturalWidth} px wide, more than ${slack} x the ${Math.round(column)} px column: ${img.getAttribute('src')}`);
+        }
+    }
+    return problems;
+}"""
+
+
+def layout_problems(page) -> list[str]:
+    """What :data:`LAYOUT_JS` finds on the loaded page: code above the prose, tables wider than the
+    text column, figures wider than :data:`FIGURE_SLACK` times it."""
+    return page.evaluate(LAYOUT_JS, FIGURE_SLACK)
+
+
 def check_page(page, url: str, shot: Path, expected_figures: int = 0) -> list[str]:
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
@@ -59,6 +97,7 @@ def check_page(page, url: str, shot: Path, expected_figures: int = 0) -> list[st
         '.cell_output .output.traceback, .cell_output .output.error, .cell_output pre'))
         .map(e => e.innerText).filter(t => /Traceback \\(most recent call last\\)|^\\w+Error: /m.test(t))""")
     problems += [f"cell shows an error: {t[:200]!r}" for t in tracebacks]
+    problems += layout_problems(page)
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=False)
     return problems

@@ -1,4 +1,6 @@
-"""The rendered book, as a reader meets it in headless Chromium (runs after the book build).
+"""The rendered book, as a reader meets it in headless Chromium (runs after the book build): every
+page loads cleanly, shows its figures, has prose before any code, and holds its tables within the
+text column and its figures within 1.3 times it at 1280 px (``scripts/check_book.py``).
 
 Skipped when ``_build/html`` or Chromium is absent, unless ``SPINELIB_REQUIRE_BOOK=1`` (CI sets it),
 in which case their absence fails the test.
@@ -40,3 +42,30 @@ def test_every_page_loads_cleanly_in_chromium():
     assert not failures, "\n".join(f"{page}: {'; '.join(p)}" for page, p in failures.items())
     for name in toc_pages():
         assert (shots / f"{name.split('/')[-1]}.png").stat().st_size > 1000
+
+
+def test_layout_check_catches_wide_tables_figures_and_code_first(tmp_path):
+    """The layout measurements themselves, on a small page made to fail each of them."""
+    _need(shutil.which("chromium") is not None, "Debian's chromium is not installed (scripts/setup_env.sh --browser)")
+    _need(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    from check_book import CHROMIUM_ARGS, FIGURE_SLACK, layout_problems
+    from playwright.sync_api import sync_playwright
+
+    wide_png = "data:image/svg+xml," + "%3Csvg xmlns='http://www.w3.org/2000/svg' width='2000' height='10'/%3E"
+    good = "<article class='bd-article' style='width:600px;padding:0'><p>Prose first.</p><div class='cell'>x</div>" \
+           "<table><tr><th>a</th></tr></table></article>"
+    bad = ("<article class='bd-article' style='width:600px;padding:0'><div class='cell'>code</div><p>prose</p>"
+           "<table style='width:900px'><tr><th>wide</th></tr></table>"
+           f"<div class='cell_output'><img src=\"{wide_png}\"></div></article>")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_content(good)
+        assert layout_problems(page) == []
+        page.set_content(bad)
+        page.wait_for_timeout(200)
+        found = " | ".join(layout_problems(page))
+        browser.close()
+    assert "code cell stands above" in found and "table 900 px wide" in found
+    assert f"more than {FIGURE_SLACK} x" in found
