@@ -6,9 +6,11 @@ Read top to bottom, in the order data flows:
    plus intensity changes on the X-ray only; seeded, stateless, runs inside ``tf.data``.
 2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``;
    :func:`epoch_dataset` - the training batches, each epoch a function of ``(seed, epoch)``.
+   :func:`replica_dataset` - the same batches split across the replicas of a ``tf.distribute`` strategy.
 3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.seg.losses`, checkpoints on
    validation Dice, early stopping, learning-rate decay, ``history.csv``, and resume after an
-   interruption from ``last.keras``.
+   interruption from ``last.keras``; on one device or under a ``tf.distribute`` strategy
+   (``MirroredStrategy`` over several GPUs, ``MultiWorkerMirroredStrategy``).
 4. :func:`postprocess` - threshold, drop small components, fill holes.
 5. :func:`predict`, :func:`predict_folder` - probabilities (optionally with flip TTA), and masks
    written at each X-ray's original resolution.
@@ -210,6 +212,54 @@ def epoch_plan(n: int, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     return order, seeds
 
 
+def _epoch_batches(n: int, batch_size: int, epochs: int, initial_epoch: int, seed: int,
+                   min_rows: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(indices, seeds)`` of every batch of epochs ``initial_epoch .. epochs - 1`` (:func:`epoch_plan`);
+    an epoch's last batch with fewer than ``min_rows`` rows joins the batch before it."""
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    for e in range(int(initial_epoch), int(epochs)):
+        order, seeds = epoch_plan(n, seed, e)
+        epoch_rows = [(order[start:start + batch_size], seeds[start:start + batch_size])
+                      for start in range(0, len(order), batch_size)]
+        if len(epoch_rows) > 1 and len(epoch_rows[-1][0]) < min_rows:
+            (i0, s0), (i1, s1) = epoch_rows[-2:]
+            epoch_rows[-2:] = [(np.concatenate([i0, i1]), np.concatenate([s0, s1]))]
+        rows += epoch_rows
+    return rows
+
+
+def _batches_dataset(images: np.ndarray, masks: np.ndarray, rows: Sequence[tuple[np.ndarray, np.ndarray]],
+                     augment: bool | dict) -> tf.data.Dataset:
+    """One element per ``(indices, seeds)`` row: the gathered, optionally augmented batch."""
+    strengths = augment if isinstance(augment, dict) else {}
+    lengths = np.array([len(i) for i, _ in rows], dtype=np.int64)
+    indices = tf.RaggedTensor.from_row_lengths(np.concatenate([i for i, _ in rows]).astype(np.int64), lengths)
+    seeds = tf.RaggedTensor.from_row_lengths(np.concatenate([s for _, s in rows]).astype(np.int64), lengths)
+    x, y = tf.constant(images), tf.constant(masks)
+
+    def batch(i, s):  # one batch: indices (b,) and seeds (b, 2)
+        if isinstance(i, tf.RaggedTensor):
+            i, s = i.to_tensor(), s.to_tensor()
+        xb, yb = tf.gather(x, i), tf.gather(y, i)
+        if augment:
+            xb, yb = tf.map_fn(lambda t: augment_pair(t[0], t[1], t[2], **strengths), (xb, yb, s),
+                               fn_output_signature=(tf.float32, tf.float32))
+        return xb, yb
+
+    return tf.data.Dataset.from_tensor_slices((indices, seeds)).map(batch)  # sequential; prefetch overlaps it
+
+
+def _check_batching(images, masks, batch_size, epochs, initial_epoch, augment) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = _check_arrays(images, masks)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not 0 <= int(initial_epoch) < int(epochs):
+        raise ValueError(f"need 0 <= initial_epoch < epochs, got initial_epoch={initial_epoch}, epochs={epochs}")
+    if augment:
+        augment_pair(images[0], masks[0], 0, **(augment if isinstance(augment, dict) else {}))  # fail early
+    return images, masks
+
+
 def epoch_dataset(
     images,
     masks,
@@ -227,37 +277,79 @@ def epoch_dataset(
     ``model.fit(..., steps_per_epoch=steps, initial_epoch=initial_epoch)``: Keras then keeps one
     iterator across epochs, and a resumed run gets the same batches as an uninterrupted one.
     """
-    images, masks = _check_arrays(images, masks)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not 0 <= int(initial_epoch) < int(epochs):
-        raise ValueError(f"need 0 <= initial_epoch < epochs, got initial_epoch={initial_epoch}, epochs={epochs}")
-    strengths = augment if isinstance(augment, dict) else {}
-    if augment:
-        augment_pair(images[0], masks[0], 0, **strengths)  # fail early on bad parameters
-    batch_size = int(batch_size)
-    index_rows, seed_rows = [], []
-    for e in range(int(initial_epoch), int(epochs)):
-        order, seeds = epoch_plan(len(images), seed, e)
-        for start in range(0, len(order), batch_size):
-            index_rows.append(order[start:start + batch_size])
-            seed_rows.append(seeds[start:start + batch_size])
-    lengths = np.array([len(r) for r in index_rows], dtype=np.int64)
-    indices = tf.RaggedTensor.from_row_lengths(np.concatenate(index_rows).astype(np.int64), lengths)
-    seeds = tf.RaggedTensor.from_row_lengths(np.concatenate(seed_rows), lengths)
-    x, y = tf.constant(images), tf.constant(masks)
-
-    def batch(i, s):  # one batch: indices (b,) and seeds (b, 2)
-        if isinstance(i, tf.RaggedTensor):
-            i, s = i.to_tensor(), s.to_tensor()
-        xb, yb = tf.gather(x, i), tf.gather(y, i)
-        if augment:
-            xb, yb = tf.map_fn(lambda t: augment_pair(t[0], t[1], t[2], **strengths), (xb, yb, s),
-                               fn_output_signature=(tf.float32, tf.float32))
-        return xb, yb
-
-    ds = tf.data.Dataset.from_tensor_slices((indices, seeds)).map(batch)  # sequential; prefetch overlaps it
+    images, masks = _check_batching(images, masks, batch_size, epochs, initial_epoch, augment)
+    rows = _epoch_batches(len(images), int(batch_size), epochs, initial_epoch, seed)
+    ds = _batches_dataset(images, masks, rows, augment)
     return ds.prefetch(tf.data.AUTOTUNE), math.ceil(len(images) / int(batch_size))
+
+
+def replica_dataset(
+    strategy: tf.distribute.Strategy,
+    images,
+    masks,
+    batch_size: int = 8,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    augment: bool | dict = False,
+    seed: int = 0,
+    training: bool = True,
+):
+    """:func:`epoch_dataset` split across the replicas of ``strategy``: ``(distributed dataset, steps)``.
+
+    ``batch_size`` is the global batch, a multiple of ``strategy.num_replicas_in_sync`` (R). Each
+    global batch of :func:`epoch_dataset` (same order, same augmentation seeds) is cut into R
+    consecutive slices, replica ``r`` gets slice ``r``; so the examples and their augmentation are
+    those of the single-device run, and Keras' loss scaling (1/R, then the sum over replicas) gives
+    the mean over the global batch. Two differences only: an epoch's last batch with fewer examples
+    than replicas joins the batch before it (no replica gets an empty slice), and the slices of a
+    smaller last batch may differ by one example. ``training=False``: one pass over the examples
+    in their order, no augmentation (a validation set). Several workers (``MultiWorkerMirroredStrategy``): each
+    builds the slices of its own replicas (``tf.distribute.InputContext``).
+    """
+    n_rep = int(strategy.num_replicas_in_sync)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1 or batch_size % n_rep:
+        raise ValueError(f"batch_size (the global batch) must be a positive multiple of the {n_rep} replicas, "
+                         f"got {batch_size!r}")
+    images, masks = _check_batching(images, masks, batch_size, epochs, initial_epoch, augment and training)
+    if len(images) < n_rep:
+        raise ValueError(f"{len(images)} example(s) cannot be split across {n_rep} replicas")
+    b = int(batch_size)
+    if training:
+        rows = _epoch_batches(len(images), b, epochs, initial_epoch, seed, min_rows=n_rep)
+    else:
+        order, zeros = np.arange(len(images)), np.zeros((len(images), 2), np.int64)
+        rows = [(order[i:i + b], zeros[i:i + b]) for i in range(0, len(order), b)]
+        if len(rows) > 1 and len(rows[-1][0]) < n_rep:
+            rows[-2:] = [(order[(len(rows) - 2) * b:], zeros[(len(rows) - 2) * b:])]
+    steps = len(rows) // (int(epochs) - int(initial_epoch)) if training else len(rows)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        per_worker = n_rep // context.num_input_pipelines
+        mine = range(context.input_pipeline_id * per_worker, (context.input_pipeline_id + 1) * per_worker)
+        slices = []
+        for idx, sd in rows:  # batch by batch, replica by replica: the order the replicas take them in
+            parts_i, parts_s = np.array_split(idx, n_rep), np.array_split(sd, n_rep)
+            slices += [(parts_i[r], parts_s[r]) for r in mine]
+        return _batches_dataset(images, masks, slices, augment and training).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(dataset_fn), steps
+
+
+def check_strategy(model: keras.Model, strategy: tf.distribute.Strategy | None = None) -> tf.distribute.Strategy:
+    """The strategy to train ``model`` under: ``strategy``, or by default the one the model was
+    built under (else the current one). Raises ``ValueError`` when the model's variables were not
+    created under it (build the model inside ``strategy.scope()``)."""
+    strategy = model.distribute_strategy if strategy is None else strategy
+    if not isinstance(strategy, (tf.distribute.Strategy, tf.compat.v1.distribute.Strategy)):
+        raise TypeError(f"strategy must be a tf.distribute.Strategy or None, got {type(strategy).__name__}")
+    try:  # the tf.Variable behind the first Keras variable
+        owned = strategy.extended.variable_created_in_scope(model.weights[0].value) if model.weights else True
+    except (AttributeError, TypeError):  # not a TensorFlow variable: nothing to check
+        owned = True
+    if not owned:
+        raise ValueError(f"the model's variables were not created under this {type(strategy).__name__}: build the "
+                         f"model inside `with strategy.scope():` and pass the same strategy")
+    return strategy
 
 
 DEFAULT_LR = 1e-3
@@ -385,6 +477,7 @@ def train_segmentation(
     verbose: int = 1,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     lr_schedule: str = "plateau",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.seg.losses` name or a callable).
 
@@ -412,6 +505,16 @@ def train_segmentation(
 
     ``seed`` seeds Keras (dropout) and the data pipeline; call :func:`spinelib.core.config.set_seed`
     first for full determinism, including the weight initialisation.
+
+    ``strategy``: the ``tf.distribute`` strategy to train under; ``None`` (default) is the one the
+    model was built under, else the current one (:func:`tf.distribute.get_strategy`: no
+    distribution outside any ``strategy.scope()``). Build the model inside ``strategy.scope()``
+    (a ``ValueError`` says so otherwise); ``batch_size`` is then the global batch, split across
+    the replicas (:func:`replica_dataset`), so with ``MirroredStrategy`` over 2 GPUs and
+    ``batch_size=8`` each GPU takes 4 X-rays a step and the run follows the single-device one.
+    BatchNorm layers keep per-replica batch statistics. With ``MultiWorkerMirroredStrategy``
+    give every worker its own ``out_dir`` (each writes its checkpoints; the chief's, task 0, is
+    the result).
     """
     train_images, train_masks = _check_arrays(train_images, train_masks, "train_")
     val_images, val_masks = _check_arrays(val_images, val_masks, "val_")
@@ -423,6 +526,7 @@ def train_segmentation(
         raise ValueError(f"lr must be positive, got {lr!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    strategy = check_strategy(model, strategy)
     n_out = model.output_shape[-1]
     for name, m in (("train_masks", train_masks), ("val_masks", val_masks)):
         if m.shape[-1] != n_out:
@@ -436,13 +540,18 @@ def train_segmentation(
         "n_train": len(train_images), "n_val": len(val_images), "input_shape": list(train_images.shape[1:]),
     }
 
+    n_replicas = int(strategy.num_replicas_in_sync)
+    if n_replicas > 1:
+        config.update(strategy=type(strategy).__name__, replicas=n_replicas)
+
     keras.utils.set_random_seed(int(seed))
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss=loss_fn,
-        metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice"),
-                 keras.metrics.MeanMetricWrapper(white_fraction_metric, name="white")],
-    )
+    with strategy.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=lr),
+            loss=loss_fn,
+            metrics=[keras.metrics.MeanMetricWrapper(dice_metric, name="dice"),
+                     keras.metrics.MeanMetricWrapper(white_fraction_metric, name="white")],
+        )
 
     state, initial_epoch = None, 0
     state_path, last_path, best_path, hist_path = (out / n for n in (STATE_FILE, LAST_MODEL, BEST_MODEL, HISTORY_FILE))
@@ -453,8 +562,9 @@ def train_segmentation(
                 f"{last_path} holds a model with {state.get('config', {}).get('params')} parameters, but the "
                 f"given model has {config['params']}: use another out_dir or delete {out}"
             )
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(last_path)
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(last_path)
         initial_epoch = int(state["epoch"])
         _truncate_history(hist_path, initial_epoch)
         if verbose:
@@ -494,9 +604,14 @@ def train_segmentation(
         keras.callbacks.CSVLogger(hist_path, append=True),
         _ResumeState(out, early, plateau, config, state),
     ]
-    train_ds, steps = epoch_dataset(train_images, train_masks, batch_size, epochs=int(epochs),
-                                    initial_epoch=initial_epoch, augment=augment, seed=seed)
-    val_ds = make_dataset(val_images, val_masks, batch_size, shuffle=False, augment=False, seed=seed)
+    if n_replicas > 1:
+        train_ds, steps = replica_dataset(strategy, train_images, train_masks, batch_size, epochs=int(epochs),
+                                          initial_epoch=initial_epoch, augment=augment, seed=seed)
+        val_ds, _ = replica_dataset(strategy, val_images, val_masks, batch_size, training=False)
+    else:
+        train_ds, steps = epoch_dataset(train_images, train_masks, batch_size, epochs=int(epochs),
+                                        initial_epoch=initial_epoch, augment=augment, seed=seed)
+        val_ds = make_dataset(val_images, val_masks, batch_size, shuffle=False, augment=False, seed=seed)
     t0 = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=int(epochs), initial_epoch=initial_epoch,
               steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, shuffle=False)

@@ -1,0 +1,85 @@
+"""benchmarks/paper_vs_pipeline.py (issue 16): it runs end to end at a tiny scale, its FLOP count
+is the U-Net's, and the book's page shows the committed results. Not a timed test: no number it
+measures is asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "benchmarks" / "paper_vs_pipeline.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("paper_vs_pipeline", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_end_to_end_at_a_tiny_scale(tmp_path):
+    args = ["--height", "32", "--width", "16", "--depth", "3", "--filters", "4", "--patients", "4",
+            "--synthetic-scale", "0.25", "--max-epochs", "2", "--dice-target", "0.3", "--throughput-images", "4",
+            "--pipeline-batch", "2", "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path / "out"),
+            "--name", "tiny"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    record = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert record["reduced_scale"] is True
+    assert {"cpu_model", "cores", "clock_mhz", "peak_gflops", "peak_formula"} <= set(record["machine"])
+    from spinelib.core.structures import STRUCTURES
+
+    for kind, networks in (("paper", 8), ("pipeline", 2)):
+        p = record["pipelines"][kind]
+        assert p["networks"] == networks
+        for key in ("images_per_second", "patients_per_second", "seconds_to_target", "seconds_trained",
+                    "inference_seconds_per_patient", "peak_rss_mb", "achieved_gflops", "fraction_of_peak"):
+            assert key in p, (kind, key)
+        assert p["images_per_second"] > 0 and p["peak_rss_mb"] > 0 and p["inference_seconds_per_patient"] > 0
+        assert sorted(p["final_dice"]) == sorted(STRUCTURES)
+        assert all(0 <= v <= 1 for v in p["final_dice"].values())
+    assert {"speedup_to_target", "speedup_images_per_second", "inference_speedup", "common_dice",
+            "goal_speedup"} <= set(record["comparison"])
+    md = (tmp_path / "out" / "tiny.md").read_text()
+    assert "Reduced scale" in md and record["full_scale_command"] in md
+    assert str(tmp_path) not in record["command"]  # no machine paths in the shown command
+
+
+def test_flop_count_is_the_paper_unets():
+    """2 x multiply-adds of every convolution, against the U-Net's layer arithmetic written out."""
+    from spinelib.seg.unet import unet
+
+    h, w, f, n = 64, 32, 8, 3
+    c = [f * 2**i for i in range(5)]
+    px = [(h >> i) * (w >> i) for i in range(5)]
+    macs = sum(9 * (1 if i == 0 else c[i - 1]) * c[i] * px[i] + 9 * c[i] * c[i] * px[i] for i in range(5))
+    macs += sum(4 * c[i + 1] * c[i] * px[i + 1] + 9 * 2 * c[i] * c[i] * px[i] + 9 * c[i] * c[i] * px[i]
+                for i in range(4))
+    macs += c[0] * n * px[0]
+    assert load_script().forward_flops(unet((h, w, 1), filters=f, n_classes=n)) == 2 * macs
+
+
+def test_the_page_shows_the_committed_results(tmp_path):
+    script = load_script()
+    page = REPO / "docs" / "benchmarks.md"
+    text = page.read_text()
+    assert script.PAGE_START in text and script.PAGE_END in text
+    md = REPO / "benchmarks" / "paper_vs_pipeline.md"
+    if not md.exists():
+        pytest.skip("benchmarks/paper_vs_pipeline.md not measured yet")
+    copy = tmp_path / "page.md"
+    copy.write_text(text)
+    script.update_page(copy, md.read_text())
+    assert copy.read_text() == text, "docs/benchmarks.md is stale: rerun the benchmark with --update-page"
+    record = json.loads((REPO / "benchmarks" / "paper_vs_pipeline.json").read_text())
+    assert record["command"] in md.read_text()
