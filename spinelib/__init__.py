@@ -14,6 +14,7 @@ core (the ground floor)
 - :mod:`spinelib.core.provenance`   run information, dataset fingerprints, untouched-input checks, git commit
 - :mod:`spinelib.core.runs`         the one cache key, JSON records, quiet TensorFlow, CPU cost
 - :mod:`spinelib.core.stats`        the one bootstrap (cases, or patients with all their images)
+- :mod:`spinelib.core.headlines`    headline numbers on disk: record_headlines, collect_headlines (any layer records)
 
 data
 - :mod:`spinelib.data.clinical`     the paper's clinical folder layout (loader)
@@ -62,7 +63,7 @@ the book's experiments (paper): one module per page, none importing another
 - :mod:`spinelib.paper.table4_backbones` page 4: Table 4 (backbones x weights, cost)
 - :mod:`spinelib.paper.final_classifier` page 5: the final classifier, evaluation, the morphometric one
 - :mod:`spinelib.paper.segment_measure`  page 5: segment, then measure
-- :mod:`spinelib.paper.report`           headline numbers of every page for the results page
+- :mod:`spinelib.paper.report`           the headline table and findings of every page (re-exports core.headlines)
 
 - :mod:`spinelib.book`   execute the notebooks with papermill and render the book
 - :mod:`spinelib.cli`    the ``spinelib`` command: one module per subcommand (predict, train, evaluate, book)

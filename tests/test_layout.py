@@ -1,7 +1,8 @@
 """The package's layout rules, read from the source with ``ast`` (issue 13).
 
 - imports point down the layers of :data:`LAYERS` (a module may use its own layer and those below);
-- no module of ``spinelib.paper`` imports another one (each is one page's experiments);
+- no module of ``spinelib.paper`` imports another one (each is one page's experiments), and only
+  ``paper/``, ``book`` and ``cli`` import ``spinelib.paper``;
 - no private name (``_x``) is imported from, or read off, another module;
 - scripts do not edit ``sys.path`` (the package is installed; ``python -m scripts.<name>``);
 - no module is much above 600 lines (:data:`MAX_LINES`: 650 while seg.training, data.clinical and
@@ -22,12 +23,15 @@ PACKAGE = REPO / "spinelib"
 MAX_LINES = 650
 
 LAYERS = {"core": 0, "geometry.cobb": 0.5, "data": 1, "geometry": 2, "cls": 3, "seg": 4, "viz": 6,
-          "overlay": 6, "paper": 7, "landmarks": 7.5, "book": 8, "cli": 8}
+          "overlay": 6, "landmarks": 6.5, "paper": 7, "book": 8, "cli": 8}
 """Rank of each part of spinelib (the most specific name counts): core (structures, config, files,
-runs) at the bottom; Cobb angles from landmarks (pure geometry, read by the label audit) just above;
-the datasets; mask geometry; the networks; the plots; the book's pages (paper) above every reusable
-layer; the landmark line (network, training, evaluation, its long run's headlines through
-:mod:`spinelib.paper.report`), the book builder and the command line on top."""
+runs, headline files) at the bottom; Cobb angles from landmarks (pure geometry, read by the label
+audit) just above; the datasets; mask geometry; the networks; the plots; the landmark line
+(network, training, evaluation, its long run's headlines through :mod:`spinelib.core.headlines`);
+the book's pages (paper) above every reusable layer; the book builder and the command line on top."""
+
+MAY_IMPORT_PAPER = ("spinelib.paper", "spinelib.book", "spinelib.cli")
+"""The only parts of spinelib that may import :mod:`spinelib.paper` (the book's experiments)."""
 
 TOO_LONG_FOR_NOW: dict[str, str] = {}
 """Modules allowed above :data:`MAX_LINES`, each with its reason."""
@@ -82,6 +86,19 @@ def test_imports_point_down_and_pages_stand_alone(path):
         assert LAYERS[theirs] <= LAYERS[mine], f"{me}:{line} imports {target}, a higher layer ({theirs} > {mine})"
         if mine == theirs == "paper" and target not in ("spinelib.paper", me):
             pytest.fail(f"{me}:{line} imports {target}: the paper/ modules do not import each other")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_only_the_book_and_the_command_import_paper(path):
+    """The reusable layers know nothing of the book's pages: outside ``paper/``, ``book.py`` and
+    ``cli``, no module imports :mod:`spinelib.paper` (headlines are written by
+    :mod:`spinelib.core.headlines`)."""
+    me = module_name(path)
+    if any(me == m or me.startswith(m + ".") for m in MAY_IMPORT_PAPER):
+        return
+    for target, _, line in spinelib_imports(ast.parse(path.read_text())):
+        assert not (target == "spinelib.paper" or target.startswith("spinelib.paper.")), \
+            f"{me}:{line} imports {target}: only paper/, book and cli may"
 
 
 def _private_uses(path: Path) -> list[str]:

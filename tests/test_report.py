@@ -3,7 +3,8 @@ import math
 import pandas as pd
 import pytest
 
-from spinelib.paper.report import collect_headlines, headline_table, record_headlines
+from spinelib.core.headlines import collect_headlines, record_headlines
+from spinelib.paper.report import headline_table
 
 
 def test_headlines_round_trip_and_render(tmp_path):

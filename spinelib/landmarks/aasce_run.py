@@ -199,7 +199,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
 
 def record_long_run_headlines(out: Path, summary: pd.DataFrame, metrics: dict) -> Path:
     """The run's headline numbers for the results page: ``<out>/../headlines/<out name>.csv``."""
-    from spinelib.paper import report
+    from spinelib.core import headlines as report
 
     dataset = f"AASCE 2019 training split, {metrics['n_val_patients']} validation patients"
     s = metrics["settings"]
