@@ -182,7 +182,7 @@ def plot_history(history: pd.DataFrame, title: str | None = None):
     if not any(c in history.columns for c, _ in pairs):
         raise ValueError(f"history has neither 'loss' nor 'dice' columns: {list(history.columns)}")
     epoch = (history["epoch"] + 1) if "epoch" in history.columns else pd.Series(range(1, len(history) + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2), constrained_layout=True)
     for ax, (key, label) in zip(axes, pairs):
         for col, style, name in ((key, "-", "train"), (f"val_{key}", "--", "validation")):
             if col in history.columns:
