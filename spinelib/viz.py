@@ -305,3 +305,91 @@ def dice_history_figure(results: Mapping[str, ExperimentResult]):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def table3_dot_figure(table3: pd.DataFrame, final: pd.DataFrame | None = None,
+                      ceiling: pd.Series | None = None, title: str = "Table 3: Dice per structure"):
+    """Table 3 as a dot plot, one row per structure: the paper's Dice (a reference: clinical
+    X-rays), the paper's recipe here (``table3``: ``paper_dice``, ``dice``, ``ci_low``, ``ci_high``;
+    in the network's frame), and with ``final`` (:func:`spinelib.paper.table3_unet.final_table3`) the
+    final pipeline in the network's frame and at the original size; ``ceiling`` (structure ->
+    Dice) marks the resolution ceiling at the original size where it was measured."""
+    structures = list(table3.index)
+    y = np.arange(len(structures))
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(structures) + 1.6))
+    ax.scatter(table3["paper_dice"], y, marker="s", s=42, facecolors="none", edgecolors="black",
+               label="paper (clinical X-rays, reference)", zorder=3)
+    err = np.vstack([table3["dice"] - table3["ci_low"], table3["ci_high"] - table3["dice"]]).clip(min=0)
+    ax.errorbar(table3["dice"], y - 0.15, xerr=err, fmt="o", ms=5, color=MASK_COLOURS[4], capsize=2,
+                label="paper's recipe here, network's frame (95% CI)", zorder=3)
+    if final is not None:
+        f = final.reindex(structures)
+        if "input_frame_dice" in f:
+            ax.scatter(f["input_frame_dice"], y + 0.15, marker="D", s=30, color=MASK_COLOURS[0],
+                       label="crop + Dice loss, network's frame", zorder=3)
+        ax.scatter(f["final_dice"], y + 0.15, marker="^", s=40, color=MASK_COLOURS[5],
+                   label="crop + Dice loss, original size", zorder=3)
+    if ceiling is not None:
+        c = pd.Series(ceiling).reindex(structures)
+        ax.scatter(c, y + 0.15, marker="|", s=160, color="grey", label="resolution ceiling, original size", zorder=2)
+    ax.set_yticks(y)
+    ax.set_yticklabels([s.replace("_", " ") for s in structures], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("Dice (mean over validation patients)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16 - 1.2 / (0.42 * len(structures) + 1.6) * 0.5),
+              ncol=2, borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+HEADLINE_ABBREVIATIONS = {"Dice, AASCE vertebral bodies T1-L5": "AASCE Dice", "normal/damaged accuracy": "normal/damaged",
+                          "severity (Cobb >= 40°) AUROC": "severity AUROC", "Lite0 encoder, ImageNet": "Lite0",
+                          "EfficientNet-Lite0": "Lite0", "; cosine LR; flip TTA": ", cosine, TTA",
+                          "stride-1 skip (16 ch)": "skip", "decoder 192-96-48-32-24": "wide decoder"}
+"""Shorter names for the forest plot's labels (the table above it has the full ones)."""
+
+
+def headline_forest_figure(frame: pd.DataFrame, title: str = "Every headline on a 0-1 scale", width: int = 64):
+    """A forest plot of the headlines (:func:`spinelib.paper.report.collect_headlines`) measured on
+    a 0-1 scale (Dice, accuracy, AUROC): ours with its 95% CI, coloured by data (real: blue,
+    synthetic: orange), the paper's number as an open square where it has one. Quantities on
+    other scales (SMAPE in %, counts) are left out and named in the title."""
+    f = frame.copy()
+    f["ours"] = pd.to_numeric(f["ours"], errors="coerce")
+    keep = f["ours"].between(0, 1) & ~f["quantity"].astype(str).str.contains("SMAPE|flagged", regex=True)
+    left_out = int((~keep).sum())
+    f = f[keep].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8.4, 0.22 * len(f) + 1.4))
+    y = np.arange(len(f))
+    colours = np.where(f["data"] == "real", "#0072B2", "#D55E00")
+    lo = pd.to_numeric(f["ci_low"], errors="coerce")
+    hi = pd.to_numeric(f["ci_high"], errors="coerce")
+    for i, r in f.iterrows():
+        if pd.notna(lo[i]) and pd.notna(hi[i]):
+            ax.plot([lo[i], hi[i]], [i, i], color=colours[i], lw=1.2)
+    ax.scatter(f["ours"], y, color=colours, s=16, zorder=3)
+    paper = pd.to_numeric(f["paper"], errors="coerce")
+    ax.scatter(paper, y, marker="s", s=22, facecolors="none", edgecolors="black", zorder=2)
+    labels = []
+    for _, r in f.iterrows():
+        q = str(r["quantity"])
+        for long, short in HEADLINE_ABBREVIATIONS.items():
+            q = q.replace(long, short)
+        final = "final, " if str(r["section"]).endswith("final pipeline") else ""
+        labels.append(short_label(f"{str(r['page'])[:2]} {final}{q}", width))
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("this book (dot, 95% CI) and the paper (open square, a reference)")
+    handles = [plt.matplotlib.lines.Line2D([], [], color="#0072B2", marker="o", ls="-", label="REAL (AASCE)"),
+               plt.matplotlib.lines.Line2D([], [], color="#D55E00", marker="o", ls="-", label="SYNTHETIC"),
+               plt.matplotlib.lines.Line2D([], [], color="black", marker="s", mfc="none", ls="", label="paper")]
+    ax.legend(handles=handles, fontsize=7, loc="lower left")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title + (f" ({left_out} on other scales not shown)" if left_out else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
