@@ -1,12 +1,12 @@
-"""Run the bad-input corpus of tests/test_bad_inputs.py and write its table into docs/reliability.md.
+"""Run the bad-input corpus (spinelib.data.bad_inputs) and write its table into docs/reliability.md.
 
 Usage::
 
     .venv/bin/python -m scripts.make_reliability_table           # from the repository root: run the corpus, rewrite the page
     .venv/bin/python -m scripts.make_reliability_table --check   # exit 1 if the page is out of date
 
-Every case is made afresh in a temporary folder and run by ``run_case`` (the same function the
-tests use), inside ``assert_unchanged`` over its input tree; the counts on the page are what this
+Every case is made afresh in a temporary folder and run by
+:func:`spinelib.data.bad_inputs.corpus.run_case` (the same function tests/test_bad_inputs.py uses), inside ``assert_unchanged`` over its input tree; the counts on the page are what this
 run observed, not what the table declares. The script exits with status 1 if any case deviates
 from its decided behaviour or changed an input file.
 """
@@ -47,8 +47,7 @@ def run_corpus() -> tuple[list[dict], dict]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from spinelib.core.provenance import InputsChangedError
 
-    # the corpus is the test module's: run from the repository root, python -m scripts.make_reliability_table
-    from tests import test_bad_inputs as corpus
+    from spinelib.data.bad_inputs import corpus
 
     rows, changed, failed = [], 0, 0
     for case in corpus.CASES:

@@ -25,6 +25,8 @@ data
 - :mod:`spinelib.data.segdata`      train/validation arrays of a segmentation problem, split by patient
 - :mod:`spinelib.data.clsdata`      two-view inputs and labels of the classification problems
 - :mod:`spinelib.data.synthetic`    synthetic spine X-rays in the paper's layout (generator, anatomy, rendering)
+- :mod:`spinelib.data.tiny_datasets`  tiny clinical-layout trees and an AASCE-format folder written on disk
+- :mod:`spinelib.data.bad_inputs`   the bad-input corpus: each odd input with its decided behaviour, and its runner
 
 geometry
 - :mod:`spinelib.geometry.cobb`              Cobb angles from landmarks (the AASCE 2019 rule)
