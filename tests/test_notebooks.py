@@ -92,3 +92,28 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
         info = json.loads(table.with_suffix(".run.json").read_text())
         assert info["seed"] == 0 and info["profile"]["name"] == "tiny" and info["results_file"] == table.name
         assert info["datasets"]["synthetic"]["fingerprint"], f"{table.name}: no fingerprint of the synthetic data"
+
+
+READER_PAGES = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06"}]
+
+
+@pytest.mark.parametrize("path", READER_PAGES, ids=lambda p: p.stem)
+def test_page_opens_with_its_findings_and_keeps_plumbing_out_of_sight(path):
+    """Issue 17: the overview ends with the run's result (glued from a cell that computes it), setup
+    and record keeping are removed from the page, figure code is folded."""
+    nb = nbformat.read(path, as_version=4)
+    overview = nb.cells[0].source.split("## Prerequisites")[0]
+    keys = re.findall(r"\{glue:md\}`(result_\d\d)`", overview)
+    assert keys, f"{path.name}: the overview does not end with the run's result ({{glue:md}}`result_NN`)"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for key in keys:
+        assert any(f'glue_markdown("{key}"' in c.source for c in code), f"{path.name}: nothing glues {key}"
+    tags = [set(c.metadata.get("tags", [])) for c in code]
+    assert "remove-cell" in tags[0], f"{path.name}: the imports cell is not removed from the page"
+    for c, t in zip(code, tags):
+        if "record_headlines(" in c.source or "provenance.write_results(" in c.source:
+            assert "remove-cell" in t, f"{path.name}: record keeping shows on the page: {c.source[:80]!r}"
+        if "savefig(" in c.source:
+            assert t & {"hide-input", "remove-input", "remove-cell"}, f"{path.name}: figure code shows: {c.source[:80]!r}"
+    assert "at_or_above" not in "".join(c.source for c, t in zip(code, tags) if "remove-cell" not in t), \
+        f"{path.name}: a yes/no 'at or above the paper' is shown; show the paper's number as a reference"
