@@ -140,3 +140,21 @@ def test_audit_records_provenance(tmp_path):
     assert info["datasets"]["clinical"]["n_files"] == 10
     assert info["packages"]["numpy"] == np.__version__ and info["timestamp_utc"]
     assert audit_clinical(ds, progress=False, provenance=False).provenance == {}
+
+
+def test_audit_tables_show_paths_relative_to_the_dataset(tmp_path):
+    """No table of the audit names the machine's folders: excluded folders, renamed files, sizes
+    and problems are relative to the dataset's root (``audit.root``), and so are the messages."""
+    from PIL import Image
+
+    root = build_messy_tree(tmp_path / "data")
+    Image.fromarray(np.zeros((48, 24), np.uint8)).save(root / "Training" / "normal" / "ID (1)" / "AP" / "Ap_Pedicle.png")
+    a = audit_clinical(scan_clinical(root, progress=False), coverage_size=None, progress=False)
+    assert a.root == root
+    for name, col in (("excluded", "folder"), ("renamed", "path"), ("sizes", "path"), ("problems", "path")):
+        table = getattr(a, name)
+        assert len(table), name
+        assert not table.astype(str).apply(lambda s: s.str.contains(str(tmp_path), regex=False)).any().any(), name
+        assert all((a.root / p).exists() or (a.root / p).is_symlink() for p in table[col]), name
+    assert "Training/normal/ID (1)/AP/Ap_Pedicle.png" in set(a.problems["path"].astype(str))  # an empty mask
+    assert str(tmp_path) not in a.summary()

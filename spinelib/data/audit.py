@@ -7,7 +7,9 @@ headers and measures how much of each X-ray every structure's mask covers;
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,7 +46,8 @@ SEVERITY_LABELS: tuple[str, ...] = ("<10 (none)", "10-25 (mild)", "25-40 (modera
 
 @dataclass
 class ClinicalAudit:
-    """Tables describing a scanned clinical dataset (see :func:`audit_clinical`)."""
+    """Tables describing a scanned clinical dataset (see :func:`audit_clinical`). Paths in the tables
+    and messages are relative to :attr:`root` (``audit.root / audit.problems.path[0]`` is the file)."""
 
     patients_per_class: pd.DataFrame
     excluded: pd.DataFrame
@@ -56,6 +59,7 @@ class ClinicalAudit:
     n_ignored: int = 0
     coverage_size: tuple[int, int] | None = None
     provenance: dict = field(default_factory=dict)
+    root: Path | None = None  # the dataset's folder; every path in the tables is relative to it
 
     def summary(self) -> str:
         """A few lines of text: counts, exclusions, sizes, coverage."""
@@ -103,6 +107,11 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
 
     ``check_xrays`` decodes every X-ray (at ``coverage_size``, cheap for JPEGs) to catch truncated
     files that a header read misses.
+
+    Paths (``excluded.folder``, ``renamed.path``, ``sizes.path``, ``problems.path``) and the
+    messages that name files are relative to the dataset's folder (:attr:`ClinicalAudit.root`), so a
+    table shows ``Normal/P1/AP/AP.jpg``, never the folder of the machine that ran it; a path outside
+    that folder (a link's target) stays as it is.
     """
     problems: list[dict] = [
         {"patient_id": r["patient_id"], "path": r["path"], "kind": r["kind"], "problem": r["problem"]}
@@ -191,13 +200,49 @@ def audit_clinical(dataset: ClinicalDataset, coverage_size: tuple[int, int] | No
         from spinelib.core.provenance import run_info
 
         info = run_info(None, None, {"clinical": dataset.root})
+    root = Path(dataset.root)
+    problem_frame = pd.DataFrame(problems, columns=["patient_id", "path", "kind", "problem"])
     return ClinicalAudit(
-        patients_per_class=ppc, excluded=dataset.excluded.copy(), renamed=dataset.renamed.copy(),
-        size_table=size_table, sizes=sizes, mask_coverage=mask_coverage,
-        problems=pd.DataFrame(problems, columns=["patient_id", "path", "kind", "problem"]),
+        patients_per_class=ppc, excluded=relative_to_root(dataset.excluded, root, ("folder",), ("reason",)),
+        renamed=relative_to_root(dataset.renamed, root, ("path",)), size_table=size_table,
+        sizes=relative_to_root(sizes, root, ("path",)), mask_coverage=mask_coverage,
+        problems=relative_to_root(problem_frame, root, ("path",), ("problem",)),
         n_ignored=len(dataset.ignored), coverage_size=None if coverage_size is None else tuple(coverage_size),
-        provenance=info,
+        provenance=info, root=root,
     )
+
+
+def relative_to_root(frame: pd.DataFrame, root: str | os.PathLike, path_columns=(), text_columns=()) -> pd.DataFrame:
+    """A copy of ``frame`` whose ``path_columns`` are relative to ``root`` (a path outside it is kept)
+    and whose ``text_columns`` have every ``root/`` taken out of the messages."""
+    root = Path(root)
+    prefixes = sorted({str(root), str(root.resolve())}, key=len, reverse=True)
+
+    def rel(p):
+        if p is None or (isinstance(p, float) and np.isnan(p)):
+            return p
+        for base in (root, root.resolve()):
+            try:
+                return Path(p).relative_to(base)
+            except ValueError:
+                continue
+        return p
+
+    def text(s):
+        if not isinstance(s, str):
+            return s
+        for pre in prefixes:
+            s = s.replace(pre + os.sep, "")
+        return s
+
+    out = frame.copy()
+    for c in path_columns:
+        if c in out:
+            out[c] = [rel(p) for p in out[c]]
+    for c in text_columns:
+        if c in out:
+            out[c] = [text(s) for s in out[c]]
+    return out
 
 
 @dataclass

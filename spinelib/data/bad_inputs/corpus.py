@@ -303,7 +303,8 @@ def run_case(case: Case, workdir: Path) -> CaseResult:
             elif case.outcome == "problem":
                 kind, *keywords = case.expected
                 assert kind in PROBLEM_KINDS, kind
-                rows = result.problems[result.problems["path"] == Path(trial.subject)]
+                paths = [result.root / p for p in result.problems["path"]]  # the audit's paths are relative
+                rows = result.problems[[p == Path(trial.subject) for p in paths]]
                 rows = rows[rows["kind"] == kind]
                 assert len(rows) == 1, f"{case.kind}: no {kind!r} problem for {trial.subject}:\n{result.problems}"
                 message = f"{kind}: {rows['problem'].iloc[0]}"
