@@ -6,8 +6,9 @@ Usage::
     .venv/bin/python -m scripts.make_reliability_table --check   # exit 1 if the page is out of date
 
 Every case is made afresh in a temporary folder and run by
-:func:`spinelib.data.bad_inputs.corpus.run_case` (the same function tests/test_bad_inputs.py uses), inside ``assert_unchanged`` over its input tree; the counts on the page are what this
-run observed, not what the table declares. The script exits with status 1 if any case deviates
+:func:`spinelib.data.bad_inputs.corpus.run_case` (the same function tests/test_bad_inputs.py uses),
+inside ``assert_unchanged`` over its input tree; the counts on the page are what this run observed,
+not what the table declares. The script exits with status 1 if any case deviates
 from its decided behaviour or changed an input file.
 """
 
