@@ -18,7 +18,9 @@ One module per subcommand: :mod:`spinelib.cli.predict`, :mod:`spinelib.cli.train
 :mod:`spinelib.cli.evaluate`, :mod:`spinelib.cli.book` (``book`` and ``synthetic``); what they share
 (exit codes, the schemas, the input block, JSON/CSV writing) is :mod:`spinelib.cli.records`, the
 segmentation model folders :mod:`spinelib.cli.segment`. This module holds the parser and
-:func:`main`, and re-exports the names the subcommands' users and tests read.
+:func:`main`, and re-exports the names the subcommands' users and tests read (a re-export is a
+copy of the name: to replace ``predict``'s model loader in a test, patch
+``spinelib.cli.predict.load_predictor``, not ``spinelib.cli.load_predictor``).
 """
 
 from __future__ import annotations
