@@ -197,7 +197,8 @@ def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digit
         elif pd.api.types.is_float_dtype(shown[col]):
             d = digits.get(col, 3) if isinstance(digits, dict) else digits
             formats[col] = (lambda d: lambda v: "–" if pd.isna(v) else f"{v:,.{d}f}")(d)
-    return shown.style.format(formats, na_rep="–").hide(axis="index")
+    return (shown.style.format(formats, na_rep="–").hide(axis="index")
+            .set_table_attributes('class="dataframe page-table"'))  # the theme's table style
 
 
 def csv_link(name: str, text: str | None = None):
