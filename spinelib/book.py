@@ -179,8 +179,8 @@ def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digit
         if missing:
             raise KeyError(f"page_table: no column(s) {missing}; the frame has {list(shown.columns)}")
         shown = shown[list(columns)].rename(columns=columns)
-    if index is False:
-        shown = shown.reset_index(drop=True)
+    if index is False or (index is True and isinstance(shown.index, pd.RangeIndex) and shown.index.name is None):
+        shown = shown.reset_index(drop=True)  # a plain row counter says nothing
     else:
         levels = shown.index.nlevels
         names = [("" if n is None else str(n)) for n in shown.index.names]
