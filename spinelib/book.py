@@ -172,7 +172,7 @@ def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digit
         shown.columns = [" ".join(str(c) for c in col if str(c)) for col in shown.columns]
     for col, (low, high) in (ci or {}).items():
         d = digits.get((columns or {}).get(col, col), 3) if isinstance(digits, dict) else digits
-        shown[col] = [("–" if pd.isna(v) else f"{v:.{d}f}") + ("" if pd.isna(lo) or pd.isna(hi) else f" ({lo:.{d}f}–{hi:.{d}f})")
+        shown[col] = ["–" if pd.isna(v) else f"{v:.{d}f}" + ("" if pd.isna(lo) or pd.isna(hi) else f" ({lo:.{d}f}–{hi:.{d}f})")
                       for v, lo, hi in zip(shown[col], shown[low], shown[high])]
     if columns is not None:
         missing = [c for c in columns if c not in shown.columns]

@@ -58,3 +58,34 @@ def test_findings_say_real_or_synthetic_and_come_from_the_frames(tmp_path):
     assert "94.8 %" in lines[1] and "`ci`" in text
     empty = findings(collect_headlines(tmp_path / "results"), collect_headlines(tmp_path / "none"), "tiny")
     assert "No synthetic result was recorded" in empty
+
+
+def test_page_table_is_readable():
+    """Issue 17: the tables a page shows: renamed headers, fixed decimals (no 8.288e-04), the CI in one
+    cell, the index as an ordinary headed column, fractions as percentages."""
+    from spinelib.book import csv_link, page_table, source_listing
+
+    frame = pd.DataFrame({"dice": [0.81234, math.nan], "lo": [0.7, 0.1], "hi": [0.9, 0.2], "minutes": [8.288e-04, 2.0],
+                          "white": [0.0123, 0.5], "ok": [True, False]},
+                         index=pd.Index(["Ap_Vertebra", "Ap_Pedicle"], name="structure"))
+    html = page_table(frame, {"dice": "Dice (95% CI)", "minutes": "CPU (min)", "white": "white (%)", "ok": "done"},
+                      ci={"dice": ("lo", "hi")}, digits={"CPU (min)": 1}, percent=("white (%)",)).to_html()
+    assert "0.812 (0.700–0.900)" in html and "e-04" not in html and ">0.0<" in html and ">1.230<" in html
+    assert ">structure<" in html and ">yes<" in html and ">–<" in html and ">lo<" not in html
+    assert page_table(frame, index=False).data.columns[0] == "dice"
+    assert 'href="../tables/02_table2.csv"' in csv_link("outputs/ci/02_table2.csv").data
+    listing = source_listing(page_table).data
+    assert listing.startswith("```python\n# spinelib.book.page_table\ndef page_table(") and listing.endswith("```")
+    brief = source_listing(_three_paragraphs).data
+    assert "summary" in brief and "formula" in brief and "details" not in brief and "rest of the docstring" in brief
+    assert "return 1" in brief
+
+
+def _three_paragraphs():
+    """A summary.
+
+    A formula.
+
+    Long details.
+    """
+    return 1
