@@ -51,11 +51,12 @@ def child(out: Path) -> None:
     # the data: replica r of step k holds the r-th half of the single-device batch k, augmented alike
     single_ds, steps = epoch_dataset(x, y, BATCH, epochs=2, augment=True, seed=3)
     dist_ds, dist_steps = replica_dataset(mirrored, x, y, BATCH, epochs=2, augment=True, seed=3)
-    same = []
+    gaps = []  # per step: the largest pixel difference (augmentation may differ in the last float bit)
     for (sx, _), (dx, _) in zip(single_ds, dist_ds):
         halves = [t.numpy() for t in mirrored.experimental_local_results(dx)]
-        same.append(bool(np.array_equal(np.concatenate(halves), sx.numpy())) and len(halves) == 2)
-    record |= {"steps": [steps, dist_steps], "batches_split_exactly": same}
+        same_shape = len(halves) == 2 and [len(h) for h in halves] == [BATCH // 2] * 2
+        gaps.append(float(np.abs(np.concatenate(halves) - sx.numpy()).max()) if same_shape else float("inf"))
+    record |= {"steps": [steps, dist_steps], "batch_gaps": gaps}
 
     # training: the same initial weights, data, seed and loss on one device and on two replicas
     def build():
@@ -105,7 +106,7 @@ def mirrored_run(tmp_path_factory) -> dict:
 def test_replica_batches_are_the_single_device_batches_split(mirrored_run):
     assert mirrored_run["replicas"] == 2
     assert mirrored_run["steps"] == [2, 2]
-    assert len(mirrored_run["batches_split_exactly"]) == 4 and all(mirrored_run["batches_split_exactly"])
+    assert len(mirrored_run["batch_gaps"]) == 4 and max(mirrored_run["batch_gaps"]) < 1e-5
 
 
 def test_mirrored_training_matches_the_single_device_run(mirrored_run):

@@ -1,20 +1,19 @@
-"""Training and using the U-Net: data pipeline, augmentation, training loop, post-processing, inference.
+"""Training the U-Net: data pipeline, augmentation, training loop, on one device or several.
 
 Read top to bottom, in the order data flows:
 
 1. :func:`augment_pair` - one random affine warp applied identically to an X-ray and its masks,
    plus intensity changes on the X-ray only; seeded, stateless, runs inside ``tf.data``.
 2. :func:`make_dataset` - arrays -> cached, shuffled, augmented, batched, prefetched ``tf.data``;
-   :func:`epoch_dataset` - the training batches, each epoch a function of ``(seed, epoch)``.
+   :func:`epoch_dataset` - the training batches, each epoch a function of ``(seed, epoch)``;
    :func:`replica_dataset` - the same batches split across the replicas of a ``tf.distribute`` strategy.
 3. :func:`train_segmentation` - Adam + a loss from :mod:`spinelib.seg.losses`, checkpoints on
    validation Dice, early stopping, learning-rate decay, ``history.csv``, and resume after an
    interruption from ``last.keras``; on one device or under a ``tf.distribute`` strategy
-   (``MirroredStrategy`` over several GPUs, ``MultiWorkerMirroredStrategy``).
-4. :func:`postprocess` - threshold, drop small components, fill holes.
-5. :func:`predict`, :func:`predict_folder` - probabilities (optionally with flip TTA), and masks
-   written at each X-ray's original resolution.
-6. :func:`plot_history` - loss and Dice curves.
+   (``MirroredStrategy`` over several GPUs, ``MultiWorkerMirroredStrategy``), :func:`check_strategy`.
+
+Post-processing and inference are in :mod:`spinelib.seg.inference`, the loss and Dice curves in
+:func:`spinelib.viz.plot_history`.
 
 Images are ``float32`` in ``[0, 1]`` of shape ``(N, H, W, 1)``; masks ``float32`` 0/1 of shape
 ``(N, H, W, C)``, one channel per structure.
@@ -607,14 +606,16 @@ def train_segmentation(
     if n_replicas > 1:
         train_ds, steps = replica_dataset(strategy, train_images, train_masks, batch_size, epochs=int(epochs),
                                           initial_epoch=initial_epoch, augment=augment, seed=seed)
-        val_ds, _ = replica_dataset(strategy, val_images, val_masks, batch_size, training=False)
+        # validation_steps: Keras would take the number of per-replica slices for the number of steps
+        val_ds, val_steps = replica_dataset(strategy, val_images, val_masks, batch_size, training=False)
     else:
+        val_steps = None
         train_ds, steps = epoch_dataset(train_images, train_masks, batch_size, epochs=int(epochs),
                                         initial_epoch=initial_epoch, augment=augment, seed=seed)
         val_ds = make_dataset(val_images, val_masks, batch_size, shuffle=False, augment=False, seed=seed)
     t0 = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=int(epochs), initial_epoch=initial_epoch,
-              steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, shuffle=False)
+              steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
     return result(seconds, per_epoch, bool(model.stop_training))
