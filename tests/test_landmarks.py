@@ -80,6 +80,47 @@ def test_decode_orders_and_refuses_bad_shapes():
         encoding.decode(logits, off, n=0)
 
 
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+@pytest.mark.parametrize("tilt", [0.0, 9.0])
+def test_chain_decoder_agrees_on_clean_maps_and_skips_false_peaks(tilt):
+    """On a perfect map the chain decoder reads the same corners as top-17; when a weak true
+    vertebra loses to a strong peak beside the spine (top-17 takes the false peak and drops the
+    vertebra), the chain keeps the vertebra, because the false peak breaks the spacing."""
+    lm = straight_spine(256, 128, tilt)
+    shape = (256 // STRIDE, 128 // STRIDE)
+    logits, off = perfect_outputs(lm, shape)
+    c_top, _, _ = encoding.decode(logits, off)
+    c_chain, _, _ = encoding.decode_chain(logits, off)
+    assert np.abs(c_chain - c_top).max() < 1e-9 and np.abs(c_chain - lm).max() < 0.5
+    _, index, _, _ = encoding.encode(lm, shape)
+    gy, gx = np.divmod(index.numpy(), shape[1])
+    weak = 8
+    amplitude = np.ones(17)
+    amplitude[weak] = 0.6                                              # a faint vertebra
+    blobs = np.stack([encoding.encode(lm[[k]], shape)[0].numpy()[..., 0] * amplitude[k] for k in range(17)])
+    prob = np.clip(blobs.max(axis=0), 1e-6, 1 - 1e-6)
+    fy, fx = gy[weak], 2                                               # a strong false peak at the edge
+    prob[fy, fx] = 0.95
+    logits = np.log(prob / (1 - prob))
+    off[fy, fx] = off[gy[weak], gx[weak]]                              # shaped like a vertebra
+    c_top, _, _ = encoding.decode(logits, off)
+    c_chain, scores, _ = encoding.decode_chain(logits, off)
+    assert np.abs(c_top - lm).max() > 10                              # top-17 is fooled
+    assert np.abs(c_chain - lm).max() < 0.5                            # the chain is not
+    assert scores[weak] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_spacing_prior_measures_the_constructed_spine():
+    lm = straight_spine(256, 128)                    # height 0.7 x pitch: log(1 / 0.7)
+    mu, sd = encoding.spacing_prior(lm[None])
+    assert mu == pytest.approx(np.log(1 / 0.7), abs=1e-4) and sd == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="SD"):
+        encoding.decode_chain(*perfect_outputs(lm, (64, 32)), prior=(0.3, 0.0))
+
+
 def test_augmentation_keeps_landmarks_on_the_anatomy():
     """The mask drawn from the moved landmarks matches the warped mask; mirrors keep TL left."""
     from spinelib.data.aasce import vertebra_mask

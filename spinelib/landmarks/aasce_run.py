@@ -154,7 +154,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
     images, preds, titles = [], [], []
     for j, (_, r) in enumerate(picks.iterrows()):
         img = read_xray(frame.image_path[frame.image_name == r.image_name].iloc[0])
-        corners = scale_landmarks(variants[:, j].mean(axis=0), (h, w), img.shape)
+        corners = scale_landmarks(ev.combine_variants(variants[:, j]), (h, w), img.shape)
         images.append(img)
         preds.append((corners, cobb_angles(corners, image_height=img.shape[0])))
         titles.append(f"{'best' if j < 2 else 'worst'}: SMAPE {r.lm_smape:.1f} %\ntrue {r.cobb_pt:.0f}/{r.cobb_mt:.0f}/"
@@ -174,7 +174,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
         "schedule_note": (work / "schedule_note.txt").read_text() if (work / "schedule_note.txt").is_file() else "",
         "summary": summary.to_dict("records"), "coverage": coverage.to_dict("records"),
         "severity_all": ev.severity_auroc(cases), "severity_clean": ev.severity_auroc(cases[~cases.flagged]),
-        "anchors": ANCHORS.to_dict("records"), "cpu_count": os.cpu_count(),
+        "anchors": ANCHORS.to_dict("records"), "cpu_count": os.cpu_count(), "tta_combine": ev.TTA_COMBINE,
     }
     if model_dir is not None:
         from spinelib.landmarks.model import load_model, save_model

@@ -108,6 +108,106 @@ def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
     return corners[order], prob.ravel()[idx][order], centres[order]
 
 
+SPACING_PRIOR = (0.32, 0.15)
+"""Prior of the chain decoder (:func:`decode_chain`): mean and standard deviation of
+:math:`\\log(d / \\bar h)`, the distance :math:`d` between neighbouring vertebra centres over the
+mean height :math:`\\bar h` of the two vertebrae, in the network's input frame.
+:func:`spacing_prior` measures it on landmarks; on the 481 AASCE training labels at 384x192 the
+median is 0.32 (the mean 0.34 and SD 0.22 include the mislabelled images; the SD used, 0.15, is
+wider than the clean labels' spread to allow for predicted heights)."""
+
+
+CHAIN_TOLERANCE = 0.3
+"""Half-width (in :math:`\\log(d/\\bar h)`) of the band in which the chain decoder's spacing prior
+is flat: steps from 0.74x to 1.35x the typical spacing cost nothing; a second peak on one vertebra
+(about half the spacing) or a skipped vertebra (about twice) costs :math:`\\approx 0.4^2/2\\sigma^2`."""
+
+
+def spacing_prior(landmarks: np.ndarray) -> tuple[float, float]:
+    """``(median, robust SD)`` of :math:`\\log(d / \\bar h)` over neighbouring vertebrae of
+    landmark sets ``(N, 17, 4, 2)`` (robust SD: 1.4826 x the median absolute deviation)."""
+    lm = np.asarray(landmarks, np.float64)
+    centres = lm.mean(axis=2)
+    d = np.linalg.norm(np.diff(centres, axis=1), axis=-1)
+    h = _heights(lm)
+    r = np.log(d / ((h[:, 1:] + h[:, :-1]) / 2.0))
+    r = r[np.isfinite(r)]
+    med = float(np.median(r))
+    return med, float(1.4826 * np.median(np.abs(r - med)))
+
+
+def _heights(corners: np.ndarray) -> np.ndarray:
+    """Vertebra heights: the distance between the midpoints of the upper and lower endplates."""
+    return np.linalg.norm((corners[..., 2, :] + corners[..., 3, :]) / 2.0 - (corners[..., 0, :] + corners[..., 1, :]) / 2.0,
+                          axis=-1)
+
+
+def decode_chain(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE, prior=SPACING_PRIOR,
+                 tolerance: float = CHAIN_TOLERANCE, max_candidates: int = 48, min_prob: float = 0.01):
+    """Like :func:`decode`, but the ``n`` vertebrae are chosen as one chain down the spine.
+
+    Candidates are the 3x3 local maxima of the heat map with probability at least ``min_prob``
+    (the ``max_candidates`` highest), sorted by height. Among all chains of ``n`` candidates from
+    top to bottom, dynamic programming picks the one that maximises
+    :math:`\\sum_k \\log p_k - \\sum_k \\max(0, |\\log(d_k / \\bar h_k) - \\mu| - \\tau)^2 / 2\\sigma^2`:
+    the peaks' log-probabilities plus a prior (``prior`` = :math:`(\\mu, \\sigma)`,
+    :data:`SPACING_PRIOR`) on each step :math:`d_k` between neighbouring centres relative to the two
+    vertebrae's predicted heights :math:`\\bar h_k`, flat within ``tolerance`` :math:`\\tau` of
+    :math:`\\mu` (:data:`CHAIN_TOLERANCE`): the prior vetoes gross breaks of the chain (a second peak
+    on one vertebra, a skipped vertebra, a peak beside the spine) and leaves the choice among
+    plausible chains to the heat map. With fewer than ``n`` candidates it falls back to :func:`decode`.
+
+    Measured on the v1 model's 103 validation X-rays (384x192, six test-time variants, median-
+    combined): SMAPE 11.98 % against 11.96 % for :func:`decode`, all 17 levels in order on 0.70
+    against 0.73 of the X-rays, so :func:`decode` stays the default. The failures it was built for
+    are rare; the common one is which 17 of 18 plausible peaks to keep (C7 or T1 at the top, L5 or
+    the sacrum at the bottom), where every chain is equally well spaced and the heat map decides.
+    """
+    heat = np.asarray(heat_logits, np.float64)
+    if heat.ndim == 3 and heat.shape[-1] == 1:
+        heat = heat[..., 0]
+    off = np.asarray(offsets, np.float64)
+    if heat.ndim != 2 or off.shape != heat.shape + (N_OFFSETS,):
+        raise ValueError(f"need heat (Ho, Wo[, 1]) and offsets (Ho, Wo, {N_OFFSETS}), got {np.shape(heat_logits)} "
+                         f"and {np.shape(offsets)}")
+    mu, sigma = (float(v) for v in prior)
+    if not sigma > 0:
+        raise ValueError(f"prior needs a positive SD, got {prior!r}")
+    prob = 1.0 / (1.0 + np.exp(-heat))
+    idx = _peaks(prob)
+    idx = idx[prob.ravel()[idx] >= min_prob][:max(int(max_candidates), n)]
+    if len(idx) <= n:
+        return decode(heat_logits, offsets, n=n, stride=stride)
+    gy, gx = np.divmod(idx, heat.shape[1])
+    cell = np.stack([gx, gy], axis=1).astype(np.float64)
+    o = off[gy, gx]
+    centres = from_cells(cell + o[:, :2], stride)
+    corners = from_cells(cell[:, None, :] + o[:, 2:].reshape(-1, 4, 2), stride)
+    order = np.argsort(centres[:, 1], kind="stable")
+    idx, centres, corners = idx[order], centres[order], corners[order]
+    m = len(idx)
+    unary = np.log(np.clip(prob.ravel()[idx], 1e-12, 1.0))
+    h = np.maximum(_heights(corners), 1e-3)
+    d = np.linalg.norm(centres[None, :, :] - centres[:, None, :], axis=-1)      # d[i, j]
+    with np.errstate(divide="ignore"):
+        r = np.log(np.maximum(d, 1e-6) / ((h[:, None] + h[None, :]) / 2.0))
+    pair = -(np.maximum(np.abs(r - mu) - float(tolerance), 0.0) ** 2) / (2.0 * sigma ** 2)
+    pair[~(centres[None, :, 1] > centres[:, None, 1])] = -np.inf            # j strictly below i
+    score = unary.copy()                                                    # chains of length 1 ending at j
+    back = np.zeros((n, m), int)
+    for k in range(1, n):
+        total = score[:, None] + pair                                       # (i, j)
+        back[k] = np.argmax(total, axis=0)
+        score = total[back[k], np.arange(m)] + unary
+    if not np.isfinite(score).any():
+        return decode(heat_logits, offsets, n=n, stride=stride)
+    chain = [int(np.argmax(score))]
+    for k in range(n - 1, 0, -1):
+        chain.append(int(back[k, chain[-1]]))
+    chain = np.array(chain[::-1])
+    return corners[chain], prob.ravel()[idx[chain]], centres[chain]
+
+
 def _inverse(matrix: tf.Tensor) -> tf.Tensor:
     """The 3x3 forward map (input -> output pixels) of an 8-number projective transform that maps
     output pixels to input ones (:func:`spinelib.seg.training.affine_matrix`)."""
