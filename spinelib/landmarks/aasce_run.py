@@ -173,6 +173,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
         "epochs_run": int(len(history)), "train_seconds": float(history.seconds.sum()),
         "schedule_note": (work / "schedule_note.txt").read_text() if (work / "schedule_note.txt").is_file() else "",
         "summary": summary.to_dict("records"), "coverage": coverage.to_dict("records"),
+        "coverage_calibrated": ev.calibrated_coverage(cases).to_dict("records"),
         "severity_all": ev.severity_auroc(cases), "severity_clean": ev.severity_auroc(cases[~cases.flagged]),
         "anchors": ANCHORS.to_dict("records"), "cpu_count": os.cpu_count(), "tta_combine": ev.TTA_COMBINE,
     }
