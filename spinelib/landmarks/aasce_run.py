@@ -172,6 +172,7 @@ def finish_aasce_landmarks(root: str | os.PathLike, work_dir: str | os.PathLike,
         "excluded_training_images": list(split.excluded), "flagged_validation_images": int(cases.flagged.sum()),
         "epochs_run": int(len(history)), "train_seconds": float(history.seconds.sum()),
         "schedule_note": (work / "schedule_note.txt").read_text() if (work / "schedule_note.txt").is_file() else "",
+        "training_note": (work / "training_note.txt").read_text() if (work / "training_note.txt").is_file() else "",
         "summary": summary.to_dict("records"), "coverage": coverage.to_dict("records"),
         "coverage_calibrated": ev.calibrated_coverage(cases).to_dict("records"),
         "severity_all": ev.severity_auroc(cases), "severity_clean": ev.severity_auroc(cases[~cases.flagged]),
@@ -237,13 +238,16 @@ def record_readme(metrics: dict, summary: pd.DataFrame) -> str:
     text = (f"# AASCE vertebra landmarks: the long run\n\nReal AASCE AP X-rays, validation by patient. Produced by\n\n"
             f"    {metrics['command']}\n\nscored at git commit `{metrics['git_commit_at_scoring']}` on "
             f"{metrics['cpu_count']} CPU cores. Input {s['size'][0]}x{s['size'][1]}, {metrics['epochs_run']} epochs, "
-            f"{metrics['train_seconds'] / 60:.0f} min of training (on a CPU shared with other work; see the schedule note), "
+            f"{metrics['train_seconds'] / 60:.0f} min of training"
+            f"{' (on a CPU shared with other work; see the schedule note)' if metrics.get('schedule_note') else ''}, "
             f"{metrics['n_train_images']} training X-rays of {metrics['n_train_patients']} patients "
             f"({len(metrics['excluded_training_images'])} training X-rays with flagged labels left out), "
             f"{metrics['n_val_images']} validation X-rays of {metrics['n_val_patients']} patients "
             f"({metrics['flagged_validation_images']} of them with flagged labels).\n\n")
     if metrics.get("schedule_note"):
         text += f"Schedule note: {metrics['schedule_note'].strip()}\n\n"
+    if metrics.get("training_note"):
+        text += f"Training: {metrics['training_note'].strip()}\n\n"
     text += _summary_markdown(summary) + "\n\n"
     sev = metrics["severity_all"]
     text += (f"Severe scoliosis (max Cobb >= 40°) from the largest predicted angle: AUROC {sev['auroc']:.3f}, accuracy "
