@@ -197,8 +197,22 @@ def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digit
         elif pd.api.types.is_float_dtype(shown[col]):
             d = digits.get(col, 3) if isinstance(digits, dict) else digits
             formats[col] = (lambda d: lambda v: "–" if pd.isna(v) else f"{v:,.{d}f}")(d)
-    return (shown.style.format(formats, na_rep="–").hide(axis="index")
+    styles = [{"selector": "td", "props": "overflow-wrap: anywhere;"},  # long names wrap instead of widening the table
+              {"selector": "th", "props": "overflow-wrap: break-word;"}]
+    if shown.shape[1] > 6:
+        styles.append({"selector": "", "props": "font-size: 0.85em;"})
+    return (shown.style.format(formats, na_rep="–").hide(axis="index").set_table_styles(styles)
             .set_table_attributes('class="dataframe page-table"'))  # the theme's table style
+
+
+def span(values, digits: int = 3) -> str:
+    """``"0.839–0.859"``: the range of ``values`` at ``digits`` decimals, one number when both ends
+    round alike, ``"–"`` when there is none (for the sentences a page writes from its numbers)."""
+    v = pd.to_numeric(pd.Series(list(values), dtype=float), errors="coerce").dropna()
+    if v.empty:
+        return "–"
+    lo, hi = f"{v.min():.{digits}f}", f"{v.max():.{digits}f}"
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def csv_link(name: str, text: str | None = None):
