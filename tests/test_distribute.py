@@ -103,12 +103,14 @@ def mirrored_run(tmp_path_factory) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_replica_batches_are_the_single_device_batches_split(mirrored_run):
     assert mirrored_run["replicas"] == 2
     assert mirrored_run["steps"] == [2, 2]
     assert len(mirrored_run["batch_gaps"]) == 4 and max(mirrored_run["batch_gaps"]) < 1e-5
 
 
+@pytest.mark.slow
 def test_mirrored_training_matches_the_single_device_run(mirrored_run):
     h = mirrored_run["history"]
     for col in ("loss", "dice", "val_loss", "val_dice"):
@@ -119,10 +121,12 @@ def test_mirrored_training_matches_the_single_device_run(mirrored_run):
     assert mirrored_run["state_config"]["strategy"] == "MirroredStrategy"
 
 
+@pytest.mark.slow
 def test_a_model_built_in_a_strategy_scope_trains_under_it_by_default(mirrored_run):
     assert mirrored_run["in_scope_config"]["replicas"] == 2
 
 
+@pytest.mark.slow
 def test_a_model_built_outside_the_strategy_is_refused(mirrored_run):
     assert mirrored_run["refused"] is not None and "strategy.scope()" in mirrored_run["refused"]
 
@@ -136,10 +140,35 @@ def test_replica_dataset_checks_the_global_batch():
     strategy = tf.distribute.get_strategy()  # one replica: any batch size divides
     ds, steps = replica_dataset(strategy, x, y, batch_size=3, epochs=1)
     assert steps == 2 and [len(b[0]) for b in ds] == [3, 1]
-    ds, steps = replica_dataset(strategy, x, y, batch_size=3, training=False)
-    assert steps == 2 and np.array_equal(np.concatenate([b[0].numpy() for b in ds]), x)
+    ds, steps = replica_dataset(strategy, x, y, batch_size=3, training=False)  # repeats: one pass is `steps`
+    assert steps == 2 and np.array_equal(np.concatenate([b[0].numpy() for b in ds.take(steps)]), x)
     with pytest.raises(ValueError, match="batch_size"):
         replica_dataset(strategy, x, y, batch_size=0)
+
+
+class TwoReplicas:
+    """Just enough of a two-replica strategy for replica_dataset: one worker, slices in turn."""
+
+    num_replicas_in_sync = 2
+
+    def distribute_datasets_from_function(self, dataset_fn):
+        import tensorflow as tf
+
+        return dataset_fn(tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                                     num_replicas_in_sync=2))
+
+
+def test_validation_batches_split_evenly_first_and_never_leave_a_replica_empty():
+    from spinelib.seg.training import replica_dataset
+
+    x, y = tiny_data(5, 0)
+    ds, steps = replica_dataset(TwoReplicas(), x, y, batch_size=4, training=False)
+    sizes = [len(b[0]) for b in ds.take(2 * steps)]  # two slices a step
+    assert steps == 2 and sizes == [1, 1, 2, 1]  # batches of 2 and 3 (not 4 and 1)
+    with pytest.raises(ValueError, match="split evenly"):
+        replica_dataset(TwoReplicas(), x[:3], y[:3], batch_size=4, training=False)
+    with pytest.raises(ValueError, match="multiple of the 2 replicas"):
+        replica_dataset(TwoReplicas(), x, y, batch_size=3)
 
 
 def test_default_strategy_is_the_models_own(tmp_path):

@@ -301,8 +301,9 @@ def replica_dataset(
     those of the single-device run, and Keras' loss scaling (1/R, then the sum over replicas) gives
     the mean over the global batch. Two differences only: an epoch's last batch with fewer examples
     than replicas joins the batch before it (no replica gets an empty slice), and the slices of a
-    smaller last batch may differ by one example. ``training=False``: one pass over the examples
-    in their order, no augmentation (a validation set). Several workers (``MultiWorkerMirroredStrategy``): each
+    smaller last batch may differ by one example. ``training=False``: the examples in their order,
+    no augmentation, repeated (a validation set: pass ``validation_steps=steps``); its batches are
+    resized so that the first splits evenly and none has fewer examples than replicas. Several workers (``MultiWorkerMirroredStrategy``): each
     builds the slices of its own replicas (``tf.distribute.InputContext``).
     """
     n_rep = int(strategy.num_replicas_in_sync)
@@ -315,11 +316,21 @@ def replica_dataset(
     b = int(batch_size)
     if training:
         rows = _epoch_batches(len(images), b, epochs, initial_epoch, seed, min_rows=n_rep)
-    else:
-        order, zeros = np.arange(len(images)), np.zeros((len(images), 2), np.int64)
-        rows = [(order[i:i + b], zeros[i:i + b]) for i in range(0, len(order), b)]
-        if len(rows) > 1 and len(rows[-1][0]) < n_rep:
-            rows[-2:] = [(order[(len(rows) - 2) * b:], zeros[(len(rows) - 2) * b:])]
+    else:  # batches of b, the last two resized so that the first splits evenly and none has < R examples
+        sizes = [b] * (len(images) // b)
+        left = len(images) - sum(sizes)
+        if left % n_rep and left >= 2 * n_rep:
+            sizes += [(left - n_rep) // n_rep * n_rep, left - (left - n_rep) // n_rep * n_rep]
+        elif left % n_rep and sizes and b > n_rep:
+            sizes[-1] -= n_rep
+            sizes.append(left + n_rep)
+        elif left:
+            sizes.append(left)
+        ends = np.cumsum(sizes)
+        rows = [(np.arange(e - k, e), np.zeros((k, 2), np.int64)) for e, k in zip(ends, sizes)]
+    if len(rows[0][0]) % n_rep:  # Keras builds the model from the first step: its slices must match
+        raise ValueError(f"the first batch of {len(rows[0][0])} example(s) does not split evenly across {n_rep} "
+                         f"replicas: use at least batch_size ({b}) examples, or a multiple of {n_rep}")
     steps = len(rows) // (int(epochs) - int(initial_epoch)) if training else len(rows)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -329,7 +340,9 @@ def replica_dataset(
         for idx, sd in rows:  # batch by batch, replica by replica: the order the replicas take them in
             parts_i, parts_s = np.array_split(idx, n_rep), np.array_split(sd, n_rep)
             slices += [(parts_i[r], parts_s[r]) for r in mine]
-        return _batches_dataset(images, masks, slices, augment and training).prefetch(tf.data.AUTOTUNE)
+        ds = _batches_dataset(images, masks, slices, augment and training)
+        # a validation set repeats: Keras keeps its iterator from one evaluation to the next
+        return (ds if training else ds.repeat()).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn), steps
 
@@ -349,6 +362,17 @@ def check_strategy(model: keras.Model, strategy: tf.distribute.Strategy | None =
         raise ValueError(f"the model's variables were not created under this {type(strategy).__name__}: build the "
                          f"model inside `with strategy.scope():` and pass the same strategy")
     return strategy
+
+
+def replica_loss(loss_fn: Callable, n_replicas: int) -> Callable:
+    """``loss_fn / n_replicas``: the losses of :mod:`spinelib.seg.losses` return the batch mean, a
+    scalar, which Keras does not scale for distribution (it scales per-example losses only); each
+    replica's share of the gradient must be 1/R for the sum over replicas to be the batch mean."""
+    def loss(y_true, y_pred):
+        return loss_fn(y_true, y_pred) / n_replicas
+
+    loss.__name__ = getattr(loss_fn, "__name__", "loss")
+    return loss
 
 
 DEFAULT_LR = 1e-3
@@ -542,6 +566,7 @@ def train_segmentation(
     n_replicas = int(strategy.num_replicas_in_sync)
     if n_replicas > 1:
         config.update(strategy=type(strategy).__name__, replicas=n_replicas)
+        loss_fn = replica_loss(loss_fn, n_replicas)
 
     keras.utils.set_random_seed(int(seed))
     with strategy.scope():
@@ -606,7 +631,6 @@ def train_segmentation(
     if n_replicas > 1:
         train_ds, steps = replica_dataset(strategy, train_images, train_masks, batch_size, epochs=int(epochs),
                                           initial_epoch=initial_epoch, augment=augment, seed=seed)
-        # validation_steps: Keras would take the number of per-replica slices for the number of steps
         val_ds, val_steps = replica_dataset(strategy, val_images, val_masks, batch_size, training=False)
     else:
         val_steps = None
