@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """The long AASCE landmark run, then its record and the released model.
 
-    .venv/bin/python scripts/train_landmarks.py --size 384 192 --epochs 20 \
-        --work outputs/landmarks_aasce --out results/aasce_landmarks \
-        --release spinelib/landmarks/models/aasce_vertebrae_v1
+    .venv/bin/python scripts/train_landmarks.py --size 512 256 --epochs 14 \
+        --work outputs/landmarks_512 --out results/aasce_landmarks_512 \
+        --release spinelib/landmarks/models/aasce_vertebrae_v2 --version 2.0
 
 Training (resumable) writes into ``--work`` (not committed); ``--out`` receives the small committed
 record (:data:`spinelib.landmarks.aasce_run.RECORD_FILES`); ``--release`` the model folder that

@@ -81,6 +81,10 @@ ANCHORS = pd.DataFrame([
 """Published SMAPE on this release's 128-image public test split (GPUs, larger inputs), except the
 winner's, which is on the challenge's hidden test set. Not our patients: a reference, not a match."""
 
+RELEASED_RUN = "aasce_landmarks_512"
+"""The folder under ``results/`` that holds the record of the run whose network is the default
+shipped model (:data:`spinelib.landmarks.model.DEFAULT_MODEL`)."""
+
 RECORD_FILES = ("metrics.json", "cases.csv", "summary.csv", "coverage.csv", "history.csv", "agreement.png",
                 "overlays.png", "README.md")
 

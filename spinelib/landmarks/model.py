@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "aasce_vertebrae_v1"
-"""The model :func:`load_model` loads when given no name: the released AASCE landmark network."""
+DEFAULT_MODEL = "aasce_vertebrae_v2"
+"""The model :func:`load_model` loads when given no name: the released AASCE landmark network
+(v2: 512x256 input, 14 epochs; v1, 384x192, is still shipped and loads by name)."""
 
 MODEL_FILE, WEIGHTS_FILE = "model.json", "weights.npz"
 FORMAT = "spinelib-landmarks/1"
