@@ -51,6 +51,7 @@ to the column; wider than this, its text becomes too small to read)."""
 
 LAYOUT_JS = """(slack) => {
     const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    if (!article) return [];  // a redirect page (index.html) while it navigates
     const style = getComputedStyle(article);
     const column = article.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     const problems = [];
@@ -104,6 +105,7 @@ def check_page(page, url: str, shot: Path, expected_figures: int = 0, pending_la
         '.cell_output .output.traceback, .cell_output .output.error, .cell_output pre'))
         .map(e => e.innerText).filter(t => /Traceback \\(most recent call last\\)|^\\w+Error: /m.test(t))""")
     problems += [f"cell shows an error: {t[:200]!r}" for t in tracebacks]
+    page.wait_for_load_state("load")  # index.html redirects to the root page
     if not pending_layout:
         problems += layout_problems(page)
     else:
