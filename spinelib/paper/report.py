@@ -46,9 +46,10 @@ def _dataset_text(data: str, dataset: str) -> str:
 
 
 def headline_table(frame: pd.DataFrame, link_prefix: str = "", show_profile: bool | None = None) -> str:
-    """An HTML table of headlines, grouped by section (a heading row each): quantity, the paper's
-    number as a reference (empty where the paper has none), ours with its 95% CI, the data (a
-    REAL / SYNTHETIC badge and the dataset), a link to the page that measured it, a note.
+    """An HTML table of headlines in four columns, grouped by section (a heading row each): the
+    quantity with its note below it, the paper's number as a reference (empty where the paper has
+    none), ours with its 95% CI, the data (a REAL / SYNTHETIC badge and the dataset) with a link to
+    the page that measured it.
     ``show_profile``: add each row's profile to its data cell (default: only when the rows do
     not all share one, which the page then states once)."""
     profiles = frame["profile"].astype(str).unique() if len(frame) else []
@@ -57,23 +58,22 @@ def headline_table(frame: pd.DataFrame, link_prefix: str = "", show_profile: boo
     for _, r in frame.iterrows():
         if r["section"] != section:
             section = r["section"]
-            rows.append(f'<tr class="headline-section"><th colspan="6">{html.escape(str(section))}</th></tr>')
+            rows.append(f'<tr class="headline-section"><th colspan="4">{html.escape(str(section))}</th></tr>')
         badge = "REAL" if r["data"] == "real" else "SYNTHETIC"
         colour = "#0072B2" if r["data"] == "real" else "#D55E00"
         link = f'<a href="{link_prefix}{html.escape(str(r["page"]))}.html">page {html.escape(str(r["page"])[:2].lstrip("0"))}</a>'
         data = html.escape(_dataset_text(r["data"], r["dataset"]))
         if show_profile:
             data += f"; profile {html.escape(str(r['profile']))}"
+        note = html.escape(str(r["note"])) if isinstance(r["note"], str) and r["note"] else ""
         rows.append(
             '<tr class="headline">'
-            f"<td>{html.escape(str(r['quantity']))}</td>"
-            f"<td>{_fmt(r['paper'])}</td><td>{_fmt(r['ours'], r['ci_low'], r['ci_high'])}</td>"
-            f'<td><b style="color:{colour}">{badge}</b> <small>{data}</small></td>'
-            f"<td>{link}</td>"
-            f"<td><small>{html.escape(str(r['note']) if isinstance(r['note'], str) else '')}</small></td></tr>"
+            f"<td>{html.escape(str(r['quantity']))}" + (f'<br><small style="opacity:0.8">{note}</small>' if note else "")
+            + f"</td><td>{_fmt(r['paper'])}</td><td>{_fmt(r['ours'], r['ci_low'], r['ci_high'])}</td>"
+            f'<td><b style="color:{colour}">{badge}</b> <small>{data}</small><br>{link}</td></tr>'
         )
-    head = ("<tr><th>quantity</th><th>paper (reference)</th><th>this book [95% CI]</th>"
-            "<th>data</th><th>page</th><th>note</th></tr>")
+    head = ("<tr><th>quantity (note)</th><th>paper (reference)</th><th>this book [95% CI]</th>"
+            "<th>data, page</th></tr>")
     return f'<table class="table">\n<thead>{head}</thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody></table>"
 
 
