@@ -392,7 +392,9 @@ def compare(paper: dict, pipeline: dict, target: float) -> dict:
     reachable = [max(min(r["dice"].values()) for r in n["curve"])
                  for p in (paper, pipeline) for n in p["per_network"]]
     common = round(min(target, *reachable) - 5e-4, 3)  # rounded down: reached by both
-    t_common = {k: time_to(p["per_network"], common) if common > 0 else None
+    if common <= 0.01:  # a level that all-black masks nearly meet says nothing
+        common = None
+    t_common = {k: time_to(p["per_network"], common) if common else None
                 for k, p in (("paper", paper), ("pipeline", pipeline))}
     paper_best = best_dice(paper["per_network"])
     t_best = {"paper": None, "pipeline": None}
@@ -446,9 +448,10 @@ def markdown(rec: dict) -> str:
                    f"({s['max_epochs']} per network for the paper's, {s['pipeline_max_epochs']} for the recommended one).")
     black = c.get("paper_structures_black_throughout", [])
     if black:
-        verdict += (f" The paper's pipeline predicted all-black masks at every epoch on {len(black)} of the 8 "
-                    f"structures ({', '.join(b.replace('_', ' ') for b in black)}), as page 2 found for its exact "
-                    "recipe, so no common Dice level above 0 exists for a like-for-like time.")
+        verdict += (f" The paper's pipeline predicted (nearly) all-black masks at every epoch on {len(black)} of "
+                    f"the 8 structures (best Dice at most 0.01: {', '.join(b.replace('_', ' ') for b in black)}), "
+                    "as page 2 found for its exact recipe, so no common Dice level above 0 exists for a "
+                    "like-for-like time.")
     elif best is not None:
         verdict += (f" To the best Dice the paper's pipeline reached on each structure, the recommended one was "
                     f"**{best:.1f}x** faster.")
@@ -480,6 +483,11 @@ def markdown(rec: dict) -> str:
             "```",
             "",
         ]
+    load = max(p["load_avg_1min"] + q["load_avg_1min"])
+    if load > m["cores"]:
+        verdict += (f" **The machine was shared during this run** (1-minute load average up to {load:.1f} on "
+                    f"{m['cores']} cores, from other work): every time below is inflated, unevenly between the two "
+                    "pipelines, which ran one after the other.")
     lines += [
         verdict,
         "",
@@ -493,7 +501,8 @@ def markdown(rec: dict) -> str:
         f"{q['patients_per_second']:.3f} | {x(c['speedup_patients_per_second'])} |",
         f"| training seconds until all 8 structures reach Dice {s['dice_target']} | {times('seconds_to_target')} | "
         f"{x(speed)} |",
-        f"| training seconds until all 8 reach Dice {c['common_dice']} (the highest level both reached) | "
+        f"| training seconds until all 8 reach Dice {fmt(c['common_dice'], '.3f', 'n/a')} (the highest level both "
+        "reached; n/a when it is near 0) | "
         f"{fmt(c['seconds_to_common_dice']['paper'], '.0f')} | {fmt(c['seconds_to_common_dice']['pipeline'], '.0f')} | "
         f"{x(c['speedup_to_common_dice'])} |",
         f"| training seconds until every structure reaches the paper's pipeline's best Dice on it | "
