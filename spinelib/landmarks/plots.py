@@ -31,7 +31,7 @@ def agreement_figure(cases: pd.DataFrame, route: str = "lm", title: str | None =
 
     data = long_angles(cases, route)
     data["labels"] = np.where(data["flagged"], "flagged", "clean")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 4.2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.8, 3.3))
     sns.scatterplot(data=data, x="true", y="pred", hue="angle", style="labels", markers={"clean": "o", "flagged": "X"},
                     s=28, alpha=0.75, ax=a)
     top = float(np.nanmax(data[["true", "pred"]].to_numpy())) * 1.05 if len(data) else 1.0
@@ -54,7 +54,7 @@ def agreement_figure(cases: pd.DataFrame, route: str = "lm", title: str | None =
     return fig
 
 
-def overlay_grid(images, predictions, titles, columns: int = 4, width: float = 9.5):
+def overlay_grid(images, predictions, titles, columns: int = 4, width: float = 6.8):
     """X-rays side by side with their predictions drawn (:func:`spinelib.overlay.draw_prediction`).
 
     ``predictions``: (corners in the image's pixels, :class:`spinelib.geometry.cobb.CobbResult`) pairs."""
