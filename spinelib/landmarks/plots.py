@@ -37,7 +37,7 @@ def agreement_figure(cases: pd.DataFrame, route: str = "lm", title: str | None =
     top = float(np.nanmax(data[["true", "pred"]].to_numpy())) * 1.05 if len(data) else 1.0
     a.plot([0, top], [0, top], color="0.5", lw=1, ls="--")
     a.set(xlim=(0, top), ylim=(0, top), xlabel="true angle (°, angles.csv)", ylabel="predicted angle (°)",
-          title="predicted vs true")
+          title="predicted vs true\n")
     a.legend(fontsize=7, loc="upper left")
     sns.scatterplot(data=data, x="mean", y="difference", hue="angle", style="labels",
                     markers={"clean": "o", "flagged": "X"}, s=28, alpha=0.75, ax=b, legend=False)
@@ -46,7 +46,7 @@ def agreement_figure(cases: pd.DataFrame, route: str = "lm", title: str | None =
         m, sd = float(np.mean(d)), float(np.std(d, ddof=1))
         for y, ls in ((m, "-"), (m - 1.96 * sd, "--"), (m + 1.96 * sd, "--")):
             b.axhline(y, color="0.4", lw=1, ls=ls)
-        b.set_title(f"Bland-Altman: bias {m:+.1f}°, limits {m - 1.96 * sd:+.1f}° to {m + 1.96 * sd:+.1f}°")
+        b.set_title(f"Bland-Altman: bias {m:+.1f}°\nlimits {m - 1.96 * sd:+.1f}° to {m + 1.96 * sd:+.1f}°", fontsize=10)
     b.set(xlabel="mean of predicted and true (°)", ylabel="predicted - true (°)")
     if title:
         fig.suptitle(title)
