@@ -78,13 +78,8 @@ def _peaks(prob: np.ndarray) -> np.ndarray:
     return idx[np.argsort(-prob.ravel()[idx], kind="stable")]
 
 
-def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
-    """``(corners (n, 4, 2) input pixels, scores (n,), centres (n, 2))`` from one X-ray's outputs.
-
-    ``heat_logits`` (Ho, Wo) or (Ho, Wo, 1), ``offsets`` (Ho, Wo, 10). The ``n`` strongest local
-    maxima are kept and sorted by the height of their centre, top first; ``scores`` are their
-    sigmoid probabilities (a low score marks a doubtful vertebra).
-    """
+def _maps(heat_logits, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """One X-ray's heat map ``(Ho, Wo)`` and offsets ``(Ho, Wo, 10)`` as float64, shapes checked."""
     heat = np.asarray(heat_logits, np.float64)
     if heat.ndim == 3 and heat.shape[-1] == 1:
         heat = heat[..., 0]
@@ -92,6 +87,25 @@ def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
     if heat.ndim != 2 or off.shape != heat.shape + (N_OFFSETS,):
         raise ValueError(f"need heat (Ho, Wo[, 1]) and offsets (Ho, Wo, {N_OFFSETS}), got {np.shape(heat_logits)} "
                          f"and {np.shape(offsets)}")
+    return heat, off
+
+
+def _read_cells(idx: np.ndarray, off: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres ``(k, 2)`` and corners ``(k, 4, 2)`` in input pixels read at the flat cell indices ``idx``."""
+    gy, gx = np.divmod(idx, off.shape[1])
+    cell = np.stack([gx, gy], axis=1).astype(np.float64)
+    o = off[gy, gx]                                                       # (k, 10)
+    return from_cells(cell + o[:, :2], stride), from_cells(cell[:, None, :] + o[:, 2:].reshape(-1, 4, 2), stride)
+
+
+def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
+    """``(corners (n, 4, 2) input pixels, scores (n,), centres (n, 2))`` from one X-ray's outputs.
+
+    ``heat_logits`` (Ho, Wo) or (Ho, Wo, 1), ``offsets`` (Ho, Wo, 10). The ``n`` strongest local
+    maxima are kept and sorted by the height of their centre, top first; ``scores`` are their
+    sigmoid probabilities (a low score marks a doubtful vertebra).
+    """
+    heat, off = _maps(heat_logits, offsets)
     if not isinstance(n, (int, np.integer)) or n < 1 or n > heat.size:
         raise ValueError(f"n must be an integer in [1, {heat.size}], got {n!r}")
     prob = 1.0 / (1.0 + np.exp(-heat))
@@ -99,11 +113,7 @@ def decode(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRIDE):
     if len(idx) < n:  # a flat map has fewer local maxima: fill with the next-highest cells
         rest = np.setdiff1d(np.argsort(-prob.ravel(), kind="stable"), idx, assume_unique=True)
         idx = np.concatenate([idx, rest[: n - len(idx)]])
-    gy, gx = np.divmod(idx, heat.shape[1])
-    cell = np.stack([gx, gy], axis=1).astype(np.float64)
-    o = off[gy, gx]                                                       # (n, 10)
-    centres = from_cells(cell + o[:, :2], stride)
-    corners = from_cells(cell[:, None, :] + o[:, 2:].reshape(-1, 4, 2), stride)
+    centres, corners = _read_cells(idx, off, stride)
     order = np.argsort(centres[:, 1], kind="stable")
     return corners[order], prob.ravel()[idx][order], centres[order]
 
@@ -162,13 +172,7 @@ def decode_chain(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRID
     are rare; the common one is which 17 of 18 plausible peaks to keep (C7 or T1 at the top, L5 or
     the sacrum at the bottom), where every chain is equally well spaced and the heat map decides.
     """
-    heat = np.asarray(heat_logits, np.float64)
-    if heat.ndim == 3 and heat.shape[-1] == 1:
-        heat = heat[..., 0]
-    off = np.asarray(offsets, np.float64)
-    if heat.ndim != 2 or off.shape != heat.shape + (N_OFFSETS,):
-        raise ValueError(f"need heat (Ho, Wo[, 1]) and offsets (Ho, Wo, {N_OFFSETS}), got {np.shape(heat_logits)} "
-                         f"and {np.shape(offsets)}")
+    heat, off = _maps(heat_logits, offsets)
     mu, sigma = (float(v) for v in prior)
     if not sigma > 0:
         raise ValueError(f"prior needs a positive SD, got {prior!r}")
@@ -177,11 +181,7 @@ def decode_chain(heat_logits, offsets, n: int = N_VERTEBRAE, stride: int = STRID
     idx = idx[prob.ravel()[idx] >= min_prob][:max(int(max_candidates), n)]
     if len(idx) <= n:
         return decode(heat_logits, offsets, n=n, stride=stride)
-    gy, gx = np.divmod(idx, heat.shape[1])
-    cell = np.stack([gx, gy], axis=1).astype(np.float64)
-    o = off[gy, gx]
-    centres = from_cells(cell + o[:, :2], stride)
-    corners = from_cells(cell[:, None, :] + o[:, 2:].reshape(-1, 4, 2), stride)
+    centres, corners = _read_cells(idx, off, stride)
     order = np.argsort(centres[:, 1], kind="stable")
     idx, centres, corners = idx[order], centres[order], corners[order]
     m = len(idx)
