@@ -239,3 +239,27 @@ def test_predict_folder_writes_masks_at_the_original_size(tmp_path):
         predict_folder(model, tmp_path / "nowhere", tmp_path / "masks", structures=structures)
     with pytest.raises(ValueError, match="structure name"):
         predict_folder(model, folder, tmp_path / "masks", structures=["Ap_Vertebra"], progress=False)
+
+
+def test_compiled_forward_matches_the_eager_call_traces_once_and_is_freed_with_its_model():
+    import gc
+    import weakref
+
+    from spinelib.seg import inference
+
+    gc.collect()
+    cached_before = len(inference._FORWARD)
+    model = unet((H, W, 1), filters=4, depth=2, n_classes=2, batch_norm=True)
+    x = np.random.default_rng(1).random((5, H, W, 1)).astype(np.float32)
+    eager = model(x, training=False).numpy()
+    forward = inference.compiled_forward(model)
+    assert inference.compiled_forward(model) is forward  # cached per model
+    np.testing.assert_allclose(forward(x).numpy(), eager, atol=1e-5)
+    np.testing.assert_allclose(predict(model, x, batch_size=2), eager, atol=1e-5)  # batches of 2, 2 and 1
+    assert forward.experimental_get_tracing_count() == 1  # one graph for every batch size
+    with pytest.raises(ValueError, match="at least one image"):
+        predict(model, x[:0])
+    ref = weakref.ref(model)
+    del model, forward
+    gc.collect()
+    assert ref() is None and len(inference._FORWARD) <= cached_before

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from spinelib.landmarks import encoding
 from spinelib.landmarks.network import N_OFFSETS, STRIDE, landmark_net
+from spinelib.seg.inference import compiled_forward
 
 SETTINGS = {"size": (512, 256), "epochs": 40, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 1, "sigma": encoding.SIGMA,
             "w_offsets": 1.0, "w_mask": 1.0, "weights": "imagenet", "seed": 0, "augment": True}
@@ -156,9 +157,10 @@ def as_unit(images) -> np.ndarray:
 
 
 def _outputs(model, images, batch_size: int = 8):
+    forward = compiled_forward(model)
     heats, offs, masks = [], [], []
     for start in range(0, len(images), batch_size):
-        h, o, m = model(as_unit(images[start:start + batch_size]), training=False)
+        h, o, m = forward(tf.constant(as_unit(images[start:start + batch_size])))
         heats.append(h.numpy())
         offs.append(o.numpy())
         masks.append(m.numpy())

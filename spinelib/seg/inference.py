@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +71,30 @@ def postprocess(
     raise ValueError(f"prob must be (H, W), (H, W, C) or (N, H, W, C), got shape {prob.shape}")
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(model: keras.Model):
+    """The model's inference pass (``training=False``) as one compiled graph: a ``tf.function`` traced
+    once per model for any batch size and cached per model (held weakly). An eager Keras call runs
+    the layers one by one from Python, and ``model.predict`` builds a data pipeline on every call;
+    for one X-ray at a time both cost more than the network (``benchmarks/inference_speed.py``)."""
+    import tensorflow as tf
+
+    fn = _FORWARD.get(model)
+    if fn is None:
+        ref = weakref.ref(model)
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        fn = tf.function(lambda x: ref()(x, training=False), input_signature=[spec], reduce_retracing=True)
+        _FORWARD[model] = fn
+    return fn
+
+
+def _forward_batches(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    forward = compiled_forward(model)
+    return np.concatenate([np.asarray(forward(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+
+
 def predict(model: keras.Model, images, batch_size: int = 8, tta_flip: bool = False) -> np.ndarray:
     """Probabilities ``(N, H, W, C)`` for images ``(N, H, W, 1)`` or ``(N, H, W)``.
 
@@ -83,9 +108,11 @@ def predict(model: keras.Model, images, batch_size: int = 8, tta_flip: bool = Fa
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] != 1:
         raise ValueError(f"images must be (N, H, W, 1) or (N, H, W), got shape {x.shape}")
-    prob = model.predict(x, batch_size=batch_size, verbose=0)
+    if len(x) == 0:
+        raise ValueError("predict needs at least one image")
+    prob = _forward_batches(model, x, batch_size)
     if tta_flip:
-        flipped = model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)
+        flipped = _forward_batches(model, np.ascontiguousarray(x[:, :, ::-1]), batch_size)
         prob = 0.5 * (prob + flipped[:, :, ::-1])
     return np.asarray(prob, dtype=np.float32)
 
