@@ -3,7 +3,8 @@
 For each page listed in the navigation: no console errors or page errors, no request leaves
 loopback, every image has loaded (natural width > 0), no notebook cell shows an error or a
 traceback; every figure of the executed notebook is on the page; no code cell stands above the
-first paragraph of prose; no table is wider than the text column and no figure wider than
+first paragraph of prose; the text shows no absolute path of the machine that built it (``/work/``,
+``/tmp/``, ``/home/``); no table is wider than the text column and no figure wider than
 ``FIGURE_SLACK`` times it (at the 1280 px viewport); a screenshot is saved. The navigation must list every page of ``_toc.yml`` in order,
 and the search page must find "Dice". Exits non-zero naming the failing pages.
 
@@ -81,6 +82,20 @@ LAYOUT_PENDING: dict[str, str] = {}
 Remove an entry once its page passes."""
 
 
+ABSOLUTE_PATH_JS = """() => {
+    const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    if (!article) return [];
+    const found = article.innerText.match(/(^|[\\s'"(=`])\\/(work|tmp|home|root|kaggle\\/working)\\/[^\\s'")`]*/g) || [];
+    return Array.from(new Set(found.map(s => s.trim().replace(/^['"(=`]/, '')))).slice(0, 5);
+}"""
+
+
+def absolute_paths(page) -> list[str]:
+    """Absolute paths of the building machine (``/work/...``, ``/tmp/...``, ``/home/...``) in the
+    text of the loaded page: a reader's page names files relative to the book or its results."""
+    return page.evaluate(ABSOLUTE_PATH_JS)
+
+
 def layout_problems(page) -> list[str]:
     """What :data:`LAYOUT_JS` finds on the loaded page: code above the prose, tables wider than the
     text column, figures wider than :data:`FIGURE_SLACK` times it."""
@@ -104,6 +119,7 @@ def check_page(page, url: str, shot: Path, expected_figures: int = 0, pending_la
         .map(e => e.innerText).filter(t => /Traceback \\(most recent call last\\)|^\\w+Error: /m.test(t))""")
     problems += [f"cell shows an error: {t[:200]!r}" for t in tracebacks]
     page.wait_for_load_state("load")  # index.html redirects to the root page
+    problems += [f"the page shows a path of the machine that built it: {p!r}" for p in absolute_paths(page)]
     if not pending_layout:
         problems += layout_problems(page)
     else:

@@ -44,7 +44,7 @@ def slugify(title: str) -> str:
 def kernel_title(notebook: Path) -> str:
     """``"Spine X-ray NN: Words of the notebook name"`` (5..50 characters)."""
     words = notebook.stem.split("_", 1)[1].replace("_", " ").capitalize()
-    title = f"Spine X-ray {notebook.stem[:2]}: {words}"
+    title = f"Spine X-ray {notebook.stem.split('_')[0]}: {words}"
     if not 5 <= len(title) <= MAX_TITLE:
         raise ValueError(f"Kaggle title {title!r} has {len(title)} characters; Kaggle accepts 5..{MAX_TITLE}")
     return title
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "kaggle"), help="where the kernel folders go")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb")):
         folder = out / nb.stem
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(nb, folder / nb.name)

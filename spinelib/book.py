@@ -149,7 +149,7 @@ def copy_tables(output_dir: Path, src: Path) -> int:
     provenance) to ``<src>/_extra/tables``, which the book serves at ``tables/``."""
     target = src / "_extra" / TABLES_DIR
     n = 0
-    for path in sorted(Path(output_dir).glob("[0-9][0-9]_*.csv")):
+    for path in sorted(Path(output_dir).glob("[0-9][0-9]*_*.csv")):
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / path.name)
         sidecar = path.with_suffix(".run.json")
@@ -203,6 +203,17 @@ def page_table(frame: pd.DataFrame, columns: dict[str, str] | None = None, digit
         styles.append({"selector": "", "props": "font-size: 0.85em;"})
     return (shown.style.format(formats, na_rep="–").hide(axis="index").set_table_styles(styles)
             .set_table_attributes('class="dataframe page-table"'))  # the theme's table style
+
+
+def shown_path(path: str | os.PathLike, root: str | os.PathLike, label: str = "output folder") -> str:
+    """``path`` as a page shows it: relative to ``root`` and prefixed with ``label``
+    (``"output folder/unet-aasce/fold0/best.keras"``), or only its file name when it lies elsewhere;
+    never the absolute path of the machine that built the book."""
+    path, root = Path(path), Path(root)
+    try:
+        return f"{label}/{path.resolve().relative_to(root.resolve()).as_posix()}"
+    except ValueError:
+        return path.name
 
 
 def span(values, digits: int = 3) -> str:

@@ -379,7 +379,7 @@ def headline_forest_figure(frame: pd.DataFrame, title: str = "Every headline on 
         for long, short in HEADLINE_ABBREVIATIONS.items():
             q = q.replace(long, short)
         final = "final, " if str(r["section"]).endswith("final pipeline") else ""
-        labels.append(short_label(f"{str(r['page'])[:2]} {final}{q}", width))
+        labels.append(short_label(f"{str(r['page']).split('_')[0]} {final}{q}", width))
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=6)
     ax.invert_yaxis()
@@ -391,5 +391,143 @@ def headline_forest_figure(frame: pd.DataFrame, title: str = "Every headline on 
     ax.legend(handles=handles, fontsize=7, loc="lower left")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title + (f" ({left_out} on other scales not shown)" if left_out else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+RUN_ABBREVIATIONS = {"long run (committed): ": "", "Lite0 encoder, ImageNet": "Lite0", "; cosine LR; flip TTA": ", cosine, TTA",
+                     "stride-1 skip (16 ch)": "skip", "decoder 192-96-48-32-24": "wide decoder", "512x256 input": "512x256",
+                     "spine crop": "crop"}
+"""Shorter run names for figure labels (the tables beside them keep the full ones)."""
+
+
+def short_run_label(label, width: int = 34) -> str:
+    """A run's label (:func:`spinelib.seg.long_runs.long_run_label`) shortened with
+    :data:`RUN_ABBREVIATIONS`, then cut to ``width`` characters."""
+    text = str(label)
+    for long, short in RUN_ABBREVIATIONS.items():
+        text = text.replace(long, short)
+    return short_label(text, width)
+
+
+def run_dice_figure(table: pd.DataFrame, per_patient: pd.DataFrame | None = None, target: float | None = 0.90,
+                    title: str = "Dice per run (95% CI)", width: float = 6.8):
+    """Every run's mean Dice with its 95% CI, one row per run (``table``: index = run label, columns
+    ``dice``, ``ci_low``, ``ci_high``), against ``target`` (a dashed line; ``None``: none). With
+    ``per_patient`` (columns ``run`` as in ``table``'s index, ``patient``, ``dice``) each
+    patient's Dice is drawn behind its run's mean as a seaborn strip, so the spread shows too."""
+    import seaborn as sns
+
+    runs = list(table.index)
+    if not runs:
+        raise ValueError("run_dice_figure: no run to draw")
+    labels = [short_run_label(r) for r in runs]
+    fig, ax = plt.subplots(figsize=(width, 0.42 * len(runs) + 1.3))
+    if per_patient is not None and len(per_patient):
+        shown = per_patient[per_patient["run"].isin(runs)].assign(
+            label=lambda f: f["run"].map(dict(zip(runs, labels))))
+        sns.stripplot(data=shown, x="dice", y="label", order=labels, ax=ax, size=2.5, alpha=0.35, color="#56B4E9",
+                      jitter=0.25, zorder=1)
+    y = np.arange(len(runs))
+    err = np.vstack([table["dice"] - table["ci_low"], table["ci_high"] - table["dice"]]).clip(min=0)
+    ax.errorbar(table["dice"], y, xerr=err, fmt="o", ms=5, color="black", capsize=3, zorder=3,
+                label="mean over validation patients (95% CI)")
+    if target is not None:
+        ax.axvline(target, ls="--", lw=1, color="#D55E00", label=f"target {target:g}")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(len(runs) - 0.5, -0.5)
+    ax.set_ylabel("")
+    ax.set_xlabel("Dice" + (" (dots: one validation patient each)" if per_patient is not None else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def level_heatmap(table: pd.DataFrame, title: str = "Dice per vertebra and run", width: float = 6.8,
+                  vmin: float | None = None, vmax: float = 1.0):
+    """A seaborn heat map of Dice per vertebra (columns, in the order of ``table``'s rows) and run
+    (rows, one per column of ``table``), each cell annotated with its Dice at 2 decimals. Rows of
+    ``table`` that are not vertebrae (``all``, ``within labelled span``) are left out."""
+    import seaborn as sns
+
+    from spinelib.data.aasce import VERTEBRA_NAMES
+
+    levels = table.loc[[v for v in table.index if v in VERTEBRA_NAMES]].T
+    if levels.empty:
+        raise ValueError("level_heatmap: the table has no vertebra rows or no run")
+    levels.index = [short_run_label(r, 30) for r in levels.index]
+    values = levels.to_numpy(dtype=float)
+    low = vmin if vmin is not None else float(np.floor(np.nanmin(values) * 20) / 20)
+    fig, ax = plt.subplots(figsize=(width, 0.38 * len(levels) + 1.5))
+    sns.heatmap(levels.astype(float), ax=ax, annot=True, fmt=".2f", annot_kws={"fontsize": 6}, cmap="viridis",
+                vmin=low, vmax=vmax, cbar_kws={"label": "Dice", "shrink": 0.8}, linewidths=0.3, linecolor="white")
+    ax.set_xlabel("vertebra (mean Dice over validation patients)")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", labelsize=7, rotation=0)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def per_patient_dice_figure(cases: pd.DataFrame, title: str = "Dice per validation patient", width: float = 6.8):
+    """Per-patient Dice (``cases``: one row per validation image and structure, with ``patient``,
+    ``structure``, ``dice``; a patient's images averaged first) as a seaborn box plot per
+    structure with every patient drawn as a dot: the spread a mean with its CI hides."""
+    import seaborn as sns
+
+    need = {"patient", "structure", "dice"}
+    if not need <= set(cases.columns):
+        raise ValueError(f"per_patient_dice_figure: cases needs columns {sorted(need)}, has {list(cases.columns)}")
+    per_patient = cases.groupby(["structure", "patient"], sort=False)["dice"].mean().reset_index()
+    order = list(dict.fromkeys(per_patient["structure"]))
+    per_patient["label"] = per_patient["structure"].str.replace("_", " ")
+    labels = [s.replace("_", " ") for s in order]
+    fig, ax = plt.subplots(figsize=(width, 0.4 * len(order) + 1.3))
+    sns.boxplot(data=per_patient, x="dice", y="label", order=labels, ax=ax, color="#E8E8E8", fliersize=0,
+                linewidth=0.8, width=0.6)
+    sns.stripplot(data=per_patient, x="dice", y="label", order=labels, ax=ax, size=3, alpha=0.6, color="#0072B2",
+                  jitter=0.2)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("Dice (one dot per validation patient)")
+    ax.set_ylabel("")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def feature_by_class_figure(features: pd.DataFrame, labels: Sequence, columns: Sequence[str] | None = None,
+                            title: str = "Measured features by class", width: float = 6.8, max_columns: int = 6):
+    """The distribution of each feature (columns of ``features``, at most ``max_columns``; default the
+    first ones) by class (``labels``, one per row), one small seaborn violin + strip panel per feature,
+    each on its own scale."""
+    import seaborn as sns
+
+    columns = list(columns or features.columns[:max_columns])
+    if not columns:
+        raise ValueError("feature_by_class_figure: no feature to draw")
+    if len(labels) != len(features):
+        raise ValueError(f"feature_by_class_figure: {len(labels)} labels for {len(features)} rows")
+    frame = features[columns].assign(cls=list(labels))
+    n = len(columns)
+    ncols = min(n, 3)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.2 * nrows + 0.4), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        sns.violinplot(data=frame, x="cls", y=col, ax=ax, inner=None, color="#E8E8E8", linewidth=0.6, cut=0)
+        sns.stripplot(data=frame, x="cls", y=col, ax=ax, size=2.5, alpha=0.7, hue="cls", palette="colorblind",
+                      legend=False, jitter=0.2)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_title(short_label(col.replace("_", " "), 34), fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -13,7 +13,7 @@ REQUIRED = {"id", "title", "code_file", "language", "kernel_type", "is_private",
 def test_kernel_metadata_for_every_notebook(tmp_path):
     subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "make_kaggle_metadata.py"), "--user", "someone",
                     "--out", str(tmp_path)], check=True, capture_output=True)
-    notebooks = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     assert notebooks
     for nb in notebooks:
         meta = json.loads((tmp_path / nb.stem / "kernel-metadata.json").read_text())
@@ -43,7 +43,7 @@ def test_titles_slugify_to_their_ids(tmp_path):
     subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "make_kaggle_metadata.py"), "--user", "some-one",
                     "--out", str(tmp_path)], check=True, capture_output=True)
     metas = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/kernel-metadata.json"))]
-    assert len(metas) == len(list((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    assert len(metas) == len(list((REPO_ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb")))
     for meta in metas:
         user, slug = meta["id"].split("/")
         assert user == "some-one"

@@ -89,3 +89,18 @@ def _three_paragraphs():
     Long details.
     """
     return 1
+
+
+def test_page_numbers_and_moved_sections():
+    from spinelib.paper.report import page_number, page_of
+
+    assert page_number("03b_aasce_segmentation") == "3b" and page_number("07_cobb_angles") == "7"
+    assert page_of("03_unet_segmentation", "Segmentation: real AP vertebrae") == "03b_aasce_segmentation"
+    assert page_of("03_unet_segmentation", "Segmentation: Table 3 (paper's recipe)") == "03_unet_segmentation"
+
+
+def test_shown_path_is_never_absolute(tmp_path):
+    from spinelib.book import shown_path
+
+    assert shown_path(tmp_path / "runs" / "best.keras", tmp_path) == "output folder/runs/best.keras"
+    assert shown_path("/somewhere/else/best.keras", tmp_path) == "best.keras"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,33 @@ from spinelib.seg.experiment import ExperimentResult, input_size, outline_error_
 from spinelib.seg.long_runs import LEVELS_FILE, long_run_label, read_long_runs
 from spinelib.seg.spine_crop import full_resolution_dice
 from spinelib.viz import short_label
+
+
+def _shown_path(path: str | os.PathLike) -> str:
+    """A run record's path as a page shows it: ``results/<run>/metrics.json``, never the absolute
+    path of the machine that built the book."""
+    path = Path(path)
+    return f"results/{path.parent.name}/{path.name}"
+
+
+def aasce_patient_dice(long_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                       profile_run: ExperimentResult | None = None, profile: str = "") -> pd.DataFrame:
+    """Per-patient validation Dice of this page's ``profile_run`` (if given) and of each committed
+    long run that kept its ``cases.csv`` (one row per validation image, written by
+    ``scripts/train_aasce.py``): columns ``run`` (the row labels of :func:`aasce_comparison`),
+    ``patient``, ``dice`` (the mean over the patient's X-rays)."""
+    frames = []
+    if profile_run is not None:
+        per = profile_run.cases.groupby("patient", sort=False)["dice"].mean().reset_index()
+        frames.append(per.assign(run=f"this page (profile {profile})")[["run", "patient", "dice"]])
+    for path, m in read_long_runs(long_dir):
+        cases = Path(path).parent / "cases.csv"
+        if cases.is_file():
+            c = pd.read_csv(cases)
+            if {"patient", "dice"} <= set(c.columns):
+                per = c.groupby("patient", sort=False)["dice"].mean().reset_index()
+                frames.append(per.assign(run=long_run_label(m["settings"]))[["run", "patient", "dice"]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run", "patient", "dice"])
 
 
 def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.PathLike | Sequence[str | os.PathLike],
@@ -63,7 +91,7 @@ def aasce_comparison(profile_run: ExperimentResult | None, long_dir: str | os.Pa
             "mask grid": "pixel centres aligned" if m.get("mask_convention") else "naive (0.4 px offset)",
             "dice, original size": math.nan if original is None else original["mean"],
             "wrong pixels on the outline": math.nan if edges is None else edges["within_1px"]["share_of_wrong_pixels"],
-            "source": f"{path} (commit {m['git_commit'][:12]})",
+            "source": f"{_shown_path(path)} (commit {m['git_commit'][:12]})",
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -25,6 +25,22 @@ __all__ = ["COLUMNS", "DATA_KINDS", "collect_headlines", "record_headlines", "he
            "segmentation_headlines", "findings", "FINDINGS_MARKER"]
 
 
+MOVED_SECTIONS = {"Segmentation: real AP vertebrae": "03b_aasce_segmentation"}
+"""Sections whose page was split off: records written before the split (the committed long runs'
+``results/headlines``, which ``scripts/train_aasce.py`` files under ``03_unet_segmentation``) link to
+the page that shows them now."""
+
+
+def page_of(page: str, section: str) -> str:
+    """The page a headline of ``section`` links to (:data:`MOVED_SECTIONS` before the recorded one)."""
+    return MOVED_SECTIONS.get(str(section), str(page))
+
+
+def page_number(page: str) -> str:
+    """``"03b_aasce_segmentation"`` -> ``"3b"``: the number the book gives a page."""
+    return str(page).split("_")[0].lstrip("0")
+
+
 def _fmt(value, ci_low=math.nan, ci_high=math.nan) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -61,7 +77,8 @@ def headline_table(frame: pd.DataFrame, link_prefix: str = "", show_profile: boo
             rows.append(f'<tr class="headline-section"><th colspan="4">{html.escape(str(section))}</th></tr>')
         badge = "REAL" if r["data"] == "real" else "SYNTHETIC"
         colour = "#0072B2" if r["data"] == "real" else "#D55E00"
-        link = f'<a href="{link_prefix}{html.escape(str(r["page"]))}.html">page {html.escape(str(r["page"])[:2].lstrip("0"))}</a>'
+        page = page_of(r["page"], r["section"])
+        link = f'<a href="{link_prefix}{html.escape(page)}.html">page {html.escape(page_number(page))}</a>'
         data = html.escape(_dataset_text(r["data"], r["dataset"]))
         if show_profile:
             data += f"; profile {html.escape(str(r['profile']))}"
@@ -190,7 +207,7 @@ def _pick(frame: pd.DataFrame, section: str | None = None, quantity: str | None 
 
 
 def _link(page: str, prefix: str) -> str:
-    number = page[:2].lstrip("0")
+    number = page_number(page)
     if prefix.startswith("html:"):  # a link from a notebook's Markdown output: plain HTML, to the rendered page
         return f'<a href="{prefix[5:]}{page}.html">page {number}</a>'
     return f"[page {number}]({prefix}{page}.ipynb)"
@@ -219,7 +236,7 @@ def findings(committed: pd.DataFrame, build: pd.DataFrame, profile: str, link_pr
             f"{REAL_BADGE} Vertebral bodies T1–L5 on held-out patients: Dice **{_num(best['ours'])}**"
             f"{_ci_text(best)} for the best of {len(seg)} committed U-Net runs (all of them "
             f"{_span(seg['ours'], 3)}); the target of 0.90 is {'met' if best['ours'] >= 0.90 else 'not met'}. "
-            f"{_link('03_unet_segmentation', link_prefix)}")
+            f"{_link('03b_aasce_segmentation', link_prefix)}")
     cobb = _pick(committed, section="Cobb angles (real AP)", quantity="SMAPE (%), landmarks, all validation images")
     if len(cobb):
         r = cobb.loc[pd.to_numeric(cobb["ours"]).idxmin()]  # the best committed landmark run
