@@ -127,26 +127,6 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
 # child processes: one pipeline each (TensorFlow is imported here only)
 
 
-def forward_flops(model) -> int:
-    """Forward FLOPs per image of the model's convolutions: 2 x multiply-adds of every ``Conv2D``
-    (output pixels x kernel x input channels x filters) and ``Conv2DTranspose`` (input pixels x
-    kernel x input channels x filters). Biases, activations, pooling and batch norm are left out."""
-    import keras
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, c_in = layer.input.shape
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output.shape
-            c_in = layer.input.shape[-1]
-        else:
-            continue
-        kh, kw = layer.kernel_size
-        total += 2 * int(h) * int(w) * kh * kw * int(c_in) * layer.filters
-    return total
-
-
 def probe_callback(images, masks, structures, stop_at: dict):
     """A Keras callback: after every epoch the validation Dice of each structure (per image at
     threshold 0.5, then the mean; both empty counts 1) and the training seconds so far without the
@@ -248,6 +228,8 @@ def throughput(kind: str, cfg: dict, x: np.ndarray, y: np.ndarray) -> dict:
         batch = cfg["pipeline_batch"]
         ds, steps = epoch_dataset(x, y, batch, epochs=2, seed=cfg["seed"])
         model.fit(ds, epochs=2, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[timer])
+    from spinelib.seg.unet import forward_flops
+
     seconds = timer.seconds[1]
     flops = 3 * forward_flops(model)
     ips = len(x) / seconds
@@ -264,6 +246,7 @@ def run_child(kind: str, cfg: dict) -> dict:
 
     from spinelib.core.runs import quiet_tensorflow
     from spinelib.seg.inference import predict
+    from spinelib.seg.unet import forward_flops
     from spinelib.seg.training import train_segmentation
 
     load0, t_all = os.getloadavg()[0], time.perf_counter()

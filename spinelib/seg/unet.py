@@ -196,3 +196,22 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
         x = conv_block(x, filters, batch_norm=True, name=f"dec{level}", bn_momentum=bn_momentum)
     outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Forward FLOPs per image of a model's convolutions: 2 x the multiply-adds of every ``Conv2D``
+    (output pixels x kernel x input channels x filters) and ``Conv2DTranspose`` (input pixels x
+    kernel x input channels x filters). Biases, activations, pooling and batch norm are left out;
+    training is about 3 x forward (forward, gradient of the input, gradient of the weights)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, h, w, c_in = layer.input.shape
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, _ = layer.output.shape
+            c_in = layer.input.shape[-1]
+        else:
+            continue
+        kh, kw = layer.kernel_size
+        total += 2 * int(h) * int(w) * kh * kw * int(c_in) * layer.filters
+    return total
