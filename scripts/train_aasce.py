@@ -126,37 +126,34 @@ def main(argv: list[str] | None = None) -> int:
         # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
         small = segdata.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
                                       val_fraction=args.val_fraction, seed=args.seed, progress=False)
-        assert small.val_ids == data.val_ids and small.train_ids == data.train_ids
         # the spine finder is always a small plain U-Net (--encoder is for the crop network)
         finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip", "decoder_filters")}
-        stage1 = experiment.run_experiment(small, args.work, "aasce_stage1", filters=args.stage1_filters,
-                                   epochs=args.stage1_epochs, patience=args.stage1_epochs, **finder)
-        stages.append(stage1)
+        stage1, crop = spine_crop.two_stage_crop(
+            data, small, args.work, dict(finder, filters=args.stage1_filters, epochs=args.stage1_epochs,
+                                         patience=args.stage1_epochs),
+            size=args.crop_size, margin=args.margin, filters=args.filters, epochs=args.epochs,
+            patience=args.patience, depth=args.depth, tta=args.tta, **common)
+        result, boxes_val = crop.result, crop.boxes
+        stages += [stage1, result]
         print(f"stage 1 Dice {stage1.dice().iloc[0]:.4f}", flush=True)
-        boxes_val = spine_crop.spine_boxes(stage1.val_prob(), margin=args.margin)  # predicted, never the truth
-        boxes_train = spine_crop.spine_boxes(small.train_masks, margin=args.margin)
-        crop = spine_crop.crop_data(data, boxes_train, boxes_val, tuple(args.crop_size or args.size), progress=False)
-        result = experiment.run_experiment(crop, args.work, "aasce_crop", filters=args.filters, epochs=args.epochs,
-                                   patience=args.patience, depth=args.depth, tta=args.tta, **common)
-        stages.append(result)
         print(f"Dice inside the predicted crops {result.dice().iloc[0]:.4f}", flush=True)
-        prob = spine_crop.uncrop(result.val_prob(), boxes_val, data.size)
-        cases, summary = experiment.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids)
-        figure_data, figure_result = crop, result
+        cases, summary = experiment.evaluate_probabilities(crop.frame_prob(), data.val_masks, data.structures,
+                                                           data.val_ids)
+        figure_data, figure_result = crop.data, result
     else:
         result = experiment.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
                                    patience=args.patience, depth=args.depth, tta=args.tta, **common)
         stages.append(result)
         cases, summary = result.cases, result.summary
         figure_data, figure_result = data, result
-    prob_frame = spine_crop.uncrop(result.val_prob(), boxes_val, data.size) if args.crop else result.val_prob()
+    prob_frame = crop.frame_prob() if args.crop else result.val_prob()
     without_tta = plain_prob = None
     model = result.load_model()
     if args.tta:  # the same network without test-time flips: what TTA adds
         from spinelib.seg.inference import predict
 
         plain_prob = predict(model, figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
-        prob = spine_crop.uncrop(plain_prob, boxes_val, data.size) if args.crop else plain_prob
+        prob = crop.frame_prob(plain_prob) if args.crop else plain_prob
         _, plain = experiment.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
         without_tta = plain.query("metric == 'dice'").iloc[0]
     # frame-free: the probabilities (or the crops') put back into each X-ray at its own size

@@ -16,6 +16,7 @@ rows for the results page go to ``<out>/../headlines/<out name>.csv``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -65,16 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     commit = git_commit(REPO, mark_dirty=True)  # the code this run starts from (HEAD may move while it trains)
 
     h, w = args.size
-    plan = plans.PagePlan(
-        profile="long", size=(h, w), filters=args.filters, batch_size=args.batch_size, epochs=args.epochs,
-        single_epochs=args.epochs, line_epochs=args.line_epochs,
-        large_size=tuple(args.large_size) if args.large_size else (2 * h, 2 * w),
-        large_filters=args.large_filters or max(1, args.filters // 2),
-        aasce_size=(h, w), aasce_images=None, aasce_epochs=args.epochs, seed=args.seed,
+    plan = dataclasses.replace(
+        plans.plan("long", seed=args.seed), table3_size=(h, w), table3_filters=args.filters,
+        table3_batch_size=args.batch_size, table3_epochs=args.epochs, table3_single_epochs=args.epochs,
+        table3_line_epochs=args.line_epochs,
+        table3_large_size=tuple(args.large_size) if args.large_size else (2 * h, 2 * w),
+        table3_large_filters=args.large_filters or max(1, args.filters // 2),
+        table3_aasce_size=(h, w), table3_aasce_images=None, table3_aasce_epochs=args.epochs,
     )
     syn_dir = config.default_synthetic_dir(args.synthetic_dir, "ci")
     generator.generate_dataset(syn_dir, n_patients=args.n_synthetic, seed=args.seed, scale=args.scale, progress=False)
-    views = {v: segdata.prepare_view_data(syn_dir, v, plan.size, seed=args.seed, progress=False) for v in ("AP", "LAT")}
+    views = {v: segdata.prepare_view_data(syn_dir, v, plan.table3_size, seed=args.seed, progress=False) for v in ("AP", "LAT")}
     work = Path(args.work)
     runs = {v: experiment.run_experiment(d, work, f"table3_{v}", verbose=2, **plan.recipe("table3")) for v, d in views.items()}
     table3 = table3_unet.table3(list(runs.values()), views=views)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "git_commit": commit,
         "dataset": f"synthetic, {args.n_synthetic} patients (spinelib.data.synthetic.generator, seed {args.seed}, scale {args.scale})",
         "validation": "patients (not images), spinelib.data.splits.patient_split",
-        "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(plan).items()},
+        "plan": {k: (list(v) if isinstance(v, tuple) else v) for k, v in plan.part("page").as_dict().items()},
         "recipe": plans.RECIPE,
         "structures_at_or_above_paper": int(final["at_or_above_paper"].sum()),
         "n_structures": int(len(final)),

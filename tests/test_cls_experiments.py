@@ -183,13 +183,13 @@ def test_indomain_unets_per_fold_and_encoder(tmp_path):
     data = clsdata.load_aasce_inputs(root, (64, 32), progress=False)
     assert data.ap.shape == (8, 64, 32, 1) and data.ap.max() > 1 and data.masks.dtype == bool
     assert len(np.unique(data.patient_ids)) == 4
-    sizes = plans.experiment_sizes(get_profile("tiny"))
+    sizes = plans.plan(get_profile("tiny"))
     paths = experiment.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
     assert list(paths) == [0] and paths[0].is_file()
     mtime = paths[0].stat().st_mtime
     experiment.train_aasce_unets(data, tmp_path / "out", sizes, k=2, folds=[0], progress=False)
     assert paths[0].stat().st_mtime == mtime  # reused, not retrained
-    enc = extractors.feature_backbone("unet_encoder", (*sizes.unet_size, 1), "indomain", weights_path=paths[0])
+    enc = extractors.feature_backbone("unet_encoder", (*sizes.indomain_size, 1), "indomain", weights_path=paths[0])
     feats = extractors.features_of(enc, data.ap, tmp_path / "cache", progress=False)
     assert feats.shape[0] == 8 and feats.ndim == 4
     with pytest.raises(ValueError, match="weights_path"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,6 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from spinelib import viz
-from spinelib.core import plans
 from spinelib.core.config import set_seed
 from spinelib.core.structures import AP_STRUCTURES, LAT_STRUCTURES, PAPER_DICE
 from spinelib.data import segdata
@@ -455,6 +455,21 @@ def test_resolution_ceiling_is_perfect_at_full_size_and_drops_for_thin_lines(lat
     assert 0.0 <= ceiling.to_numpy().min() and ceiling.to_numpy().max() <= 1.0
 
 
+def test_two_stage_crop_trains_on_the_crops_the_finder_found(lat_data, tmp_path):
+    vertebra = lat_data.select("Lat_Vertebra")
+    finder, crop = spine_crop.two_stage_crop(lat_data, vertebra, tmp_path, dict(loss="dice", n_boot=10, **FAST),
+                                             margin=(0.05, 1.0), loss="dice", n_boot=10, **FAST)
+    assert finder.structures == ("Lat_Vertebra",) and crop.result.structures == lat_data.structures
+    np.testing.assert_allclose(crop.boxes, spine_crop.spine_boxes(finder.val_prob(), margin=(0.05, 1.0)))  # predicted
+    assert crop.data.val_images.shape == (len(lat_data.val_ids), *SIZE, 1)
+    assert crop.frame_prob().shape == lat_data.val_masks.shape
+    again = spine_crop.crop_experiment(lat_data, finder.val_prob(), vertebra.train_masks, tmp_path, "aasce_crop", SIZE,
+                                       (0.05, 1.0), loss="dice", n_boot=10, **FAST)
+    assert again.result.key == crop.result.key  # the same run, from the cache
+    with pytest.raises(ValueError, match="same patients"):
+        spine_crop.two_stage_crop(lat_data, SimpleNamespace(train_ids=vertebra.train_ids, val_ids=[]), tmp_path, {})
+
+
 def test_crop_data_and_full_resolution_dice(lat_data):
     boxes_train = spine_crop.spine_boxes(lat_data.train_masks[..., :1])
     boxes_val = spine_crop.spine_boxes(lat_data.val_masks[..., :1])
@@ -488,18 +503,6 @@ def test_crop_data_and_full_resolution_dice(lat_data):
 ])
 def test_mask_verdict(pred, true, black, verdict):
     assert table2_losses.mask_verdict(pred, true, black) == verdict
-
-
-def test_page_plans_grow_with_the_profile():
-    tiny, ci = plans.page_plan("tiny"), plans.page_plan("ci")
-    assert tiny.epochs < ci.epochs and tiny.size < ci.size and tiny.single_views == ("AP",)
-    assert ci.recipe("table3")["loss"] == "paper" and ci.recipe("table3")["bn_momentum"] == 0.9
-    assert ci.recipe("large")["filters"] == ci.large_filters and "augment" in ci.recipe("aasce")
-    assert plans.page_plan("ci", epochs=2 * ci.epochs).single_epochs == 2 * ci.single_epochs
-    with pytest.raises(ValueError, match="unknown recipe"):
-        ci.recipe("nope")
-    with pytest.raises(ValueError, match="epochs"):
-        plans.page_plan("ci", epochs=0)
 
 
 def test_case_titles_cut_long_patient_names():

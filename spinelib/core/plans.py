@@ -1,138 +1,226 @@
-"""The sizes of every experiment of the book per profile: the U-Net page's plan, the classification pages' sizes, the measuring U-Nets' plan."""
+"""The sizes of every experiment of the book per profile, in one object: :class:`Plan`.
+
+``plan(profile)`` gives the :class:`Plan` of a profile. Its fields are grouped by prefix:
+
+- ``table3_*``: page 3, the U-Net page (Table 3, the remedies of the paper's section 2.5.6, multi vs
+  single, the AASCE run); :meth:`Plan.recipe` turns them into :func:`spinelib.seg.experiment.run_experiment`
+  arguments;
+- ``e2e_*``, ``resnet50_size``, ``indomain_*``: pages 4-5, the classification experiments (the CNNs
+  trained end to end, the paper's final ResNet-50, the in-domain U-Net trained on AASCE vertebra masks);
+- ``segmenter_*``: page 5's measuring U-Nets (segment, then measure).
+
+The pages read one part of the plan under short names: ``page_plan(P)``, ``experiment_sizes(P)`` and
+``segmenter_plan(P)`` give a :class:`PlanPart` (``page_plan(P).size`` is ``plan(P).table3_size``).
+A part also answers every name of the whole plan, so a function that takes a :class:`Plan` takes a
+part as well.
+
+Cache keys: the segmenters' key hashes :meth:`Plan.segmenter_fields` and the U-Net runs' key
+hashes the :meth:`Plan.recipe` dicts; both are the dicts the three classes this module held before
+(``PagePlan``, ``ExperimentSizes``, ``SegmenterPlan``) gave, so every cached run stays valid
+(``tests/test_plans.py`` pins the keys).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from spinelib.core.config import Profile
-
-
-@dataclass(frozen=True)
-class SegmenterPlan:
-    """Sizes of the measuring U-Nets for one profile."""
-
-    n_patients: int  # synthetic patients of the separate segmentation training set
-    size: tuple[int, int]  # (height, width) of the network input
-    filters: int
-    epochs: int
-    batch_size: int = 4
-    seed_offset: int = 1000  # the training set's generator seed = page seed + this
-
-
-SEGMENTER_PLANS: dict[str, SegmenterPlan] = {
-    "tiny": SegmenterPlan(6, (64, 32), 4, 1),
-    "ci": SegmenterPlan(60, (512, 256), 16, 20),
-    "paper": SegmenterPlan(200, (512, 256), 32, 60),
-}
-
-
-def segmenter_plan(profile) -> SegmenterPlan:
-    """The :class:`SegmenterPlan` of a profile (name or :class:`spinelib.core.config.Profile`; a custom
-    profile gets the ``ci`` plan)."""
-    name = profile if isinstance(profile, str) else profile.name
-    return SEGMENTER_PLANS.get(name, SEGMENTER_PLANS["ci"])
-
 
 RECIPE: dict = {"loss": "paper", "batch_norm": True, "bn_momentum": 0.9}
 """The U-Net page's recipe: the paper's network and loss, plus batch normalisation with a moving
 average that forgets its initial statistics within a few dozen steps (page 2 shows why)."""
 
 
-@dataclass(frozen=True)
-class PagePlan:
-    """Sizes and epochs of every experiment on the U-Net page, for one profile.
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Sizes and epochs of every experiment of the book, for one profile (see the module docstring).
 
-    The ``ci`` plan is sized so the page runs in about 15 minutes on an idle 2-core CPU; ``tiny``
+    The ``ci`` plan is sized so each page runs in about 15 minutes on an idle 2-core CPU; ``tiny``
     is a smoke run; ``paper`` and ``long`` are for longer runs (``long``: what
     ``scripts/train_unet_synthetic.py`` commits).
     """
 
     profile: str
-    size: tuple[int, int]  # Table 3 input size
-    filters: int
-    batch_size: int
-    epochs: int  # Table 3 networks
-    single_epochs: int  # the multi-vs-single comparison (all of its networks)
-    line_epochs: int  # the remedies of the paper's section 2.5.6 (per view)
-    large_size: tuple[int, int]  # the "larger input" remedy
-    large_filters: int
-    aasce_size: tuple[int, int]
-    aasce_images: int | None
-    aasce_epochs: int
-    single_views: tuple[str, ...] = ("AP", "LAT")  # views of the multi-vs-single comparison
-    seed: int = 0
+    seed: int = 0  # the U-Net page's runs (:meth:`recipe`)
 
-    def recipe(self, which: str) -> dict:
-        """Keyword arguments of :func:`run_experiment` (:data:`RECIPE` plus sizes and epochs) for
-        ``table3``, ``single``, ``lines`` (the remedies), ``large`` or ``aasce``."""
-        base = dict(RECIPE, filters=self.filters, batch_size=self.batch_size, seed=self.seed)
-        epochs = {"table3": self.epochs, "single": self.single_epochs, "lines": self.line_epochs,
-                  "large": self.line_epochs, "aasce": self.aasce_epochs}
-        if which not in epochs:
-            raise ValueError(f"unknown recipe {which!r}; choose one of {list(epochs)}")
-        out = dict(base, epochs=epochs[which], patience=max(epochs[which], 1))  # no early stopping
-        if which == "large":
-            out["filters"] = self.large_filters
-        if which == "aasce":
-            out["augment"] = {"flip": True}
-        return out
+    # page 3, the U-Net page
+    table3_size: tuple[int, int]  # Table 3 input size (height, width)
+    table3_filters: int
+    table3_batch_size: int
+    table3_epochs: int  # Table 3 networks
+    table3_single_epochs: int  # the multi-vs-single comparison (all of its networks)
+    table3_single_views: tuple[str, ...] = ("AP", "LAT")  # views of the multi-vs-single comparison
+    table3_line_epochs: int  # the remedies of the paper's section 2.5.6 (per view)
+    table3_large_size: tuple[int, int]  # the "larger input" remedy
+    table3_large_filters: int
+    table3_aasce_size: tuple[int, int]
+    table3_aasce_images: int | None
+    table3_aasce_epochs: int
 
-
-def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PagePlan:
-    """The :class:`PagePlan` of a profile (a name or :class:`spinelib.core.config.Profile`, or
-    ``"long"``); ``epochs`` overrides the Table 3 epochs (the others scale with it)."""
-    from spinelib.core.config import get_profile
-
-    if profile == "long":
-        plan = dict(profile="long", size=(384, 192), filters=16, batch_size=4, epochs=60, single_epochs=20,
-                    line_epochs=40, large_size=(768, 384), large_filters=8, aasce_size=(384, 192),
-                    aasce_images=None, aasce_epochs=40)
-    else:
-        P = get_profile(profile)
-        h, w = P.seg_size
-        common = dict(profile=P.name, size=P.seg_size, filters=P.seg_filters, batch_size=min(P.seg_batch_size, 4),
-                      large_size=(2 * h, 2 * w), aasce_size=P.seg_size, aasce_images=P.aasce_max_images)
-        if P.name == "tiny":
-            plan = dict(common, epochs=1, single_epochs=1, line_epochs=1, large_filters=P.seg_filters, aasce_epochs=1,
-                        single_views=("AP",))
-        elif P.name == "ci":
-            # AASCE: all 481 X-rays (160 gave validation Dice 0.52, all 481 gave 0.71 in 10 epochs; +5 min)
-            plan = dict(common, epochs=P.seg_epochs + 5, single_epochs=P.seg_epochs // 3, line_epochs=P.seg_epochs + 5,
-                        large_filters=P.seg_filters // 2, aasce_images=None, aasce_epochs=P.seg_epochs * 2 // 3)
-        else:
-            plan = dict(common, batch_size=P.seg_batch_size, epochs=P.seg_epochs, single_epochs=P.seg_epochs,
-                        line_epochs=P.seg_epochs, large_filters=P.seg_filters, aasce_epochs=P.seg_epochs)
-    if epochs is not None:
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        scale = epochs / plan["epochs"]
-        for k in ("single_epochs", "line_epochs", "aasce_epochs"):
-            plan[k] = max(1, round(plan[k] * scale))
-        plan["epochs"] = epochs
-    return PagePlan(seed=seed, **plan)
-
-
-@dataclass(frozen=True)
-class ExperimentSizes:
-    """What the profiles of :mod:`spinelib.core.config` do not fix: the sizes of this page's runs."""
-
+    # pages 4-5, classification
     e2e_size: tuple[int, int]  # input of the CNNs trained end to end (Table 4 rows 1-5)
     e2e_epochs: int
     e2e_folds: int  # folds of the end-to-end rows (each fold traces and trains a whole CNN)
     e2e_rows: tuple[int, ...]  # which of rows 1-5 this profile trains end to end
-    paper_size: tuple[int, int]  # ResNet-50 input of the paper's final network (512x256)
-    unet_size: tuple[int, int]  # in-domain U-Net on AASCE vertebra masks
-    unet_filters: int
-    unet_epochs: int
+    resnet50_size: tuple[int, int]  # ResNet-50 input of the paper's final network (512x256)
+    indomain_size: tuple[int, int]  # in-domain U-Net on AASCE vertebra masks
+    indomain_filters: int
+    indomain_epochs: int
+
+    # page 5, the measuring U-Nets (segment, then measure)
+    segmenter_patients: int  # synthetic patients of the separate segmentation training set
+    segmenter_size: tuple[int, int]  # (height, width) of the network input
+    segmenter_filters: int
+    segmenter_epochs: int
+    segmenter_batch_size: int = 4
+    segmenter_seed_offset: int = 1000  # the training set's generator seed = page seed + this
+
+    def recipe(self, which: str) -> dict:
+        """Keyword arguments of :func:`spinelib.seg.experiment.run_experiment` (:data:`RECIPE` plus
+        sizes and epochs) for ``table3``, ``single``, ``lines`` (the remedies), ``large`` or ``aasce``."""
+        base = dict(RECIPE, filters=self.table3_filters, batch_size=self.table3_batch_size, seed=self.seed)
+        epochs = {"table3": self.table3_epochs, "single": self.table3_single_epochs, "lines": self.table3_line_epochs,
+                  "large": self.table3_line_epochs, "aasce": self.table3_aasce_epochs}
+        if which not in epochs:
+            raise ValueError(f"unknown recipe {which!r}; choose one of {list(epochs)}")
+        out = dict(base, epochs=epochs[which], patience=max(epochs[which], 1))  # no early stopping
+        if which == "large":
+            out["filters"] = self.table3_large_filters
+        if which == "aasce":
+            out["augment"] = {"flip": True}
+        return out
+
+    def part(self, name: str) -> PlanPart:
+        """One part of the plan under its short names: ``"page"`` (page 3), ``"classification"``
+        (pages 4-5) or ``"segmenter"`` (page 5's measuring U-Nets); see :data:`PARTS`."""
+        return PlanPart(self, name)
+
+    def segmenter_fields(self) -> dict:
+        """What identifies the measuring U-Nets in their cache key (with the data and the seed):
+        their sizes under the part's short names, as the key has always hashed them."""
+        return self.part("segmenter").as_dict()
 
 
-EXPERIMENT_SIZES: dict[str, ExperimentSizes] = {
-    "tiny": ExperimentSizes((64, 32), 1, 2, (4,), (64, 32), (64, 32), 4, 1),
-    "ci": ExperimentSizes((128, 64), 5, 3, (1, 2, 3, 4, 5), (512, 256), (128, 64), 8, 12),
-    "paper": ExperimentSizes((512, 256), 50, 5, (1, 2, 3, 4, 5), (512, 256), (256, 128), 16, 40),
+PARTS: dict[str, dict[str, str]] = {
+    "page": {"profile": "profile", "size": "table3_size", "filters": "table3_filters",
+             "batch_size": "table3_batch_size", "epochs": "table3_epochs", "single_epochs": "table3_single_epochs",
+             "line_epochs": "table3_line_epochs", "large_size": "table3_large_size",
+             "large_filters": "table3_large_filters", "aasce_size": "table3_aasce_size",
+             "aasce_images": "table3_aasce_images", "aasce_epochs": "table3_aasce_epochs",
+             "single_views": "table3_single_views", "seed": "seed"},
+    "classification": {"e2e_size": "e2e_size", "e2e_epochs": "e2e_epochs", "e2e_folds": "e2e_folds",
+                       "e2e_rows": "e2e_rows", "paper_size": "resnet50_size", "unet_size": "indomain_size",
+                       "unet_filters": "indomain_filters", "unet_epochs": "indomain_epochs"},
+    "segmenter": {"n_patients": "segmenter_patients", "size": "segmenter_size", "filters": "segmenter_filters",
+                  "epochs": "segmenter_epochs", "batch_size": "segmenter_batch_size",
+                  "seed_offset": "segmenter_seed_offset"},
+}
+"""The short names of each :class:`PlanPart`: short name -> :class:`Plan` field."""
+
+
+class PlanPart:
+    """A read-only view of one part of a :class:`Plan` under short names (``part.size``); any other
+    name is the plan's own (``part.recipe``, ``part.table3_size``, ``part.segmenter_fields()``)."""
+
+    __slots__ = ("plan", "name")
+
+    def __init__(self, plan: Plan, name: str):
+        if name not in PARTS:
+            raise ValueError(f"unknown plan part {name!r}; choose one of {list(PARTS)}")
+        object.__setattr__(self, "plan", plan)
+        object.__setattr__(self, "name", name)
+
+    def __getattr__(self, attr: str):
+        return getattr(self.plan, PARTS[self.name].get(attr, attr))
+
+    def __setattr__(self, attr, value):
+        raise AttributeError("a plan part is read-only; make another Plan (dataclasses.replace)")
+
+    def as_dict(self) -> dict:
+        """The part's short names and values, in :data:`PARTS` order."""
+        return {short: getattr(self.plan, field) for short, field in PARTS[self.name].items()}
+
+    def __eq__(self, other):
+        return isinstance(other, PlanPart) and (self.name, self.plan) == (other.name, other.plan)
+
+    def __hash__(self):
+        return hash((self.name, self.plan))
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"{self.name} plan of {self.plan.profile!r}: {fields}"
+
+
+_CLASSIFICATION: dict[str, dict] = {
+    "tiny": dict(e2e_size=(64, 32), e2e_epochs=1, e2e_folds=2, e2e_rows=(4,), resnet50_size=(64, 32),
+                 indomain_size=(64, 32), indomain_filters=4, indomain_epochs=1),
+    "ci": dict(e2e_size=(128, 64), e2e_epochs=5, e2e_folds=3, e2e_rows=(1, 2, 3, 4, 5), resnet50_size=(512, 256),
+               indomain_size=(128, 64), indomain_filters=8, indomain_epochs=12),
+    "paper": dict(e2e_size=(512, 256), e2e_epochs=50, e2e_folds=5, e2e_rows=(1, 2, 3, 4, 5),
+                  resnet50_size=(512, 256), indomain_size=(256, 128), indomain_filters=16, indomain_epochs=40),
+}
+
+_SEGMENTERS: dict[str, dict] = {
+    "tiny": dict(segmenter_patients=6, segmenter_size=(64, 32), segmenter_filters=4, segmenter_epochs=1),
+    "ci": dict(segmenter_patients=60, segmenter_size=(512, 256), segmenter_filters=16, segmenter_epochs=20),
+    "paper": dict(segmenter_patients=200, segmenter_size=(512, 256), segmenter_filters=32, segmenter_epochs=60),
 }
 
 
-def experiment_sizes(profile: Profile) -> ExperimentSizes:
-    """The :class:`ExperimentSizes` of a profile (a custom profile gets the ``ci`` sizes)."""
-    return EXPERIMENT_SIZES.get(profile.name, EXPERIMENT_SIZES["ci"])
+def _page_fields(profile) -> dict:
+    """The ``table3_*`` fields (and ``profile``) of a profile, or of ``"long"``."""
+    from spinelib.core.config import get_profile
+
+    if profile == "long":
+        return dict(profile="long", table3_size=(384, 192), table3_filters=16, table3_batch_size=4, table3_epochs=60,
+                    table3_single_epochs=20, table3_line_epochs=40, table3_large_size=(768, 384),
+                    table3_large_filters=8, table3_aasce_size=(384, 192), table3_aasce_images=None,
+                    table3_aasce_epochs=40)
+    P = get_profile(profile)
+    h, w = P.seg_size
+    common = dict(profile=P.name, table3_size=P.seg_size, table3_filters=P.seg_filters,
+                  table3_batch_size=min(P.seg_batch_size, 4), table3_large_size=(2 * h, 2 * w),
+                  table3_aasce_size=P.seg_size, table3_aasce_images=P.aasce_max_images)
+    if P.name == "tiny":
+        return dict(common, table3_epochs=1, table3_single_epochs=1, table3_line_epochs=1,
+                    table3_large_filters=P.seg_filters, table3_aasce_epochs=1, table3_single_views=("AP",))
+    if P.name == "ci":
+        # AASCE: all 481 X-rays (160 gave validation Dice 0.52, all 481 gave 0.71 in 10 epochs; +5 min)
+        return dict(common, table3_epochs=P.seg_epochs + 5, table3_single_epochs=P.seg_epochs // 3,
+                    table3_line_epochs=P.seg_epochs + 5, table3_large_filters=P.seg_filters // 2,
+                    table3_aasce_images=None, table3_aasce_epochs=P.seg_epochs * 2 // 3)
+    return dict(common, table3_batch_size=P.seg_batch_size, table3_epochs=P.seg_epochs,
+                table3_single_epochs=P.seg_epochs, table3_line_epochs=P.seg_epochs,
+                table3_large_filters=P.seg_filters, table3_aasce_epochs=P.seg_epochs)
+
+
+def plan(profile, epochs: int | None = None, seed: int = 0) -> Plan:
+    """The :class:`Plan` of a profile (a name or :class:`spinelib.core.config.Profile`, or ``"long"``).
+
+    ``epochs`` overrides the Table 3 epochs (the page's other runs scale with it); ``seed`` is the
+    U-Net page's runs'. A custom profile, and ``long``, get the ``ci`` classification and segmenter sizes.
+    """
+    fields = _page_fields(profile)
+    if epochs is not None:
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        scale = epochs / fields["table3_epochs"]
+        for k in ("table3_single_epochs", "table3_line_epochs", "table3_aasce_epochs"):
+            fields[k] = max(1, round(fields[k] * scale))
+        fields["table3_epochs"] = epochs
+    name = fields["profile"]
+    return Plan(seed=seed, **fields, **_CLASSIFICATION.get(name, _CLASSIFICATION["ci"]),
+                **_SEGMENTERS.get(name, _SEGMENTERS["ci"]))
+
+
+def page_plan(profile, epochs: int | None = None, seed: int = 0) -> PlanPart:
+    """Page 3's part of :func:`plan` (``size``, ``filters``, ``epochs``, ``recipe()``, ...)."""
+    return plan(profile, epochs=epochs, seed=seed).part("page")
+
+
+def experiment_sizes(profile) -> PlanPart:
+    """Pages 4-5's part of :func:`plan` (``e2e_size``, ``paper_size``, ``unet_size``, ...)."""
+    return plan(profile).part("classification")
+
+
+def segmenter_plan(profile) -> PlanPart:
+    """Page 5's measuring U-Nets' part of :func:`plan` (``n_patients``, ``size``, ``seed_offset``, ...)."""
+    return plan(profile).part("segmenter")

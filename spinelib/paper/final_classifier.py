@@ -45,7 +45,7 @@ from spinelib.cls.extractors import feature_backbone, features_of, weights_label
 from spinelib.cls.heads import paper_fit_kwargs
 from spinelib.cls.metrics import classification_report_table
 from spinelib.core.config import Profile
-from spinelib.core.plans import ExperimentSizes
+from spinelib.core.plans import Plan
 from spinelib.core.runs import run_key
 from spinelib.core.stats import bootstrap_indices, percentile_interval
 from spinelib.data.clsdata import ClassificationInputs, resize_images
@@ -339,7 +339,7 @@ def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLi
     return features, agreement
 
 
-def aasce_mask_morphometrics(data: ClassificationInputs, unet_paths: dict[int, Path], sizes: ExperimentSizes,
+def aasce_mask_morphometrics(data: ClassificationInputs, unet_paths: dict[int, Path], sizes: Plan,
                              k: int, seed: int = 0, out_dir: str | os.PathLike | None = None,
                              progress: bool = True) -> pd.DataFrame:
     """Measured on *predicted* vertebra masks, out of fold: every AASCE X-ray is segmented by
@@ -357,8 +357,8 @@ def aasce_mask_morphometrics(data: ClassificationInputs, unet_paths: dict[int, P
     path = None if out_dir is None else Path(out_dir) / "morphometrics" / f"aasce-predicted-{key}.csv"
     if path is not None and path.is_file():
         return pd.read_csv(path)
-    x = resize_images(data.ap, sizes.unet_size) / np.float32(255)
-    h, w = sizes.unet_size
+    x = resize_images(data.ap, sizes.indomain_size) / np.float32(255)
+    h, w = sizes.indomain_size
     rows: dict[int, dict] = {}
     for f, (_, val) in enumerate(tqdm(folds, desc="segment + measure", disable=not progress)):
         masks = postprocess(predict(load_unet(unet_paths[f]), x[val]))

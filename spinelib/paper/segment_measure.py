@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from spinelib.core.plans import SegmenterPlan
+from spinelib.core.plans import Plan
 
 MEASURED_STRUCTURES: dict[str, tuple[str, ...]] = {
     "AP": ("Ap_Vertebra",),
@@ -48,7 +47,7 @@ def check_disjoint(train_root: str | os.PathLike, eval_root: str | os.PathLike) 
                          "generate the segmenters' training set with another seed")
 
 
-def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, plan: SegmenterPlan,
+def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, plan: Plan,
                      seed: int = 0, progress: bool = True, verbose: int = 0) -> dict[str, Path]:
     """One U-Net per view on the :data:`MEASURED_STRUCTURES` of the dataset at ``train_root``
     (15 % of its patients held out for checkpointing on validation Dice). Saved as
@@ -64,22 +63,22 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     from spinelib.seg.unet import unet
 
     dataset = scan_clinical(train_root, progress=False)
-    key = run_key({**asdict(plan), "data": data_fingerprint(train_root), "seed": seed})
+    key = run_key({**plan.segmenter_fields(), "data": data_fingerprint(train_root), "seed": seed})
     paths = {}
     for view, names in MEASURED_STRUCTURES.items():
         folder = Path(out_dir) / f"segmenters-{key}" / view
         paths[view] = folder / "best.keras"
         state = folder / "train_state.json"
-        if paths[view].is_file() and state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= plan.epochs:
+        if paths[view].is_file() and state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= plan.segmenter_epochs:
             continue  # finished before: not even the arrays are loaded again
-        x, y, ids = load_segmentation_arrays(dataset, view, plan.size, structures=names, progress=progress)
+        x, y, ids = load_segmentation_arrays(dataset, view, plan.segmenter_size, structures=names, progress=progress)
         train, val = patient_split(ids, val_fraction=0.15, seed=seed)
         set_seed(seed)
-        model = unet((*plan.size, 1), filters=plan.filters, n_classes=len(names), batch_norm=True, bn_momentum=0.9,
+        model = unet((*plan.segmenter_size, 1), filters=plan.segmenter_filters, n_classes=len(names), batch_norm=True, bn_momentum=0.9,
                      name=f"segmenter_{view.lower()}")
         with quiet_tensorflow():
-            train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.epochs,
-                               batch_size=plan.batch_size, out_dir=folder, seed=seed, patience=plan.epochs,
+            train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.segmenter_epochs,
+                               batch_size=plan.segmenter_batch_size, out_dir=folder, seed=seed, patience=plan.segmenter_epochs,
                                verbose=verbose)
     return paths
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinelib.core.plans import PagePlan
+from spinelib.core.plans import Plan
 from spinelib.core.runs import quiet_tensorflow
 from spinelib.core.structures import PAPER_DICE, STRUCTURES
 from spinelib.data.segdata import SegmentationData, load_original, resized_view_data
@@ -24,7 +24,7 @@ from spinelib.seg.experiment import (
     run_experiment,
     timing_table,
 )
-from spinelib.seg.spine_crop import crop_data, full_resolution_dice, spine_boxes
+from spinelib.seg.spine_crop import crop_experiment, full_resolution_dice
 from spinelib.viz import cases_figure
 
 
@@ -248,7 +248,7 @@ def remedy_experiments(
     views: Mapping[str, SegmentationData],
     table3_runs: Mapping[str, ExperimentResult],
     out_dir: str | os.PathLike,
-    plan: PagePlan,
+    plan: Plan,
     n_boot: int = 1000,
     margins: Mapping[str, tuple[float, float]] = CROP_MARGINS,
 ) -> Remedies:
@@ -262,7 +262,7 @@ def remedy_experiments(
       **predicts** on each validation X-ray (training crops around the true column), widened by
       :data:`CROP_MARGINS`, cut from the original X-ray at the same input size, so small
       structures get several times more pixels; the two lines get their own tight crop;
-    - ``larger input + Dice loss``: the two vertebral lines at ``plan.large_size``.
+    - ``larger input + Dice loss``: the two vertebral lines at ``plan.table3_large_size``.
     """
     out_dir = Path(out_dir)
     seed = plan.seed
@@ -282,24 +282,23 @@ def remedy_experiments(
         columns["Dice loss"] = pd.concat([columns["Dice loss"], _full_res(data, r.val_prob(), n_boot, seed)])
         column = data.structures.index(f"{view.capitalize()}_Vertebra")
         predicted, true = t3.val_prob()[..., column], data.train_masks[..., column]  # predicted, never the truth
-        boxes[view] = spine_boxes(predicted, margin=margins[view])
-        crops[view] = crop_data(data, spine_boxes(true, margin=margins[view]), boxes[view], plan.size, progress=False)
-        r = run_experiment(crops[view], out_dir, f"remedy_crop_dice_{view}", n_boot=n_boot, **dice_recipe)
-        results[("spine crop + Dice loss", view)] = r
-        crop_dice = _full_res(data, r.val_prob(), n_boot, seed, boxes=boxes[view])
+        crop = crop_experiment(data, predicted, true, out_dir, f"remedy_crop_dice_{view}", plan.table3_size,
+                               margins[view], n_boot=n_boot, **dice_recipe)
+        boxes[view], crops[view] = crop.boxes, crop.data
+        results[("spine crop + Dice loss", view)] = crop.result
+        crop_dice = _full_res(data, crop.result.val_prob(), n_boot, seed, boxes=crop.boxes)
         if view == "LAT":  # the lines: a tight crop around the column
-            boxes["lines"] = spine_boxes(predicted, margin=margins["lines"])
-            crops["lines"] = crop_data(data, spine_boxes(true, margin=margins["lines"]), boxes["lines"], plan.size,
-                                       structures=list(LINES), progress=False)
-            r = run_experiment(crops["lines"], out_dir, "remedy_crop_dice_lines", n_boot=n_boot, **dice_recipe)
-            results[("spine crop + Dice loss", "lines")] = r
+            lines = crop_experiment(data, predicted, true, out_dir, "remedy_crop_dice_lines", plan.table3_size,
+                                    margins["lines"], structures=list(LINES), n_boot=n_boot, **dice_recipe)
+            boxes["lines"], crops["lines"] = lines.boxes, lines.data
+            results[("spine crop + Dice loss", "lines")] = lines.result
             lines_data = data.select(list(LINES))
-            crop_dice.loc[list(LINES)] = _full_res(lines_data, r.val_prob(), n_boot, seed,
-                                                   boxes=boxes["lines"]).to_numpy()
+            crop_dice.loc[list(LINES)] = _full_res(lines_data, lines.result.val_prob(), n_boot, seed,
+                                                   boxes=lines.boxes).to_numpy()
         columns.setdefault("spine crop + Dice loss", pd.Series(dtype=float))
         columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], crop_dice])
         if view == "LAT":
-            large = resized_view_data(data, plan.large_size, list(LINES))
+            large = resized_view_data(data, plan.table3_large_size, list(LINES))
             r = run_experiment(large, out_dir, "remedy_large_dice_lines", n_boot=n_boot,
                                **dict(plan.recipe("large"), loss="dice"))
             results[("larger input + Dice loss", view)] = r
@@ -330,19 +329,19 @@ class MultiSingle:
     single: dict
 
 
-def multi_vs_single(views: Mapping[str, SegmentationData], out_dir: str | os.PathLike, plan: PagePlan,
+def multi_vs_single(views: Mapping[str, SegmentationData], out_dir: str | os.PathLike, plan: Plan,
                     n_boot: int = 1000, table3_runs: Mapping[str, ExperimentResult] | None = None) -> MultiSingle:
-    """Train, for the same epochs (``plan.single_epochs``), one multi-output network per view and
+    """Train, for the same epochs (``plan.table3_single_epochs``), one multi-output network per view and
     one network per structure (the paper's way); compare Dice per structure and training time.
-    Only the views in ``plan.single_views`` are compared (all of them except in the smoke run).
+    Only the views in ``plan.table3_single_views`` are compared (all of them except in the smoke run).
     When the comparison's epochs equal the Table 3 epochs, the ``table3_runs`` networks are the
     multi-output side (they are the same experiment)."""
     out_dir = Path(out_dir)
     multi, single = {}, {}
     for view, data in views.items():
-        if view not in plan.single_views:
+        if view not in plan.table3_single_views:
             continue
-        if table3_runs is not None and view in table3_runs and plan.single_epochs == plan.epochs:
+        if table3_runs is not None and view in table3_runs and plan.table3_single_epochs == plan.table3_epochs:
             multi[view] = table3_runs[view]
         else:
             multi[view] = run_experiment(data, out_dir, f"multi_{view}", n_boot=n_boot, **plan.recipe("single"))

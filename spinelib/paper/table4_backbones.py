@@ -18,7 +18,7 @@ from spinelib.cls.extractors import feature_backbone, features_of, weights_label
 from spinelib.cls.heads import paper_fit_kwargs
 from spinelib.cls.metrics import PAPER_ACCURACY
 from spinelib.core.config import Profile, set_seed
-from spinelib.core.plans import experiment_sizes
+from spinelib.core.plans import plan
 from spinelib.core.structures import STRUCTURES
 from spinelib.data.clsdata import ClassificationInputs, resize_images
 
@@ -187,12 +187,12 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
                    indomain_unet: str | os.PathLike | None = None, progress: bool = True) -> CVResult:
     """Run (or load from ``out_dir``) one Table 4 row with patient-grouped ``cls_folds``-fold CV.
 
-    End-to-end rows train the whole CNN per fold at :attr:`ExperimentSizes.e2e_size` for
+    End-to-end rows train the whole CNN per fold at :attr:`spinelib.core.plans.Plan.e2e_size` for
     ``e2e_epochs`` epochs with ``e2e_folds`` folds (learning rate 1e-3 from random init, 1e-4
     from ImageNet, decaying to a tenth). Frozen-feature rows extract AP and LAT features once (cached) and train the
     paper's head per fold (:func:`paper_fit_kwargs`).
     """
-    sizes = experiment_sizes(profile)
+    sizes = plan(profile)
     k = int(profile.cls_folds)
     config = {"row": asdict(row), "data": data.dataset, "n": len(data), "profile": profile.name, "seed": seed,
               "folds": k}
@@ -212,9 +212,9 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
             return cv.cross_validate(x, data.labels, data.patient_ids, k=k, make_model=make, fit_kwargs=fit,
                                     seed=seed, progress=progress)
     else:
-        size = sizes.paper_size if row.backbone == "resnet50" else profile.cls_size
+        size = sizes.resnet50_size if row.backbone == "resnet50" else profile.cls_size
         if row.weights == "indomain":
-            size = sizes.unet_size
+            size = sizes.indomain_size
         fit = paper_fit_kwargs(profile)
         config.update(input_size=list(size), fit=fit, indomain_unet=str(indomain_unet or ""), views_at_size=2)
 

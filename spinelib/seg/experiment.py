@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from spinelib.core.config import set_seed
-from spinelib.core.plans import ExperimentSizes
+from spinelib.core.plans import Plan
 from spinelib.core.runs import quiet_tensorflow, run_key, write_json
 from spinelib.core.structures import STRUCTURES
 from spinelib.data.clsdata import ClassificationInputs, resize_images
@@ -380,7 +380,7 @@ def input_size(result: ExperimentResult) -> tuple[int, ...]:
         return tuple(int(s) for s in z["prob"].shape[1:3])
 
 
-def train_aasce_unets(data: ClassificationInputs, out_dir: str | os.PathLike, sizes: ExperimentSizes,
+def train_aasce_unets(data: ClassificationInputs, out_dir: str | os.PathLike, sizes: Plan,
                       k: int, seed: int = 0, folds: Sequence[int] | None = None, batch_size: int = 8,
                       progress: bool = True) -> dict[int, Path]:
     """In-domain pre-training: one U-Net per fold of the patient cross-validation of ``data``
@@ -397,22 +397,22 @@ def train_aasce_unets(data: ClassificationInputs, out_dir: str | os.PathLike, si
         raise ValueError("train_aasce_unets needs AASCE inputs with vertebra masks (load_aasce_inputs)")
     all_folds = list(patient_kfold(data.patient_ids, data.labels, k=k, seed=seed))
     wanted = range(k) if folds is None else folds
-    x = resize_images(data.ap, sizes.unet_size) / np.float32(255)
-    m = resize_images(data.masks.astype(np.float32), sizes.unet_size, order=0)
+    x = resize_images(data.ap, sizes.indomain_size) / np.float32(255)
+    m = resize_images(data.masks.astype(np.float32), sizes.indomain_size, order=0)
     paths = {}
     for f in tqdm(list(wanted), desc="in-domain U-Nets", disable=not progress):
         train, _ = all_folds[f]
         fold_dir = Path(out_dir) / "unet-aasce" / f"fold{f}"
         best = fold_dir / "best.keras"
         state = fold_dir / "train_state.json"
-        done = state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= sizes.unet_epochs
+        done = state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= sizes.indomain_epochs
         if not (best.is_file() and done):
             inner_tr, inner_val = patient_split(data.patient_ids[train], val_fraction=0.15, seed=seed)
             tr, va = train[inner_tr], train[inner_val]
             set_seed(seed + f)
-            model = unet((*sizes.unet_size, 1), filters=sizes.unet_filters)
-            train_segmentation(model, x[tr], m[tr], x[va], m[va], loss="dice", epochs=sizes.unet_epochs,
-                               batch_size=batch_size, out_dir=fold_dir, seed=seed + f, patience=max(3, sizes.unet_epochs),
+            model = unet((*sizes.indomain_size, 1), filters=sizes.indomain_filters)
+            train_segmentation(model, x[tr], m[tr], x[va], m[va], loss="dice", epochs=sizes.indomain_epochs,
+                               batch_size=batch_size, out_dir=fold_dir, seed=seed + f, patience=max(3, sizes.indomain_epochs),
                                verbose=0)
         paths[f] = best
     return paths

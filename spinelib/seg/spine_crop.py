@@ -1,16 +1,19 @@
-"""Spine crops: crop boxes from a (predicted) vertebra mask, cropping and un-cropping, Dice at the original resolution."""
+"""Spine crops: crop boxes from a (predicted) vertebra mask, cropping and un-cropping, Dice at the
+original resolution, and the second stage of the two-stage crop pipeline (:func:`crop_experiment`:
+a network trained on crops around the spine a first network found)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from spinelib.data.segdata import SegmentationData, load_original
-from spinelib.seg.experiment import patient_summary
+from spinelib.seg.experiment import ExperimentResult, patient_summary, run_experiment
 from spinelib.seg.metrics import evaluate_masks
 
 
@@ -188,3 +191,61 @@ def crop_data(data: SegmentationData, boxes_train: np.ndarray, boxes_val: np.nda
     vx, vy = cut(data.val_sources, boxes_val, "validation")
     return replace(data, name=f"{data.name} spine crop", structures=tuple(names), train_images=tx,
                    train_masks=ty, val_images=vx, val_masks=vy)
+
+
+@dataclass
+class CropRun:
+    """A network trained on spine crops (:func:`crop_experiment`)."""
+
+    data: SegmentationData  # the crops: training ones around the true spine, validation ones around the predicted
+    boxes: np.ndarray  # (N_val, 4) the validation crops' boxes, relative to each X-ray
+    result: ExperimentResult  # the network trained and evaluated on the crops (Dice in the crops' frame)
+    frame_size: tuple[int, int]  # the uncropped problem's input size
+
+    def frame_prob(self, prob: np.ndarray | None = None) -> np.ndarray:
+        """Validation probabilities (the run's own, or ``prob`` predicted on the same crops) put back
+        into the uncropped frame (:func:`uncrop`)."""
+        return uncrop(self.result.val_prob() if prob is None else prob, self.boxes, self.frame_size)
+
+
+def crop_experiment(data: SegmentationData, spine_val: np.ndarray, spine_train: np.ndarray,
+                    out_dir: str | os.PathLike, name: str, size: tuple[int, int],
+                    margin: float | tuple[float, float] = 0.1, structures: Sequence[str] | None = None,
+                    **run) -> CropRun:
+    """The second stage of the two-stage crop pipeline: a network trained on crops around the spine.
+
+    ``spine_val``: the vertebral column that a first network **predicted** on each validation X-ray
+    of ``data`` (probabilities ``(N_val, h, w)`` or ``(N_val, h, w, C)``, any frame size): the
+    validation crops never see the truth. ``spine_train``: the true column of each training image
+    (the training crops). Boxes are :func:`spine_boxes` widened by ``margin``; crops are cut from
+    the original-resolution X-rays (:func:`crop_data`, only ``structures`` if given) at ``size``;
+    ``run``: :func:`spinelib.seg.experiment.run_experiment` arguments (config, ``n_boot``,
+    ``verbose``), the run cached under ``out_dir/name``.
+
+    Page 3's crop remedy (first stage: its Table 3 network) and ``scripts/train_aasce.py --crop``
+    (first stage: a small spine finder) both go through here.
+    """
+    boxes = spine_boxes(spine_val, margin=margin)  # predicted, never the truth
+    crops = crop_data(data, spine_boxes(spine_train, margin=margin), boxes, size, structures=structures,
+                      progress=False)
+    result = run_experiment(crops, out_dir, name, **run)
+    return CropRun(data=crops, boxes=boxes, result=result, frame_size=tuple(data.size))
+
+
+def two_stage_crop(data: SegmentationData, finder_data: SegmentationData, out_dir: str | os.PathLike,
+                   finder: dict, size: tuple[int, int] | None = None, margin: float | tuple[float, float] = 0.1,
+                   names: tuple[str, str] = ("aasce_stage1", "aasce_crop"), **run) -> tuple[ExperimentResult, CropRun]:
+    """The two-stage crop pipeline: a spine finder, then a network on crops around what it found.
+
+    Stage 1 trains a (small) network on ``finder_data``: the same problem with the same patients in
+    each split, usually at a lower resolution; ``finder``: its :func:`run_experiment` arguments.
+    Stage 2 is :func:`crop_experiment` on ``data``, cropped at ``size`` (default: ``data``'s input
+    size) around the spine the finder predicted on each validation X-ray (the true one for
+    training), with the ``run`` arguments. Returns ``(finder run, crop run)``; both are cached
+    under ``out_dir`` by ``names``."""
+    if finder_data.val_ids != data.val_ids or finder_data.train_ids != data.train_ids:
+        raise ValueError("the spine finder's data must split the same images into the same patients")
+    stage1 = run_experiment(finder_data, out_dir, names[0], **finder)
+    crop = crop_experiment(data, stage1.val_prob(), finder_data.train_masks, out_dir, names[1],
+                           tuple(size or data.size), margin, **run)
+    return stage1, crop
