@@ -292,10 +292,13 @@ def _endplate_angle(xy: np.ndarray, center: np.ndarray, t: np.ndarray, e: np.nda
     s = rel @ t
     lo, hi = np.percentile(a, [10, 90])
     keep = (a >= lo) & (a <= hi)
-    frame = pd.DataFrame({"a": a[keep], "s": s[keep]}).groupby("a")["s"].agg(["min", "max"])
+    order = np.argsort(a[keep], kind="stable")
+    slices, along = a[keep][order], s[keep][order]
+    keys, starts = np.unique(slices, return_index=True)  # per slice: its first and last pixel along t
+    reduce = np.minimum if which == "superior" else np.maximum
+    edge = reduce.reduceat(along, starts) if len(starts) else along
     axis = float(np.degrees(np.arctan2(e[1], e[0])))
-    edge = frame["min"] if which == "superior" else frame["max"]
-    return _fit_angle(frame.index.to_numpy(float), edge.to_numpy()) + axis
+    return _fit_angle(keys.astype(float), edge) + axis
 
 
 def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_FRACTION) -> pd.DataFrame:
