@@ -86,11 +86,16 @@ def aasce_files(root: Path, n: int) -> list[Path]:
 
 
 def synthetic_root(n_patients: int) -> Path:
+    """A synthetic dataset in a temporary folder that is removed when the process exits."""
+    import atexit
+    import shutil
+
     from spinelib.data.synthetic.generator import generate_dataset
 
-    root = Path(tempfile.mkdtemp(prefix="spinelib-bench-")) / "synthetic"
-    generate_dataset(root, n_patients=n_patients, seed=7, progress=False)
-    return root
+    tmp = Path(tempfile.mkdtemp(prefix="spinelib-bench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    generate_dataset(tmp / "synthetic", n_patients=n_patients, seed=7, progress=False)
+    return tmp / "synthetic"
 
 
 # ---------------------------------------------------------------------------------------------
