@@ -97,6 +97,13 @@ def test_page_numbers_and_moved_sections():
     assert page_number("03b_aasce_segmentation") == "3b" and page_number("07_cobb_angles") == "7"
     assert page_of("03_unet_segmentation", "Segmentation: real AP vertebrae") == "03b_aasce_segmentation"
     assert page_of("03_unet_segmentation", "Segmentation: Table 3 (paper's recipe)") == "03_unet_segmentation"
+    import pandas as pd
+
+    from spinelib.paper.report import with_current_pages
+
+    frame = pd.DataFrame({"page": ["03_unet_segmentation"] * 2,
+                          "section": ["Segmentation: real AP vertebrae", "Segmentation: final pipeline"]})
+    assert list(with_current_pages(frame)["page"]) == ["03b_aasce_segmentation", "03_unet_segmentation"]
 
 
 def test_shown_path_is_never_absolute(tmp_path):

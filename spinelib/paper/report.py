@@ -22,7 +22,8 @@ from spinelib.core.headlines import (  # re-exported: pages and scripts call rep
 )
 
 __all__ = ["COLUMNS", "DATA_KINDS", "collect_headlines", "record_headlines", "headline_table",
-           "segmentation_headlines", "findings", "FINDINGS_MARKER"]
+           "segmentation_headlines", "findings", "FINDINGS_MARKER",
+           "page_of", "page_number", "with_current_pages"]
 
 
 MOVED_SECTIONS = {"Segmentation: real AP vertebrae": "03b_aasce_segmentation"}
@@ -34,6 +35,14 @@ the page that shows them now."""
 def page_of(page: str, section: str) -> str:
     """The page a headline of ``section`` links to (:data:`MOVED_SECTIONS` before the recorded one)."""
     return MOVED_SECTIONS.get(str(section), str(page))
+
+
+def with_current_pages(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (:func:`collect_headlines`) with each row's ``page`` the one that shows it now
+    (:func:`page_of`), for figures that label rows by page."""
+    if frame.empty:
+        return frame
+    return frame.assign(page=[page_of(p, s) for p, s in zip(frame["page"], frame["section"])])
 
 
 def page_number(page: str) -> str:
