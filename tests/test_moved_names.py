@@ -19,6 +19,11 @@ MOVED = [
     ("spinelib.cli", "spinelib.cli.predict", ["load_predictor", "predict_one", "collect_inputs", "output_names"]),
     ("spinelib.cli", "spinelib.cli.records", ["validate_prediction", "sha256_file", "read_input", "UsageError",
                                               "EXIT_OK", "SUMMARY_CSV", "MANIFEST"]),
+    ("spinelib.seg.training", "spinelib.seg.augment", ["augment_pair", "affine_matrix", "AUGMENT_DEFAULTS"]),
+    ("spinelib.data.clinical", "spinelib.data.clinical_arrays", ["load_view", "load_segmentation_arrays",
+                                                                 "load_classification_pairs", "structures_for"]),
+    ("spinelib.data.synthetic.rendering", "spinelib.data.synthetic.painting", ["Painter", "Background", "expose",
+                                                                               "texture_tile"]),
 ]
 
 

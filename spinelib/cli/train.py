@@ -79,7 +79,8 @@ def _train_landmarks(root: Path, out: Path, args) -> int:
 
 def _train_segmentation(root: Path, out: Path, args) -> int:
     from spinelib.core.structures import STRUCTURES, view_of
-    from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.data.clinical import scan_clinical
+    from spinelib.data.clinical_arrays import load_segmentation_arrays
     from spinelib.data.splits import patient_split
     from spinelib.seg.training import train_segmentation
     from spinelib.seg.unet import unet

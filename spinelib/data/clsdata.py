@@ -62,7 +62,7 @@ class ClassificationInputs:
             if size[0] <= self.size[0] and size[1] <= self.size[1] or self.root is None:
                 cache[size] = [resize_images(v, size) for v in ([self.ap] if self.lat is None else [self.ap, self.lat])]
             elif self.dataset == "synthetic":
-                from spinelib.data.clinical import load_classification_pairs
+                from spinelib.data.clinical_arrays import load_classification_pairs
 
                 ap, lat, _, ids = load_classification_pairs(self.scanned(), size, progress=progress)
                 if list(ids) != list(self.patient_ids):
@@ -80,11 +80,8 @@ def load_synthetic_inputs(synthetic_dir: str | os.PathLike, size: tuple[int, int
                           progress: bool = True) -> ClassificationInputs:
     """AP + LAT X-rays (resized to ``size``) of every synthetic patient with both views, their 8
     masks (nearest-neighbour resize) and ``metadata.csv`` (pathologies, Cobb angle)."""
-    from spinelib.data.clinical import (
-        load_classification_pairs,
-        load_view,
-        scan_clinical,
-    )
+    from spinelib.data.clinical import scan_clinical
+    from spinelib.data.clinical_arrays import load_classification_pairs, load_view
     from spinelib.data.synthetic.generator import read_metadata
 
     root = Path(synthetic_dir)

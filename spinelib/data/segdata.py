@@ -109,14 +109,15 @@ def prepare_view_data(
     :func:`spinelib.data.clinical.load_segmentation_arrays`). About ``val_fraction`` of the patients
     (:func:`spinelib.data.splits.patient_split` with ``seed``) are validation patients.
     """
-    from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.data.clinical import scan_clinical
+    from spinelib.data.clinical_arrays import load_segmentation_arrays
 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist")
     dataset = scan_clinical(root, progress=False)
     images, masks, ids = load_segmentation_arrays(dataset, view, size, structures=structures, progress=progress)
-    from spinelib.data.clinical import structures_for
+    from spinelib.data.clinical_arrays import structures_for
 
     names = structures_for(view, structures)
     records = {p.patient_id: p for p in dataset.patients}
@@ -168,7 +169,7 @@ def load_original(data: SegmentationData, source, structures: Sequence[str] | No
     """
     names = list(structures or data.structures)
     if hasattr(source, "views"):
-        from spinelib.data.clinical import load_view
+        from spinelib.data.clinical_arrays import load_view
 
         return load_view(source, data.view, structures=names)
     if names != [AASCE_STRUCTURE]:
@@ -182,7 +183,7 @@ def load_original(data: SegmentationData, source, structures: Sequence[str] | No
 
 def resized_view_data(data: SegmentationData, size: tuple[int, int], structures: Sequence[str]) -> SegmentationData:
     """The same patients and split at another input size (read again from the original files)."""
-    from spinelib.data.clinical import load_view
+    from spinelib.data.clinical_arrays import load_view
 
     def load(records):
         x = np.zeros((len(records), *size, 1), np.float32)

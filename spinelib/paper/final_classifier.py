@@ -299,7 +299,7 @@ def synthetic_morphometrics(data: ClassificationInputs, out_dir: str | os.PathLi
     kept): :data:`spinelib.geometry.morphometrics.SYNTHETIC_FEATURES`, and, next to the generator's truth
     in ``meta.json``, per patient: wedge-ratio MAE, disk-height correlation, listhesis-offset MAE
     (pixels at full size), measured and true Cobb angle. Cached as CSV under ``out_dir``."""
-    from spinelib.data.clinical import load_view
+    from spinelib.data.clinical_arrays import load_view
     from spinelib.geometry import morphometrics
 
     if data.dataset != "synthetic" or data.root is None:

@@ -57,7 +57,8 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     from spinelib.core.config import set_seed
     from spinelib.core.provenance import data_fingerprint
     from spinelib.core.runs import quiet_tensorflow, run_key
-    from spinelib.data.clinical import load_segmentation_arrays, scan_clinical
+    from spinelib.data.clinical import scan_clinical
+    from spinelib.data.clinical_arrays import load_segmentation_arrays
     from spinelib.data.splits import patient_split
     from spinelib.seg.training import train_segmentation
     from spinelib.seg.unet import unet
@@ -100,7 +101,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
     from spinelib.cls.backbones import load_unet
     from spinelib.core.imageio import atomic_write_bytes, read_xray
     from spinelib.core.runs import run_key
-    from spinelib.data.clinical import load_view
+    from spinelib.data.clinical_arrays import load_view
     from spinelib.geometry import morphometrics
     from spinelib.seg.inference import predict
     from spinelib.seg.metrics import dice as dice_score

@@ -137,7 +137,7 @@ def line_width_table(data: SegmentationData, structures: Sequence[str] | None = 
     Uses the first ``n`` validation patients' original masks.
     """
     from spinelib.core.imageio import resize_mask
-    from spinelib.data.clinical import load_view
+    from spinelib.data.clinical_arrays import load_view
 
     if not data.val_sources or not hasattr(data.val_sources[0], "views"):
         raise ValueError(f"{data.name}: line_width_table needs the dataset's patient records (prepare_view_data)")

@@ -22,7 +22,8 @@ from spinelib.core.imageio import (
     read_xray,
 )
 from spinelib.data.audit import audit_clinical
-from spinelib.data.clinical import load_view, scan_clinical
+from spinelib.data.clinical import scan_clinical
+from spinelib.data.clinical_arrays import load_view
 from spinelib.data.tiny_datasets import (
     SHAPE,
     expected_mask,

@@ -16,7 +16,8 @@ from PIL import Image
 
 from spinelib.core.config import check_parameters, get_profile
 from spinelib.data.aasce import load_aasce
-from spinelib.data.clinical import load_segmentation_arrays, load_view, scan_clinical
+from spinelib.data.clinical import scan_clinical
+from spinelib.data.clinical_arrays import load_segmentation_arrays, load_view
 from spinelib.data.bad_inputs.file_makers import (
     Trial,
     audit_trial,
