@@ -45,11 +45,12 @@ def test_every_page_loads_cleanly_in_chromium():
 
 
 def test_layout_check_catches_wide_tables_figures_and_code_first(tmp_path):
-    """The layout measurements themselves, on a small page made to fail each of them."""
+    """The layout measurements themselves, on a small page made to fail each of them, and the check
+    for absolute paths of the building machine in a page's text."""
     _need(shutil.which("chromium") is not None, "Debian's chromium is not installed (scripts/setup_env.sh --browser)")
     _need(importlib.util.find_spec("playwright") is not None, "playwright is not installed")
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
-    from check_book import CHROMIUM_ARGS, FIGURE_SLACK, layout_problems
+    from check_book import CHROMIUM_ARGS, FIGURE_SLACK, absolute_paths, layout_problems
     from playwright.sync_api import sync_playwright
 
     wide_png = "data:image/svg+xml," + "%3Csvg xmlns='http://www.w3.org/2000/svg' width='2000' height='10'/%3E"
@@ -62,7 +63,10 @@ def test_layout_check_catches_wide_tables_figures_and_code_first(tmp_path):
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_content(good)
-        assert layout_problems(page) == []
+        assert layout_problems(page) == [] and absolute_paths(page) == []
+        page.set_content("<article class='bd-article'><p>Weights read from /work/main/outputs/tiny/best.keras and "
+                         "(/tmp/x.csv); results/aasce_unet/metrics.json is fine.</p></article>")
+        assert absolute_paths(page) == ["/work/main/outputs/tiny/best.keras", "/tmp/x.csv"]
         page.set_content(bad)
         page.wait_for_timeout(200)
         found = " | ".join(layout_problems(page))

@@ -39,8 +39,19 @@ def resnet50_weights_status(resnet50_weights: str | os.PathLike | None = None) -
     try:
         path = backbones.imagenet_weights_file("resnet50", resnet50_weights)
     except FileNotFoundError as e:
-        return "random", f"No ResNet-50 ImageNet file on this machine, so ResNet-50 runs with random init. {e}"
-    return "file", f"ResNet-50 ImageNet weights read from {path}."
+        why = str(e).replace(str(Path.home()), "~")  # the page names Keras's cache, not this machine's home
+        return "random", f"No ResNet-50 ImageNet file on this machine, so ResNet-50 runs with random init. {why}"
+    return "file", f"ResNet-50 ImageNet weights read from {_home_relative(path)}."
+
+
+def _home_relative(path: str | os.PathLike) -> str:
+    """``~/.keras/models/<file>`` for a file under the home folder (Keras's cache), else the file's
+    name: a page never shows the absolute paths of the machine that built it."""
+    path = Path(path)
+    try:
+        return "~/" + path.resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 @keras.saving.register_keras_serializable(package="spinelib")
