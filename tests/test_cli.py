@@ -22,6 +22,7 @@ from PIL import Image
 
 from spinelib import cli
 from spinelib.core.imageio import read_mask, save_png
+from spinelib.data.bad_inputs.file_makers import write_dicom
 from spinelib.landmarks.model import SpinePrediction
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
@@ -97,31 +98,6 @@ def fake_model(monkeypatch):
     return model
 
 
-def write_dicom(path: Path, array: np.ndarray, **tags) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID, "DX"
-    ds.Rows, ds.Columns = array.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, tags.pop("photometric", "MONOCHROME2")
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    ds.PixelData = np.ascontiguousarray(array, dtype="<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def spine_image(shape=(240, 100), seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.normal(60, 10, shape)
@@ -142,7 +118,7 @@ def xrays(tmp_path) -> dict[str, Path]:
     paths["jpeg"] = d / "case_jpeg.jpg"
     Image.fromarray(spine_image((260, 110), 3)).convert("RGB").save(paths["jpeg"], quality=90)
     paths["dicom"] = write_dicom(d / "case_dicom.dcm", spine_image((220, 96), 4).astype(np.uint16) * 16,
-                                 PixelSpacing=[0.2, 0.25], photometric="MONOCHROME1")
+                                 bits_stored=12, PixelSpacing=[0.2, 0.25], photometric="MONOCHROME1")
     paths["notes"] = d / "notes.txt"
     paths["notes"].write_text("not an image")
     paths["broken"] = d / "broken.png"

@@ -4,8 +4,6 @@ spinelib.core.imageio on DICOM files."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,53 +15,7 @@ from spinelib.core.imageio import (
     read_mask,
     read_xray,
 )
-
-
-def write_dicom(path: Path, frames: np.ndarray | None, *, bits: int = 16, bits_stored: int | None = None,
-                signed: bool = False, photometric: str = "MONOCHROME2", syntax=None, encapsulated: bytes | None = None,
-                shape: tuple[int, int] | None = None, preamble: bool = True, **tags) -> Path:
-    """Write a DICOM file with pydicom: ``frames`` (H, W) or (N, H, W); extra ``tags`` as keywords."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "DX"
-    if frames is not None:
-        frames = np.asarray(frames)
-        shape = frames.shape[-2:]
-        if frames.ndim == 3:
-            ds.NumberOfFrames = frames.shape[0]
-    ds.Rows, ds.Columns = shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits_stored or bits
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(signed)
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    if encapsulated is not None:
-        from pydicom.encaps import encapsulate
-
-        ds.PixelData = encapsulate([encapsulated])
-        ds["PixelData"].VR = "OB"
-    elif frames is not None:
-        dtype = {(8, False): "u1", (16, False): "<u2", (16, True): "<i2"}[(bits, signed)]
-        ds.PixelData = np.ascontiguousarray(frames, dtype=dtype).tobytes()
-        ds["PixelData"].VR = "OB" if bits == 8 else "OW"
-    ds.save_as(path, enforce_file_format=preamble)
-    return path
+from spinelib.data.bad_inputs.file_makers import write_dicom
 
 
 RAMP = np.tile(np.arange(0, 4096, 256, dtype=np.uint16), (4, 1))  # 4 x 16, stored 0..3840

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,51 +21,11 @@ from spinelib.core.imageio import (
     save_png,
     to_uint8,
 )
+from spinelib.data.bad_inputs.file_makers import png_header_only, write_dicom
 
 
-def _png_with_header_size(path: Path, width: int, height: int) -> Path:
-    """A PNG whose header claims ``width x height`` (1-bit) but holds one tiny data chunk."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-                     + chunk(b"IEND", b""))
-    return path
-
-
-def _write_dicom(path: Path, array: np.ndarray | None, photometric: str = "MONOCHROME2",
-                 syntax=None, shape: tuple[int, int] | None = None, encapsulated: bytes | None = None) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import (
-        ExplicitVRLittleEndian,
-        SecondaryCaptureImageStorage,
-        generate_uid,
-    )
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    h, w = shape if shape is not None else array.shape
-    ds.Rows, ds.Columns = h, w
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if encapsulated is not None:
-        from pydicom.encaps import encapsulate
-
-        ds.PixelData = encapsulate([encapsulated])
-        ds["PixelData"].VR = "OB"
-    elif array is not None:
-        ds.PixelData = np.ascontiguousarray(array, dtype="<u2").tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+def _write_dicom(path: Path, array: np.ndarray | None, **kw) -> Path:
+    return write_dicom(path, array, bits_stored=12, modality="CR", **kw)
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -181,7 +139,7 @@ def test_max_pixels_guard_small(tmp_path):
 
 def test_max_pixels_checked_from_header_before_decoding(tmp_path):
     # 100 megapixels claimed, 16 bytes of data: our limit must trigger, not the decoder
-    p = _png_with_header_size(tmp_path / "big.png", 10_000, 10_000)
+    p = png_header_only(tmp_path / "big.png", 10_000, 10_000)
     assert image_size(p) == (10_000, 10_000)
     with pytest.raises(ImageReadError, match="100,000,000 pixels"):
         read_xray(p)
@@ -192,7 +150,7 @@ def test_decompression_bomb_is_our_error(tmp_path):
     # max_pixels limit (not PIL's guard) is the error, for both readers; PIL's guard is restored.
     from PIL import Image as PILImage
 
-    p = _png_with_header_size(tmp_path / "bomb.png", 20_000, 20_000)
+    p = png_header_only(tmp_path / "bomb.png", 20_000, 20_000)
     limit = PILImage.MAX_IMAGE_PIXELS
     assert image_size(p) == (20_000, 20_000)
     for reader in (read_xray, read_mask):

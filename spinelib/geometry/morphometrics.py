@@ -96,6 +96,15 @@ def _centroids(props) -> np.ndarray:
     return np.array([[p.centroid[1], p.centroid[0]] for p in props], dtype=float)
 
 
+def _bodies(mask, min_area_fraction: float) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """A mask's components top to bottom, their centroids ``(x, y)`` and local frames ``t, e``
+    (:func:`spine_frames`): what every per-body measurement starts from."""
+    props = components(mask, min_area_fraction)
+    cents = _centroids(props)
+    t, e = spine_frames(cents) if props else (np.zeros((0, 2)), np.zeros((0, 2)))
+    return props, cents, t, e
+
+
 def spine_frames(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per body, the unit spine axis ``t`` (pointing down the image) and the unit across
     direction ``e`` (pointing to the image's right), from centroids sorted top to bottom."""
@@ -147,12 +156,10 @@ def vertebra_heights(lat_vertebra_mask, anterior: str = "left",
     """
     if anterior not in ("left", "right"):
         raise ValueError(f"anterior must be 'left' or 'right', got {anterior!r}")
-    props = components(lat_vertebra_mask, min_area_fraction)
+    props, cents, t, e = _bodies(lat_vertebra_mask, min_area_fraction)
     cols = ["x", "y", "anterior_height", "posterior_height", "wedge_ratio", "depth", "area"]
     if not props:
         return pd.DataFrame(columns=cols)
-    cents = _centroids(props)
-    t, e = spine_frames(cents)
     rows = []
     for p, c, ti, ei in zip(props, cents, t, e):
         h_left, h_right, depth, _ = _edge_heights(_xy(p), c, ti, ei)
@@ -167,12 +174,10 @@ def disk_heights(lat_disk_mask, min_area_fraction: float = MIN_AREA_FRACTION) ->
     (area / depth, the mean height), ``depth``, ``height_ratio`` (to the median disk height) and
     ``neighbour_ratio``: :math:`h_i / \\tfrac12(h_{i-1} + h_{i+1})` (one neighbour at the ends), a
     local loss of height that ignores the natural growth of disks down the spine."""
-    props = components(lat_disk_mask, min_area_fraction)
+    props, cents, _, e = _bodies(lat_disk_mask, min_area_fraction)
     cols = ["x", "y", "height", "depth", "height_ratio", "neighbour_ratio"]
     if not props:
         return pd.DataFrame(columns=cols)
-    cents = _centroids(props)
-    _, e = spine_frames(cents)
     rows = []
     for p, c, ei in zip(props, cents, e):
         a = (_xy(p) - c) @ ei
@@ -199,12 +204,10 @@ def listhesis_offsets(lat_vertebra_mask, anterior: str = "left",
     to their boundaries), which a slip does not turn."""
     if anterior not in ("left", "right"):
         raise ValueError(f"anterior must be 'left' or 'right', got {anterior!r}")
-    props = components(lat_vertebra_mask, min_area_fraction)
+    props, cents, t_all, e_all = _bodies(lat_vertebra_mask, min_area_fraction)
     cols = ["upper", "lower", "offset", "fraction"]
     if len(props) < 2:
         return pd.DataFrame(columns=cols)
-    cents = _centroids(props)
-    t_all, e_all = spine_frames(cents)
     sign = 1.0 if anterior == "left" else -1.0
     rows = []
     for i in range(len(props) - 1):
@@ -309,12 +312,10 @@ def mask_endplate_angles(ap_vertebra_mask, min_area_fraction: float = MIN_AREA_F
     every slice across its inner 80 % are fitted with straight lines; their angles are turned
     back into image angles (positive = right end lower).
     """
-    props = components(ap_vertebra_mask, min_area_fraction)
+    props, cents, t, e = _bodies(ap_vertebra_mask, min_area_fraction)
     cols = ["x", "y", "superior_deg", "inferior_deg", "tilt_deg", "width", "height"]
     if not props:
         return pd.DataFrame(columns=cols)
-    cents = _centroids(props)
-    t, e = spine_frames(cents)
     rows = []
     for p, c, ti, ei in zip(props, cents, t, e):
         xy = _xy(p)

@@ -44,8 +44,9 @@ class Trial:
 # makers: small helpers
 
 
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A 1-bit PNG whose IHDR claims ``width x height`` with one tiny IDAT chunk (~70 bytes)."""
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A 1-bit PNG whose IHDR claims ``width x height`` with one tiny IDAT chunk (~70 bytes): a
+    decompression bomb's header without its pixels."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -56,8 +57,17 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def _dicom(path: Path, array: np.ndarray | None, photometric: str = "MONOCHROME2", syntax=None,
-           shape: tuple[int, int] | None = None, encapsulated: bytes | None = None) -> Path:
+def write_dicom(path: Path, frames: np.ndarray | None, *, bits: int = 16, bits_stored: int | None = None,
+                signed: bool = False, photometric: str = "MONOCHROME2", syntax=None, encapsulated: bytes | None = None,
+                shape: tuple[int, int] | None = None, preamble: bool = True, modality: str = "DX", **tags) -> Path:
+    """Write a DICOM file with pydicom (the corpus's and the tests' one writer).
+
+    ``frames``: ``(H, W)`` or ``(N, H, W)`` pixels, or ``None`` with ``shape`` for a file without
+    pixel data (or with ``encapsulated`` bytes, e.g. a compressed stream, as its one fragment);
+    ``bits`` allocated (8 or 16, ``signed`` for 16), ``bits_stored`` (default ``bits``); ``syntax``:
+    the transfer syntax (default explicit VR little endian); ``preamble=False`` leaves out the
+    128-byte preamble and ``DICM``; extra ``tags`` as pydicom keywords (``PixelSpacing=[0.2, 0.2]``).
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -71,20 +81,40 @@ def _dicom(path: Path, array: np.ndarray | None, photometric: str = "MONOCHROME2
     meta.TransferSyntaxUID = syntax or ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID, "CR"
-    h, w = shape if shape is not None else array.shape
-    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = h, w, 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    if frames is not None:
+        frames = np.asarray(frames)
+        shape = frames.shape[-2:]
+        if frames.ndim == 3:
+            ds.NumberOfFrames = frames.shape[0]
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits_stored or bits
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = int(signed)
+    for key, value in tags.items():
+        setattr(ds, key, value)
     if encapsulated is not None:
         from pydicom.encaps import encapsulate
 
         ds.PixelData = encapsulate([encapsulated])
         ds["PixelData"].VR = "OB"
-    elif array is not None:
-        ds.PixelData = np.ascontiguousarray(array, dtype="<u2").tobytes()
+    elif frames is not None:
+        dtype = {(8, False): "u1", (16, False): "<u2", (16, True): "<i2"}[(bits, signed)]
+        ds.PixelData = np.ascontiguousarray(frames, dtype=dtype).tobytes()
+        ds["PixelData"].VR = "OB" if bits == 8 else "OW"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    ds.save_as(path, enforce_file_format=preamble)
     return path
+
+
+def _dicom(path: Path, array: np.ndarray | None, **kw) -> Path:
+    """The corpus's DICOM: a 12-bit computed radiograph (CR)."""
+    return write_dicom(path, array, bits_stored=12, modality="CR", **kw)
 
 
 def noise_image(shape=(40, 30), seed=0) -> np.ndarray:
@@ -256,7 +286,7 @@ def make_multipage_tiff(tmp):
 
 
 def make_huge_png(tmp):
-    p = _png_header_only(tmp / "huge.png", 20_000, 20_000)
+    p = png_header_only(tmp / "huge.png", 20_000, 20_000)
 
     def call():
         assert image_size(p) == (20_000, 20_000)  # the header alone still gives the size
