@@ -351,7 +351,8 @@ def markdown(rec: dict) -> str:
     lines = [
         "# Inference and training speed (issue 16)", "",
         f"Measured {rec['date']} on {pk['cpu']['model']} ({pk['cpu']['cores']} cores), TensorFlow {rec['tensorflow']}, "
-        f"git commit `{rec['git_commit'][:12]}`, by `benchmarks/inference_speed.py`. Load average (1 min) at the start "
+        f"git commit `{rec['git_commit'][:12]}`, by `benchmarks/inference_speed.py`; `TF_ENABLE_ONEDNN_OPTS` "
+        f"{rec.get('tf_enable_onednn_opts', 'unset')}. Load average (1 min) at the start "
         f"and end of each part: landmarks {lm['load_average']}, patient {[pat['load_average_start'], pat['load_average_end']]}, "
         f"training {tr['step']['load_average']}, peak {pk['load_average']}.", "",
         "| what | measured | target |", "|---|---|---|",
@@ -480,6 +481,7 @@ def main(argv=None) -> int:
 
     rec |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_commit": git_commit(),
             "tensorflow": tf.__version__, "python": platform.python_version(),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default: off on this AMD CPU)"),
             "command": "python benchmarks/inference_speed.py " + " ".join(child_argv)}
     rec["verdicts"] = verdicts(rec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
