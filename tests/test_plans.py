@@ -86,3 +86,12 @@ def test_page_plans_grow_with_the_profile():
         ci.recipe("nope")
     with pytest.raises(ValueError, match="epochs"):
         plans.plan("ci", epochs=0)
+
+
+def test_parts_copy_and_pickle():
+    import copy
+    import pickle
+
+    part = plans.segmenter_plan("tiny")
+    assert pickle.loads(pickle.dumps(part)) == part == copy.deepcopy(part)
+    assert pickle.loads(pickle.dumps(plans.plan("ci"))) == plans.plan("ci")

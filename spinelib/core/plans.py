@@ -129,7 +129,12 @@ class PlanPart:
         object.__setattr__(self, "name", name)
 
     def __getattr__(self, attr: str):
+        if attr in PlanPart.__slots__:  # not set yet (a copy being built): no recursion
+            raise AttributeError(attr)
         return getattr(self.plan, PARTS[self.name].get(attr, attr))
+
+    def __reduce__(self):
+        return PlanPart, (self.plan, self.name)
 
     def __setattr__(self, attr, value):
         raise AttributeError("a plan part is read-only; make another Plan (dataclasses.replace)")
