@@ -305,11 +305,17 @@ def part_peak(args) -> dict:
     start = load()
     t = median_seconds(lambda: matmul(a, b).numpy(), args.repeats, warm=2)
     measured = 2 * n**3 / t["min"] / 1e9
+    m = 2048  # OpenBLAS's sgemm (NumPy), the best-tuned float32 kernel on the machine
+    a32, b32 = (np.random.default_rng(i).random((m, m), dtype=np.float32) for i in (0, 1))
+    tb = median_seconds(lambda: a32 @ b32, max(args.repeats, 4), warm=1)
+    blas = 2 * m**3 / tb["min"] / 1e9
+    best = max(measured, blas)
     return {"cpu": cpu, "gflops_per_ghz": per_ghz,
             "nominal_gflops_at_reported_clock": round(per_ghz * cpu["clock_mhz"] / 1e3, 1),
             "nominal_gflops_at_boost": round(per_ghz * args.boost_ghz, 1), "boost_ghz": args.boost_ghz,
-            "matmul": {"n": n, "seconds": t, "gflops_best": round(measured, 1),
-                       "effective_clock_ghz": round(measured / per_ghz, 2)},
+            "matmul": {"n": n, "seconds": t, "gflops_best": round(measured, 1), "what": "tf.linalg.matmul (Eigen)"},
+            "sgemm": {"n": m, "seconds": tb, "gflops_best": round(blas, 1), "what": "NumPy @ (OpenBLAS sgemm)"},
+            "measured_peak_gflops": round(best, 1), "effective_clock_ghz": round(best / per_ghz, 2),
             "load_average": [start, load()]}
 
 
@@ -339,7 +345,7 @@ def verdicts(rec: dict) -> dict:
         "training_peak_fraction": {
             "of_reported_clock": round(gf / pk["nominal_gflops_at_reported_clock"], 3),
             "of_boost_clock": round(gf / pk["nominal_gflops_at_boost"], 3),
-            "of_measured_matmul": round(gf / pk["matmul"]["gflops_best"], 3), "target": TARGETS["training_peak_fraction"]},
+            "of_measured_peak": round(gf / pk["measured_peak_gflops"], 3), "target": TARGETS["training_peak_fraction"]},
         "training_memory_mb": {"train_on_batch": tr["step"]["peak_rss_mb_train_on_batch"],
                                "train_segmentation": tr["pipeline"]["peak_rss_mb"], "target": TARGETS["training_memory_mb"]},
     }
@@ -367,7 +373,7 @@ def markdown(rec: dict) -> str:
     lines += [
         f"| training the paper's U-Net, {tr['step']['input'][0]}x{tr['step']['input'][1]}, batch 8 | {tr['step']['seconds_per_image']:.3f} s per image, "
         f"{tr['step']['training_gflops']:.0f} GFLOP/s = {100 * f['of_reported_clock']:.0f} % of the reported-clock peak, "
-        f"{100 * f['of_boost_clock']:.0f} % of the boost-clock peak, {100 * f['of_measured_matmul']:.0f} % of the measured matrix-product peak | >= 65 % of peak |",
+        f"{100 * f['of_boost_clock']:.0f} % of the boost-clock peak, {100 * f['of_measured_peak']:.0f} % of the measured matrix-product peak | >= 65 % of peak |",
         f"| peak memory, training {tr['step']['input'][0]}x{tr['step']['input'][1]} at batch 8 | {tr['step']['peak_rss_mb_train_on_batch']:.0f} MB (`train_on_batch`), "
         f"{tr['pipeline']['peak_rss_mb']:.0f} MB (`train_segmentation`, 5 outputs, batch norm, tf.data) | <= 4096 MB |",
         "",
@@ -397,12 +403,18 @@ def markdown(rec: dict) -> str:
         f"**{pk['nominal_gflops_at_reported_clock']:.0f} GFLOP/s** at the {pk['cpu']['clock_mhz'] / 1e3:.3f} GHz that "
         f"`/proc/cpuinfo` reports (CPU family {pk['cpu']['family']}, model {pk['cpu']['model_number']}: AMD Zen 3), "
         f"**{pk['nominal_gflops_at_boost']:.0f} GFLOP/s** at a {pk['boost_ghz']} GHz boost clock. "
-        f"Measured: a {pk['matmul']['n']}x{pk['matmul']['n']} float32 matrix product in TensorFlow reaches "
-        f"**{pk['matmul']['gflops_best']:.0f} GFLOP/s**, i.e. an effective {pk['matmul']['effective_clock_ghz']:.2f} GHz "
-        f"at full FMA use. The training FLOP/s count the convolutions only "
+        f"Measured: float32 matrix products reach **{pk['sgemm']['gflops_best']:.0f} GFLOP/s** in OpenBLAS "
+        f"({pk['sgemm']['n']}x{pk['sgemm']['n']}, NumPy) and {pk['matmul']['gflops_best']:.0f} GFLOP/s in TensorFlow "
+        f"({pk['matmul']['n']}x{pk['matmul']['n']}); the best, {pk['measured_peak_gflops']:.0f} GFLOP/s, is an effective "
+        f"clock of at least {pk['effective_clock_ghz']:.2f} GHz at full FMA use"
+        + (", above the reported clock: the CPU runs boosted, so the reported-clock peak is not a ceiling"
+           if pk["measured_peak_gflops"] > pk["nominal_gflops_at_reported_clock"] else "")
+        + ". The training FLOP/s count the convolutions only "
         f"({tr['step']['forward_gflop_per_image']:.1f} GFLOP forward per image; training = 3 x forward).", "",
         "## Reproduce", "", "```bash", rec["command"], "```", "",
     ]
+    for r in rec.get("reruns", []):
+        lines.insert(-1, f"Measured again on {r['date']} (commit `{r['git_commit'][:12]}`): {', '.join(r['parts'])}, by `{r['command']}`.\n")
     return "\n".join(lines)
 
 
@@ -479,10 +491,15 @@ def main(argv=None) -> int:
             rec[part] = run_part(part, child_argv)
     import tensorflow as tf
 
-    rec |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_commit": git_commit(),
-            "tensorflow": tf.__version__, "python": platform.python_version(),
-            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default: off on this AMD CPU)"),
-            "command": "python benchmarks/inference_speed.py " + " ".join(child_argv)}
+    command = " ".join(["python benchmarks/inference_speed.py", *child_argv])
+    stamp = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_commit": git_commit()}
+    if set(args.parts) == set(PARTS):
+        rec = {k: v for k, v in rec.items() if k != "reruns"}
+        rec |= stamp | {"command": command}
+    else:  # some parts measured again: the record says which, when and from which commit
+        rec.setdefault("reruns", []).append(stamp | {"parts": list(args.parts), "command": command})
+    rec |= {"tensorflow": tf.__version__, "python": platform.python_version(),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default: off on this AMD CPU)")}
     rec["verdicts"] = verdicts(rec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = js.with_suffix(".json.tmp")

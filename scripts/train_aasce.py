@@ -79,7 +79,7 @@ def record_long_run(out: Path, seed: int = 0) -> Path:
     from spinelib.paper import aasce_runs, report
 
     rows = report.segmentation_headlines(aasce=aasce_runs.aasce_comparison(None, out), long_run=True)
-    return report.record_headlines(out.parent, "03_unet_segmentation", rows, profile="long run", seed=seed,
+    return report.record_headlines(out.parent, "03b_aasce_segmentation", rows, profile="long run", seed=seed,
                                    name=out.name)
 
 

@@ -28,7 +28,7 @@ __all__ = ["COLUMNS", "DATA_KINDS", "collect_headlines", "record_headlines", "he
 
 MOVED_SECTIONS = {"Segmentation: real AP vertebrae": "03b_aasce_segmentation"}
 """Sections whose page was split off: records written before the split (the committed long runs'
-``results/headlines``, which ``scripts/train_aasce.py`` files under ``03_unet_segmentation``) link to
+``results/headlines``, which ``scripts/train_aasce.py`` filed under ``03_unet_segmentation`` before the split) link to
 the page that shows them now."""
 
 
