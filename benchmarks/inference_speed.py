@@ -277,26 +277,12 @@ def part_training_pipeline(args) -> dict:
 # 4. the CPU's peak
 
 
-def cpu_info() -> dict:
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = set(info.get("flags", "").split())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    return {"model": info.get("model name", platform.processor()), "family": info.get("cpu family"),
-            "model_number": info.get("model"), "cores": cores, "clock_mhz": float(info.get("cpu MHz", "nan")),
-            "float32_lanes": lanes, "fma_units_per_core": 2 if "fma" in flags else 1}
-
-
 def part_peak(args) -> dict:
     import tensorflow as tf
 
-    cpu = cpu_info()
+    from spinelib.core.provenance import cpu_info
+
+    cpu = {k: v for k, v in cpu_info().items() if k != "flags"}
     per_ghz = cpu["cores"] * cpu["fma_units_per_core"] * cpu["float32_lanes"] * 2
     n = 4096
     a = tf.random.uniform((n, n), dtype=tf.float32)
@@ -429,16 +415,6 @@ def put_on_page(page: Path, md: str, markers: tuple[str, str] = PAGE_MARKERS) ->
     page.write_text(f"{before}{start}\n{shifted}\n{end}{rest.split(end)[1]}")
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                               text=True).stdout.strip()
-        return out + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Writes <out>.json and <out>.md.")
@@ -492,7 +468,10 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     command = " ".join(["python benchmarks/inference_speed.py", *child_argv])
-    stamp = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_commit": git_commit()}
+    from spinelib.core.provenance import git_commit
+
+    stamp = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+             "git_commit": git_commit(REPO, mark_dirty=True) or "unknown"}
     if set(args.parts) == set(PARTS):
         rec = {k: v for k, v in rec.items() if k != "reruns"}
         rec |= stamp | {"command": command}

@@ -60,7 +60,6 @@ FULL_SCALE = dict(height=512, width=256, patients=60, synthetic_scale=1.0, filte
 """The issue's scale: the paper's 512x256 input and network, the ``ci`` book's 60 synthetic patients."""
 PIPELINES = ("paper", "pipeline")
 LABELS = {"paper": "paper's pipeline", "pipeline": "recommended pipeline"}
-FMA_UNITS = 2  # per core; AMD Zen 2-4 and Intel since Haswell have two 256-bit FMA pipes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,21 +68,13 @@ FMA_UNITS = 2  # per core; AMD Zen 2-4 and Intel since Haswell have two 256-bit 
 
 def cpu_description() -> dict:
     """CPU model, cores, clock, SIMD width and the nominal float32 peak it implies."""
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    flags = set(info.get("flags", "").split())
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags or "avx" in flags else 4
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    mhz = float(info["cpu MHz"]) if "cpu MHz" in info else float("nan")
-    fma = FMA_UNITS if "fma" in flags else 1
+    from spinelib.core.provenance import cpu_info
+
+    cpu = cpu_info()
+    cores, lanes, fma, mhz = cpu["cores"], cpu["float32_lanes"], cpu["fma_units_per_core"], cpu["clock_mhz"]
     peak = cores * fma * lanes * 2 * mhz / 1e3
     return {
-        "cpu_model": info.get("model name", platform.processor()), "cores": cores, "clock_mhz": mhz,
+        "cpu_model": cpu["model"], "cores": cores, "clock_mhz": mhz,
         "clock_source": "the 'cpu MHz' of /proc/cpuinfo, the clock the kernel reports; turbo not counted",
         "simd": "avx512" if lanes == 16 else "avx2" if lanes == 8 else "sse", "float32_lanes": lanes,
         "fma_units_per_core": fma, "peak_gflops": round(peak, 1),

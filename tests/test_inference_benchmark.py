@@ -62,3 +62,11 @@ def test_the_page_markers_are_checked_and_bad_counts_refused(tmp_path):
         script.put_on_page(page, "x")
     with pytest.raises(SystemExit):
         script.parse_args(["--xrays", "0"])
+
+
+def test_cpu_info_reads_this_machine():
+    from spinelib.core.provenance import cpu_info
+
+    cpu = cpu_info()
+    assert cpu["cores"] >= 1 and cpu["float32_lanes"] in (4, 8, 16) and cpu["fma_units_per_core"] in (1, 2)
+    assert ("avx2" in cpu["flags"]) == (cpu["float32_lanes"] >= 8) or "avx" in cpu["flags"] or not cpu["flags"]

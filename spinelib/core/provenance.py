@@ -279,6 +279,26 @@ def git_commit(repo: str | os.PathLike, mark_dirty: bool = False) -> str | None:
     return commit + (" (with uncommitted changes)" if dirty else "")
 
 
+def cpu_info() -> dict:
+    """The CPU as ``/proc/cpuinfo`` and the scheduler describe it: ``model``, ``family``,
+    ``model_number``, ``cores`` (this process may use), ``clock_mhz`` (the clock the kernel reports;
+    NaN when unknown), ``flags`` (set), ``float32_lanes`` (16 with AVX-512, 8 with AVX/AVX2, else 4) and
+    ``fma_units_per_core`` (2 with FMA: AMD Zen 2-4 and Intel since Haswell have two 256-bit FMA pipes)."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(info.get("flags", "").split())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lanes = 16 if "avx512f" in flags else 8 if flags & {"avx", "avx2"} else 4
+    return {"model": info.get("model name", platform.processor()), "family": info.get("cpu family"),
+            "model_number": info.get("model"), "cores": cores, "clock_mhz": float(info.get("cpu MHz", "nan")),
+            "flags": flags, "float32_lanes": lanes, "fma_units_per_core": 2 if "fma" in flags else 1}
+
+
 def run_info(profile=None, seed: int | None = None,
              data_dirs: Mapping[str, str | os.PathLike | None] | None = None) -> dict:
     """Everything needed to say what produced a result (JSON-ready).
