@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -85,144 +83,20 @@ def record_long_run(out: Path, seed: int = 0) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    t_start = time.perf_counter()
-    load_start = os.getloadavg()[0]
-    from spinelib import viz
     from spinelib.core.config import dataset_missing_message, find_dataset
-    from spinelib.core.provenance import git_commit
-    from spinelib.data import segdata
     from spinelib.paper import aasce_runs
-    from spinelib.seg import experiment, long_runs, spine_crop
-    from spinelib.viz import plot_history
 
-    commit = git_commit(REPO, mark_dirty=True)  # the code this run starts from (HEAD may move while it trains)
+    if (args.full_res_skip or args.decoder_filters) and args.encoder == "none":
+        flag = "--full-res-skip" if args.full_res_skip else "--decoder-filters"
+        print(f"{flag} needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
+        return 2
     root = find_dataset("aasce", args.aasce_dir)
     if root is None:
         print(dataset_missing_message("aasce"), file=sys.stderr)
         return 2
-    data = segdata.prepare_aasce_data(root, tuple(args.size), max_images=args.max_images,
-                                 val_fraction=args.val_fraction, seed=args.seed, progress=False)
-    print(f"{len(data.train_ids)} training images ({len(set(data.train_ids))} patients), "
-          f"{len(data.val_ids)} validation images ({len(set(data.val_ids))} patients)", flush=True)
-    augment = {"flip": True} if args.augment else False
-    common = dict(loss=args.loss, batch_size=args.batch_size, lr=args.lr, augment=augment, seed=args.seed,
-                  batch_norm=args.batch_norm, bn_momentum=args.bn_momentum, verbose=args.verbose)
-    if args.lr_schedule != "plateau":
-        common["lr_schedule"] = args.lr_schedule
-    if args.encoder != "none":
-        common["encoder"] = args.encoder
-    if args.full_res_skip:
-        if args.encoder == "none":
-            print("--full-res-skip needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
-            return 2
-        common["full_res_skip"] = args.full_res_skip
-    if args.decoder_filters:
-        if args.encoder == "none":
-            print("--decoder-filters needs --encoder lite0-imagenet or lite0-random", file=sys.stderr)
-            return 2
-        common["decoder_filters"] = list(args.decoder_filters)
-    stages = []
-    if args.crop:
-        # stage 1: where is the spine? (a small, low-resolution network; same patients in each split)
-        small = segdata.prepare_aasce_data(root, tuple(args.stage1_size), max_images=args.max_images,
-                                      val_fraction=args.val_fraction, seed=args.seed, progress=False)
-        # the spine finder is always a small plain U-Net (--encoder is for the crop network)
-        finder = {k: v for k, v in common.items() if k not in ("encoder", "full_res_skip", "decoder_filters")}
-        stage1, crop = spine_crop.two_stage_crop(
-            data, small, args.work, dict(finder, filters=args.stage1_filters, epochs=args.stage1_epochs,
-                                         patience=args.stage1_epochs),
-            size=args.crop_size, margin=args.margin, filters=args.filters, epochs=args.epochs,
-            patience=args.patience, depth=args.depth, tta=args.tta, **common)
-        result, boxes_val = crop.result, crop.boxes
-        stages += [stage1, result]
-        print(f"stage 1 Dice {stage1.dice().iloc[0]:.4f}", flush=True)
-        print(f"Dice inside the predicted crops {result.dice().iloc[0]:.4f}", flush=True)
-        cases, summary = experiment.evaluate_probabilities(crop.frame_prob(), data.val_masks, data.structures,
-                                                           data.val_ids)
-        figure_data, figure_result = crop.data, result
-    else:
-        result = experiment.run_experiment(data, args.work, "aasce_vertebra", filters=args.filters, epochs=args.epochs,
-                                   patience=args.patience, depth=args.depth, tta=args.tta, **common)
-        stages.append(result)
-        cases, summary = result.cases, result.summary
-        figure_data, figure_result = data, result
-    prob_frame = crop.frame_prob() if args.crop else result.val_prob()
-    without_tta = plain_prob = None
-    model = result.load_model()
-    if args.tta:  # the same network without test-time flips: what TTA adds
-        from spinelib.seg.inference import predict
-
-        plain_prob = predict(model, figure_data.val_images, batch_size=args.batch_size, tta_flip=False)
-        prob = crop.frame_prob(plain_prob) if args.crop else plain_prob
-        _, plain = experiment.evaluate_probabilities(prob, data.val_masks, data.structures, data.val_ids, seed=args.seed)
-        without_tta = plain.query("metric == 'dice'").iloc[0]
-    # frame-free: the probabilities (or the crops') put back into each X-ray at its own size
-    full = spine_crop.full_resolution_dice(data, result.val_prob(), progress=False, seed=args.seed,
-                                   boxes=boxes_val if args.crop else None).query("metric == 'dice'").iloc[0]
-    wall = time.perf_counter() - t_start
-    t_fit = time.perf_counter()  # after the wall time, so wall times stay comparable with older runs
-    fit = experiment.training_fit(model, figure_data, batch_size=args.batch_size, seed=args.seed,
-                          val_prob=plain_prob)  # without TTA the validation half is predicted here
-    fit["frame"] = "the crops' frame" if args.crop else "the network's frame"
-    fit["seconds"] = round(time.perf_counter() - t_fit, 1)
-    per_level, span = aasce_runs.aasce_level_summary(*aasce_runs.aasce_level_dice(prob_frame, data))  # where on the spine it errs
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python scripts/train_aasce.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    dice = summary.query("metric == 'dice'").iloc[0]
-    metrics = {
-        "command": command,
-        "git_commit": commit,
-        "dataset": "AASCE 2019 training split (real AP X-rays), vertebra bodies T1-L5 from the corner landmarks",
-        "validation": "patients (not images), spinelib.data.splits.patient_split",
-        "settings": vars(args) | {"size": list(args.size)},
-        "n_train_images": len(data.train_ids), "n_train_patients": len(set(data.train_ids)),
-        "n_val_images": len(data.val_ids), "n_val_patients": len(set(data.val_ids)),
-        "dice_mean_over_val_patients": float(dice["mean"]),
-        "dice_ci95": [float(dice["ci_low"]), float(dice["ci_high"])],
-        "dice_sd": float(dice["sd"]),
-        "dice_frame": f"the full X-ray resized to {args.size[0]}x{args.size[1]} (the network's input size)",
-        "mask_convention": "corners scaled with pixel centres aligned (spinelib.data.aasce.scale_landmarks)",
-        "dice_original_resolution": {"mean": float(full["mean"]), "ci95": [float(full["ci_low"]), float(full["ci_high"])],
-                                     "how": "probabilities resized (or crops put back) to each X-ray's own size, "
-                                            "against the corners drawn there (spinelib.seg.spine_crop.full_resolution_dice)"},
-        "outline_errors_in_frame": experiment.outline_error_summary(
-            prob_frame, data.val_masks),  # wrong pixels on the true outline (blurred edges) or away from it
-        "training_fit": fit,  # own training images, no augmentation, no TTA: not a validation number
-        "span": span | {"how": "spinelib.paper.aasce_runs.aasce_level_dice, in the network's frame; per vertebra: levels.csv"},
-        "dice_without_tta": None if without_tta is None else {
-            "mean": float(without_tta["mean"]), "ci95": [float(without_tta["ci_low"]), float(without_tta["ci_high"])]},
-        "summary": json.loads(summary.to_json(orient="records")),
-        "stages": [{"name": r.name, "input": list(experiment.input_size(r)), "params": r.params,
-                    "epochs_run": r.epochs_run, "train_seconds": round(r.train_seconds, 1),
-                    "dice_in_its_frame": float(r.dice().iloc[0])} for r in stages],
-        "params": sum(r.params for r in stages),
-        "epochs_run": sum(r.epochs_run for r in stages),
-        "train_seconds": round(sum(r.train_seconds for r in stages), 1),
-        "seconds_per_epoch": round(result.seconds_per_epoch, 1),
-        "wall_seconds_this_call": round(wall, 1),
-        "load_average_1min_at_start": round(load_start, 2),
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-    }
-    import tensorflow as tf
-
-    metrics["tensorflow"] = tf.__version__
-    from spinelib.core.provenance import run_info
-
-    metrics["run"] = run_info(seed=args.seed, data_dirs={"aasce": root})  # versions, data fingerprint
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    cases.to_csv(out / "cases.csv", index=False)
-    per_level.to_csv(out / long_runs.LEVELS_FILE)
-    result.history.to_csv(out / "history.csv", index=False)
-    fig = plot_history(result.history, title="AASCE vertebra U-Net (real X-rays)")
-    fig.savefig(out / "history.png", dpi=70)
-    fig = viz.cases_figure(figure_data, figure_result, n=3)
-    fig.savefig(out / "cases.png", dpi=70)
-    long_runs.write_readme(out, metrics)
-    record_long_run(out, args.seed)
+    metrics = aasce_runs.train_long_run(root, vars(args), command)
+    record_long_run(Path(args.out), args.seed)
     print(json.dumps({k: metrics[k] for k in ("dice_mean_over_val_patients", "dice_ci95", "epochs_run",
                                               "train_seconds", "wall_seconds_this_call")}))
     return 0

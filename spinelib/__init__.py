@@ -64,7 +64,7 @@ the book's experiments (paper): one module per page, none importing another
 - :mod:`spinelib.paper.page`             the one setup call of every page
 - :mod:`spinelib.paper.table2_losses`    page 2: Table 2 (losses that give black masks)
 - :mod:`spinelib.paper.table3_unet`      page 3: Table 3, remedies for thin structures, multi vs single
-- :mod:`spinelib.paper.aasce_runs`       page 3b: the AASCE runs beside the committed long runs
+- :mod:`spinelib.paper.aasce_runs`       page 3b: the AASCE runs beside the committed long runs; the long run itself
 - :mod:`spinelib.paper.table4_backbones` page 4: Table 4 (backbones x weights, cost)
 - :mod:`spinelib.paper.final_classifier` page 5: the final classifier, evaluation, the morphometric one
 - :mod:`spinelib.paper.segment_measure`  page 5: segment, then measure
