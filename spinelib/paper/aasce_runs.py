@@ -287,6 +287,8 @@ def train_long_run(root: str | os.PathLike, settings: dict, command: str) -> dic
     from spinelib.seg import experiment, long_runs, spine_crop
 
     args = SimpleNamespace(**settings)
+    if (args.full_res_skip or args.decoder_filters) and args.encoder == "none":
+        raise ValueError("full_res_skip and decoder_filters need the encoder lite0-imagenet or lite0-random")
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
     commit = git_commit(Path(__file__).resolve().parents[2], mark_dirty=True)  # the code this run starts from
@@ -301,8 +303,6 @@ def train_long_run(root: str | os.PathLike, settings: dict, command: str) -> dic
         common["lr_schedule"] = args.lr_schedule
     if args.encoder != "none":
         common["encoder"] = args.encoder
-    if (args.full_res_skip or args.decoder_filters) and args.encoder == "none":
-        raise ValueError("full_res_skip and decoder_filters need the encoder lite0-imagenet or lite0-random")
     if args.full_res_skip:
         common["full_res_skip"] = args.full_res_skip
     if args.decoder_filters:
