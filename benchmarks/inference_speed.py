@@ -125,13 +125,14 @@ def part_landmarks(args) -> dict:
     t = time.perf_counter()
     model.predict_file(files[0])
     first_s = time.perf_counter() - t
-    per, stages = [], {"read": [], "resize": [], "network": [], "network_eager": [], "rest": []}
+    per, shapes, stages = [], [], {"read": [], "resize": [], "network": [], "network_eager": [], "rest": []}
     forward = compiled_forward(model.network)
     for f in files:
         per.append(median_seconds(lambda: model.predict_file(f), args.repeats, warm=0)["median"])
         t0 = time.perf_counter()
         img = read_xray(f)
         t1 = time.perf_counter()
+        shapes.append(list(img.shape))
         x = resize_image(to_uint8(img), model.input_size)[None, ..., None]
         t2 = time.perf_counter()
         both = as_unit(np.concatenate([x, x[:, :, ::-1]]))
@@ -145,7 +146,6 @@ def part_landmarks(args) -> dict:
         t5 = time.perf_counter()
         for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             stages[k].append(v)
-    shapes = [list(read_xray(f).shape) for f in files]
     return {"source": source, "model": f"{model.name} {model.version}", "input": list(model.input_size),
             "tta_flip": bool(model.config.get("tta_flip", True)), "xrays": len(files),
             "xray_shapes_min_max": [min(shapes), max(shapes)], "load_seconds": round(load_s, 3),
