@@ -81,6 +81,20 @@ def test_same_seed_gives_identical_bytes(two_runs):
     assert ha == hb
 
 
+def test_two_worker_processes_write_the_same_bytes_as_one(two_runs, tmp_path):
+    """Issue 16: the book's 60-patient sets are drawn by one process per core; the files are the
+    same as one process writes (a patient depends only on (seed, index)), metadata order included."""
+    generate_dataset(tmp_path / "two", 3, seed=0, scale=SCALE, progress=False, workers=2)
+    assert tree_hashes(tmp_path / "two") == tree_hashes(two_runs[0])
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, "2"])
+def test_bad_worker_counts_are_refused_before_anything_is_written(workers, tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        generate_dataset(tmp_path / "w", 3, seed=0, scale=SCALE, progress=False, workers=workers)
+    assert not (tmp_path / "w").exists()
+
+
 def test_different_seed_differs_and_patient_k_does_not_depend_on_n(two_runs, tmp_path):
     a, _ = two_runs
     other = tmp_path / "seed1"

@@ -472,11 +472,36 @@ def _settings_diff(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))
 
 
+def _make_patient(job) -> dict:
+    """Draw and write one patient (a worker's task): its metadata row."""
+    k, cfg, root, irregularity = job
+    patient = generate_patient(k, patient_label(k, cfg.damaged_fraction), cfg.seed, cfg.scale,
+                               n_vertebrae=cfg.n_vertebrae)
+    irr = (irregularity,) if irregularity else ()
+    write_patient(patient, root, jpeg_quality=cfg.jpeg_quality, irregularities=irr)
+    return dict(patient.row(), irregularities=";".join(irr))
+
+
+def _check_workers(workers, n_jobs: int, scale: float = 1.0) -> int:
+    """The number of generating processes: ``workers``, or by default one per core for a dataset of
+    at least 16 full-size patients (``n_jobs * scale``); below that, starting the processes (about a
+    second each) costs more than it saves, and one process draws them."""
+    if workers is None:
+        return max(1, os.cpu_count() or 1) if n_jobs * scale >= 16 else 1
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    return int(min(workers, max(n_jobs, 1)))
+
+
 def generate_dataset(root: str | os.PathLike, n_patients: int, seed: int = 0, scale: float = 1.0,
                      damaged_fraction: float = 0.5, irregular: bool = False, progress: bool = True,
                      overwrite: bool = False, *, jpeg_quality: int = 90,
-                     n_vertebrae: tuple[int, int] = (12, 17)) -> pd.DataFrame:
+                     n_vertebrae: tuple[int, int] = (12, 17), workers: int | None = None) -> pd.DataFrame:
     """Write ``n_patients`` synthetic patients below ``root`` and return the metadata table.
+
+    ``workers``: processes that draw and write the patients (default: one per CPU core when there
+    are at least 16 full-size patients, else one); the files are the same for any number, since a patient depends only on
+    ``(seed, index)``.
 
     A folder already holding a dataset generated with the same settings (``synthetic.json``) is
     reused as is (a cache). Different settings raise ``ValueError`` unless ``overwrite=True``,
@@ -484,6 +509,7 @@ def generate_dataset(root: str | os.PathLike, n_patients: int, seed: int = 0, sc
     is not a synthetic dataset is refused. An interrupted generation is detected and redone.
     """
     cfg = SyntheticConfig(n_patients, seed, scale, damaged_fraction, irregular, jpeg_quality, n_vertebrae)
+    workers = _check_workers(workers, cfg.n_patients, cfg.scale)
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path, got {type(root).__name__}: {root!r}")
     root = Path(root)
@@ -514,13 +540,17 @@ def generate_dataset(root: str | os.PathLike, n_patients: int, seed: int = 0, sc
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(root / _MARKER, json.dumps({"settings": settings}).encode())
     plan = irregularity_plan(cfg.n_patients) if cfg.irregular else {}
-    rows = []
-    for k in tqdm(range(cfg.n_patients), desc="synthetic patients", unit="patient", disable=not progress):
-        patient = generate_patient(k, patient_label(k, cfg.damaged_fraction), cfg.seed, cfg.scale,
-                                   n_vertebrae=cfg.n_vertebrae)
-        irr = (plan[k],) if k in plan else ()
-        write_patient(patient, root, jpeg_quality=cfg.jpeg_quality, irregularities=irr)
-        rows.append(dict(patient.row(), irregularities=";".join(irr)))
+    jobs = [(k, cfg, str(root), plan.get(k)) for k in range(cfg.n_patients)]
+    bar = dict(total=len(jobs), desc="synthetic patients", unit="patient", disable=not progress)
+    if workers == 1:
+        rows = [_make_patient(job) for job in tqdm(jobs, **bar)]
+    else:  # every patient depends only on (seed, index): the files are the same as one process writes
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # "spawn": the caller may have started TensorFlow's threads, which a fork would copy mid-lock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows = list(tqdm(pool.map(_make_patient, jobs), **bar))
     df = pd.DataFrame(rows, columns=list(METADATA_COLUMNS))
     atomic_write_bytes(root / "metadata.csv", df.to_csv(index=False).encode())
     info = {"settings": settings, "n_normal": int((df.label == 0).sum()), "n_damaged": int((df.label == 1).sum()),
@@ -547,12 +577,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--overwrite", action="store_true", help="replace a dataset generated with other settings")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="processes drawing patients (default: one per CPU core); the files are the same for any number")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
         df = generate_dataset(args.out, args.n, seed=args.seed, scale=args.scale,
                               damaged_fraction=args.damaged_fraction, irregular=args.irregular,
-                              progress=not args.quiet, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality)
+                              progress=not args.quiet, overwrite=args.overwrite, jpeg_quality=args.jpeg_quality,
+                              workers=args.workers)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
