@@ -53,7 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "benchmarks" / "inference_speed"
 DEFAULT_AASCE = REPO.parent / "shared" / "data" / "aasce"
-PARTS = ("landmarks", "patient", "training", "peak")
+PARTS = ("landmarks", "patient", "training", "layers", "peak")
 PAGE = REPO / "docs" / "benchmarks.md"
 PAGE_MARKERS = ("<!-- inference:start -->", "<!-- inference:end -->")
 TARGETS = {"landmark_seconds": 0.5, "patient_seconds": 1.0, "training_peak_fraction": 0.65, "training_memory_mb": 4096}
@@ -273,6 +273,53 @@ def part_training_pipeline(args) -> dict:
             "peak_rss_mb": peak_rss_mb(), "load_average": [start, load()]}
 
 
+def part_layers(args) -> dict:
+    """Where a training step of the paper's U-Net goes: each convolution's forward and backward
+    pass (input and kernel gradients) timed alone, at its place in the network, against the whole
+    ``train_on_batch`` step; the rest of the step is activations, pooling, concatenation, the loss
+    and Adam."""
+    import tensorflow as tf
+
+    from spinelib.seg.losses import get_loss
+    from spinelib.seg.unet import forward_flops, unet
+
+    import keras
+
+    size, batch = tuple(args.size), 8
+    rng = np.random.default_rng(0)
+    model = unet((*size, 1))
+    x = rng.random((batch, *size, 1), dtype=np.float32)
+    y = (rng.random((batch, *size, 1)) > 0.9).astype(np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("paper"))
+    model.train_on_batch(x, y)
+    start = load()
+    step = median_seconds(lambda: model.train_on_batch(x, y), args.steps, warm=1)
+    rows = []
+    for layer in model.layers:
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            continue
+        inp = tf.constant(rng.random((batch, *layer.input.shape[1:]), dtype=np.float32))
+
+        @tf.function
+        def fwd_bwd(t, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(t)
+                out = layer(t)
+                loss = tf.reduce_sum(out)
+            return tape.gradient(loss, [t, layer.kernel])
+
+        fwd_bwd(inp)
+        t = median_seconds(lambda: [g.numpy() for g in fwd_bwd(inp)], max(args.steps - 1, 2), warm=0)
+        flops = 3 * forward_flops(keras.Sequential([keras.Input(layer.input.shape[1:]), layer.__class__.from_config(
+            layer.get_config())])) * batch
+        rows.append({"layer": layer.name, "kind": type(layer).__name__, "input": list(layer.input.shape[1:]),
+                     "output": list(layer.output.shape[1:]), "seconds": t["median"],
+                     "gflop": round(flops / 1e9, 2), "gflops": round(flops / t["median"] / 1e9, 1)})
+    conv = sum(r["seconds"] for r in rows)
+    return {"network": "the paper's U-Net", "input": list(size), "batch": batch, "step_seconds": step,
+            "conv_seconds": round(conv, 3), "layers": rows, "load_average": [start, load()]}
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. the CPU's peak
 
@@ -397,11 +444,37 @@ def markdown(rec: dict) -> str:
            if pk["measured_peak_gflops"] > pk["nominal_gflops_at_reported_clock"] else "")
         + ". The training FLOP/s count the convolutions only "
         f"({tr['step']['forward_gflop_per_image']:.1f} GFLOP forward per image; training = 3 x forward).", "",
+    ]
+    if "layers" in rec:
+        lines += layers_markdown(rec["layers"], rec["peak"])
+    lines += [
         "## Reproduce", "", "```bash", rec["command"], "```", "",
     ]
     for r in rec.get("reruns", []):
         lines.insert(-1, f"Measured again on {r['date']} (commit `{r['git_commit'][:12]}`): {', '.join(r['parts'])}, by `{r['command']}`.\n")
     return "\n".join(lines)
+
+
+def layers_markdown(lay: dict, pk: dict) -> list[str]:
+    """The section on where a training step goes (:func:`part_layers`)."""
+    step = lay["step_seconds"]["median"]
+    rows = sorted(lay["layers"], key=lambda r: -r["seconds"])
+    peak = pk["measured_peak_gflops"]
+    out = [
+        "## Where a training step goes", "",
+        f"The paper's U-Net, {lay['input'][0]}x{lay['input'][1]}, batch {lay['batch']}: one `train_on_batch` step takes "
+        f"{step:.2f} s (median). Each convolution's forward and backward pass, timed alone at its place in the network, "
+        f"adds up to **{lay['conv_seconds']:.2f} s ({100 * lay['conv_seconds'] / step:.0f} % of the step)**; the other "
+        f"{max(step - lay['conv_seconds'], 0):.2f} s are activations, pooling, concatenation, the loss and Adam. "
+        f"Load average {lay['load_average']}. The slowest layers first "
+        f"(GFLOP/s against the measured peak of {peak:.0f}):", "",
+        "| layer | input -> output | seconds | share of the step | GFLOP | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(f"| `{r['layer']}` ({r['kind']}) | {'x'.join(map(str, r['input']))} -> {'x'.join(map(str, r['output']))} | "
+                   f"{r['seconds']:.3f} | {100 * r['seconds'] / step:.1f} % | {r['gflop']:.1f} | {r['gflops']:.0f} | "
+                   f"{100 * r['gflops'] / peak:.0f} % |")
+    return out + [""]
 
 
 def put_on_page(page: Path, md: str, markers: tuple[str, str] = PAGE_MARKERS) -> None:
@@ -445,7 +518,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         fn = {"landmarks": part_landmarks, "patient": part_patient, "training": part_training,
-              "pipeline": part_training_pipeline, "peak": part_peak}[args.child]
+              "pipeline": part_training_pipeline, "layers": part_layers, "peak": part_peak}[args.child]
         args.child_out.write_text(json.dumps(fn(args)))
         return 0
     js, md = args.out.with_suffix(".json"), args.out.with_suffix(".md")

@@ -287,6 +287,20 @@ def prepare_synthetic(profile_name: str, synthetic_dir: Path, seed: int = 0):
                             scale=prof.synthetic_scale)
 
 
+def input_fingerprints(synthetic_dir: Path) -> dict[str, str]:
+    """Fingerprints (:func:`spinelib.core.provenance.data_fingerprint`) of what the pages read and
+    must never change: the synthetic dataset and each shared real dataset found on this machine."""
+    from spinelib.core.config import find_dataset
+    from spinelib.core.provenance import data_fingerprint
+
+    roots = {"synthetic": Path(synthetic_dir)}
+    for name in ("aasce", "spine-project-examples"):
+        found = find_dataset(name)
+        if found is not None:
+            roots[name] = Path(found)
+    return {name: data_fingerprint(root) for name, root in roots.items() if root.exists()}
+
+
 def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
           notebooks: list[str] | None = None, render: bool = True) -> pd.DataFrame:
     """Execute every notebook with ``profile`` and render the book into ``<build_dir>/html``."""
@@ -314,6 +328,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         shutil.copytree(mathjax, src / "_extra" / "mathjax")
     params = {"profile": profile, "seed": seed, "synthetic_dir": str(synthetic_dir),
               "output_dir": str(output_dir)}
+    inputs = input_fingerprints(synthetic_dir)  # the pages' inputs before any page ran (tests compare after)
     todo = toc_notebooks()
     if notebooks:
         todo = [nb for nb in todo if any(key in nb.name for key in notebooks)]
@@ -342,7 +357,9 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         timings.append({"step": "jupyter-book build", "seconds": round(time.perf_counter() - t1, 1)})
     frame = pd.DataFrame(timings)
     frame.to_csv(build_dir / f"timings-{profile}.csv", index=False)
-    (build_dir / "build-info.json").write_text(json.dumps({"profile": profile, "seed": seed}))
+    (build_dir / "build-info.json").write_text(json.dumps(
+        {"profile": profile, "seed": seed, "output_dir": str(output_dir), "synthetic_dir": str(synthetic_dir),
+         "executed": [nb.name for nb in todo], "inputs_before": inputs}, indent=1))
     print(frame.to_string(index=False))
     return frame
 

@@ -145,3 +145,17 @@ def test_cpu_info_reads_this_machine():
         assert cpu["float32_lanes"] >= 8
     if not cpu["flags"] & {"avx", "avx2", "avx512f"}:
         assert cpu["float32_lanes"] == 4
+
+
+def test_the_layer_profile_times_every_convolution_of_the_paper_unet():
+    """Issue 16's per-layer profile (part ``layers``), at a tiny size: all 23 convolutions of the
+    paper's U-Net (19 Conv2D, 4 transposed), each with its FLOPs, and a section that lists them."""
+    script = load_script("inference_speed")
+    args = script.parse_args(["--size", "32", "16", "--steps", "2"])
+    rec = script.part_layers(args)
+    kinds = [r["kind"] for r in rec["layers"]]
+    assert len(kinds) == 23 and kinds.count("Conv2DTranspose") == 4
+    assert all(r["seconds"] > 0 and r["gflop"] >= 0 for r in rec["layers"])
+    assert rec["conv_seconds"] == pytest.approx(sum(r["seconds"] for r in rec["layers"]), abs=1e-3)
+    md = "\n".join(script.layers_markdown(rec, {"measured_peak_gflops": 164.0}))
+    assert md.count("| `") == 23 and "## Where a training step goes" in md

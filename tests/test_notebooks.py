@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -62,15 +63,15 @@ def test_papermill_lists_every_parameter_with_type_and_meaning(path):
         assert len(p["help"]) > 10, f"{path.name}: {name} has no comment saying what it means"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
-    shared = find_dataset("aasce")
-    before = tree_fingerprint(shared.parent) if shared else None
-    syn_before = tree_fingerprint(tiny_synthetic)
-    out = tmp_path / path.name
-    run_notebook(path, out, {"profile": "tiny", "seed": 0, "synthetic_dir": str(tiny_synthetic),
-                             "output_dir": str(tmp_path / "outputs")}, cwd=path.parent)
+BUILT_PAGES = os.environ.get("SPINELIB_CHECK_BUILT_PAGES") == "1"
+"""Set by ``.ci/run``, which has just built the book: each page is checked in the executed copy the
+build made (``_build/src/notebooks``) instead of being executed a second time."""
+BUILD = REPO_ROOT / "_build"
+
+
+def check_executed_page(path: Path, out: Path, outputs: Path, profile: str) -> None:
+    """What every executed page must show: no error, outputs, no training log, its figures, and a
+    provenance sidecar (versions, seed, profile, data fingerprints) beside every table it wrote."""
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
@@ -83,19 +84,45 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
     # Figures are drawn inline, whatever MPLBACKEND the test process has (conftest sets Agg).
     if any(re.search(r"\bfig\b", c.source) for c in nb.cells if c.cell_type == "code"):
         assert count_figures(out) > 0, f"{path.name} draws figures but none reached the notebook"
-    # Nothing under an input directory was changed by the run.
-    if shared:
-        assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
-    assert tree_fingerprint(tiny_synthetic) == syn_before, "the notebook modified its input dataset"
-    # Every table the page wrote has its provenance sidecar (versions, seed, profile, data fingerprints).
-    for table in (tmp_path / "outputs").glob(f"{path.name.split('_')[0]}_*.csv"):
+    for table in outputs.glob(f"{path.name.split('_')[0]}_*.csv"):
         info = json.loads(table.with_suffix(".run.json").read_text())
-        assert info["seed"] == 0 and info["profile"]["name"] == "tiny" and info["results_file"] == table.name
+        assert info["seed"] == 0 and info["profile"]["name"] == profile and info["results_file"] == table.name
         used = {name: d for name, d in info["datasets"].items() if d}
         assert used, f"{table.name}: its run record names no dataset"
         assert all(d["fingerprint"] for d in used.values()), f"{table.name}: a dataset without its fingerprint"
         if "synthetic" in info["datasets"]:
             assert info["datasets"]["synthetic"]["fingerprint"], f"{table.name}: no fingerprint of the synthetic data"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BUILT_PAGES, reason="the book build of this run executed every page (SPINELIB_CHECK_BUILT_PAGES)")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
+    shared = find_dataset("aasce")
+    before = tree_fingerprint(shared.parent) if shared else None
+    syn_before = tree_fingerprint(tiny_synthetic)
+    out = tmp_path / path.name
+    run_notebook(path, out, {"profile": "tiny", "seed": 0, "synthetic_dir": str(tiny_synthetic),
+                             "output_dir": str(tmp_path / "outputs")}, cwd=path.parent)
+    check_executed_page(path, out, tmp_path / "outputs", "tiny")
+    # Nothing under an input directory was changed by the run.
+    if shared:
+        assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
+    assert tree_fingerprint(tiny_synthetic) == syn_before, "the notebook modified its input dataset"
+
+
+@pytest.mark.skipif(not BUILT_PAGES, reason="checks the pages a book build executed (SPINELIB_CHECK_BUILT_PAGES=1)")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_built_page_ran_clean_and_left_its_inputs_alone(path):
+    """CI: the page as this run's book build executed it (any profile) passes the same checks as
+    a page the test executes, and the build's inputs are as they were before its first page."""
+    info = json.loads((BUILD / "build-info.json").read_text())
+    assert path.name in info["executed"], f"the book build did not execute {path.name}"
+    check_executed_page(path, BUILD / "src" / "notebooks" / path.name, Path(info["output_dir"]), info["profile"])
+    from spinelib.book import input_fingerprints
+
+    assert input_fingerprints(Path(info["synthetic_dir"])) == info["inputs_before"], \
+        "a page modified its input data (the synthetic set or ../shared/data)"
 
 
 READER_PAGES = [p for p in NOTEBOOKS if p.name[:2] in {"01", "02", "03", "04", "05", "06", "07"}]
