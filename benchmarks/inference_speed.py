@@ -479,13 +479,9 @@ def layers_markdown(lay: dict, pk: dict) -> list[str]:
 
 def put_on_page(page: Path, md: str, markers: tuple[str, str] = PAGE_MARKERS) -> None:
     """Replace what lies between the page's two markers by ``md``, its headings one level down."""
-    text = page.read_text()
-    start, end = markers
-    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
-        raise ValueError(f"{page} needs one {start} before one {end}")
-    before, rest = text.split(start)
-    shifted = "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines())
-    page.write_text(f"{before}{start}\n{shifted}\n{end}{rest.split(end)[1]}")
+    from spinelib.core.provenance import put_between_markers
+
+    put_between_markers(page, md, markers)
 
 
 def parse_args(argv=None):

@@ -562,12 +562,9 @@ def markdown(rec: dict) -> str:
 
 def update_page(page: Path, md: str) -> None:
     """Put ``md`` (its headings one level down) between the page's markers."""
-    text = page.read_text()
-    if PAGE_START not in text or PAGE_END not in text:
-        raise ValueError(f"{page} has no {PAGE_START} ... {PAGE_END} markers")
-    body = "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines())
-    head, rest = text.split(PAGE_START, 1)
-    page.write_text(head + PAGE_START + "\n" + body + "\n" + PAGE_END + rest.split(PAGE_END, 1)[1])
+    from spinelib.core.provenance import put_between_markers
+
+    put_between_markers(page, md, (PAGE_START, PAGE_END))
 
 
 def shown_arguments(argv: list[str]) -> list[str]:

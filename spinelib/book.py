@@ -287,6 +287,14 @@ def prepare_synthetic(profile_name: str, synthetic_dir: Path, seed: int = 0):
                             scale=prof.synthetic_scale)
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (the pages' kernels)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def input_fingerprints(synthetic_dir: Path) -> dict[str, str]:
     """Fingerprints (:func:`spinelib.core.provenance.data_fingerprint`) of what the pages read and
     must never change: the synthetic dataset and each shared real dataset found on this machine."""
@@ -335,11 +343,13 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     for nb in todo:
         out = src / nb.relative_to(REPO_ROOT)
         print(f"[book] executing {nb.name} (profile={profile})", flush=True)
+        cpu0 = children_cpu_seconds()
         secs = run_notebook(nb, out, params, cwd=nb.parent)
+        cpu = children_cpu_seconds() - cpu0  # the page's kernel, reaped when papermill shut it down
         hide_injected_parameters(out)
         figures = count_figures(out)
-        print(f"[book]   done in {secs:.0f} s, {figures} figure(s)", flush=True)
-        timings.append({"step": nb.name, "seconds": round(secs, 1), "figures": figures})
+        print(f"[book]   done in {secs:.0f} s ({cpu:.0f} CPU s), {figures} figure(s)", flush=True)
+        timings.append({"step": nb.name, "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1), "figures": figures})
     # Notebooks in the toc that were not executed this time are copied as they are (no outputs).
     for nb in toc_notebooks():
         out = src / nb.relative_to(REPO_ROOT)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,3 +160,28 @@ def test_the_layer_profile_times_every_convolution_of_the_paper_unet():
     assert rec["conv_seconds"] == pytest.approx(sum(r["seconds"] for r in rec["layers"]), abs=1e-3)
     md = "\n".join(script.layers_markdown(rec, {"measured_peak_gflops": 164.0}))
     assert md.count("| `") == 23 and "## Where a training step goes" in md
+
+
+def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
+    """benchmarks/book_profile.py: one row per training run (images per second from its epochs) and
+    per build step (its share of the build, the seconds its runs trained), nothing re-measured."""
+    script = load_script("book_profile")
+    run = tmp_path / "outputs" / "03_unet" / "table3_AP"
+    assert script.page_of_run("segmenters-41f867d4d872") == "05" and script.page_of_run("02_table2") == "02"
+    run.mkdir(parents=True)
+    (run / "train_state.json").write_text(json.dumps({"epoch": 2, "config": {
+        "model": "unet", "params": 10, "batch_size": 4, "n_train": 48, "n_val": 12, "input_shape": [256, 128, 1]}}))
+    (run / "history.csv").write_text("epoch,epoch_seconds,val_dice\n0,14.0,0.2\n1,10.0,0.5\n")
+    timings = tmp_path / "timings.csv"
+    timings.write_text("step,seconds,figures\nsynthetic data,20,\n03_unet_segmentation.ipynb,60,3\n03b_aasce_segmentation.ipynb,20,1\n")
+    out = tmp_path / "profile"
+    assert script.main(["--output-dir", str(tmp_path / "outputs"), "--timings", str(timings), "--out", str(out)]) == 0
+    runs = pd.read_csv(out.with_suffix(".csv"))
+    assert runs.loc[0, "page"] == 3 and runs.loc[0, "epochs"] == 2 and runs.loc[0, "training_seconds"] == 24.0
+    assert runs.loc[0, "train_images_per_second"] == 4.0 and runs.loc[0, "best_val_dice"] == 0.5
+    pages = pd.read_csv(tmp_path / "profile-pages.csv").set_index("step")
+    assert pages.loc["03_unet_segmentation.ipynb", "training_seconds"] == 24.0
+    assert pages.loc["03b_aasce_segmentation.ipynb", "training_runs"] == 0  # 03b's runs live under page 3's folder
+    assert pages["share_of_build"].sum() == pytest.approx(1.0, abs=1e-3)
+    assert "Whole build: **1.7 min**" in out.with_suffix(".md").read_text()
+    assert script.main(["--output-dir", str(tmp_path / "none"), "--timings", str(timings), "--out", str(out)]) == 2

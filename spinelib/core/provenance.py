@@ -436,3 +436,16 @@ def write_results(path: str | os.PathLike, frame_or_dict, info: Mapping) -> Path
     atomic_write_bytes(p, data)
     atomic_write_bytes(sidecar_path(p), (json.dumps(sidecar, indent=2, allow_nan=False) + "\n").encode())
     return p
+
+
+def put_between_markers(page: str | os.PathLike, md: str, markers: tuple[str, str]) -> None:
+    """Replace what lies between ``page``'s two ``markers`` (HTML comments, each once, in order) by
+    the Markdown ``md``, its headings one level down: how a benchmark's record reaches its book page."""
+    page = Path(page)
+    text = page.read_text()
+    start, end = markers
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{page} needs one {start} before one {end}")
+    before, rest = text.split(start)
+    shifted = "\n".join("#" + line if line.startswith("#") else line for line in md.splitlines())
+    page.write_text(f"{before}{start}\n{shifted}\n{end}{rest.split(end)[1]}")
