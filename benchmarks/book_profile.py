@@ -84,7 +84,7 @@ def pages(timings: Path, runs: pd.DataFrame) -> pd.DataFrame:
 def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
     total = page_table["seconds"].sum()
     lines = [f"# {title}", "",
-             f"Whole build: **{total / 60:.1f} min** wall. Pages, the slowest first (training = the seconds of the "
+             f"The steps below take **{total / 60:.1f} min** of wall time in all. Pages, the slowest first (training = the seconds of the "
              "page's own training runs, from their `history.csv`; a run the build reused from an earlier one counts the "
              "seconds it once took, so profile a build from scratch):", "",
              page_table.sort_values("seconds", ascending=False).to_markdown(index=False, floatfmt=".1f"), "",
@@ -97,22 +97,23 @@ def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="ci", help="the build's profile (default: ci)")
-    ap.add_argument("--output-dir", type=Path, help="the build's output folder (default: outputs/<profile>)")
+    ap.add_argument("--output-dir", type=Path, nargs="+",
+                    help="the build's output folder(s) (default: outputs/<profile>; several when its pages ran apart)")
     ap.add_argument("--timings", type=Path, help="the build's timings (default: _build/timings-<profile>.csv)")
     ap.add_argument("--out", type=Path, help="output path without suffix (default: benchmarks/book_profile_<profile>)")
     ap.add_argument("--title", default=None, help="the Markdown's title")
     ap.add_argument("--update-page", action="store_true",
                     help=f"also put the Markdown into {PAGE.relative_to(REPO)} between its markers")
     args = ap.parse_args(argv)
-    output_dir = args.output_dir or REPO / "outputs" / args.profile
+    output_dirs = args.output_dir or [REPO / "outputs" / args.profile]
     timings = args.timings or REPO / "_build" / f"timings-{args.profile}.csv"
     out = args.out or REPO / "benchmarks" / f"book_profile_{args.profile}"
-    for path, what in ((output_dir, "output folder"), (timings, "timings file")):
+    for path, what in [(d, "output folder") for d in output_dirs] + [(timings, "timings file")]:
         if not path.exists():
             print(f"error: no {what} at {path}: build the book first (bash scripts/build_book.sh {args.profile})",
                   file=sys.stderr)
             return 2
-    runs = training_runs(output_dir)
+    runs = pd.concat([training_runs(d) for d in output_dirs], ignore_index=True)
     page_table = pages(timings, runs)
     runs.to_csv(out.with_suffix(".csv"), index=False)
     page_table.to_csv(out.parent / f"{out.name}-pages.csv", index=False)

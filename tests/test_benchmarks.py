@@ -183,5 +183,5 @@ def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
     assert pages.loc["03_unet_segmentation.ipynb", "training_seconds"] == 24.0
     assert pages.loc["03b_aasce_segmentation.ipynb", "training_runs"] == 0  # 03b's runs live under page 3's folder
     assert pages["share_of_build"].sum() == pytest.approx(1.0, abs=1e-3)
-    assert "Whole build: **1.7 min**" in out.with_suffix(".md").read_text()
+    assert "take **1.7 min** of wall time" in out.with_suffix(".md").read_text()
     assert script.main(["--output-dir", str(tmp_path / "none"), "--timings", str(timings), "--out", str(out)]) == 2
