@@ -30,8 +30,15 @@ RUN_FOLDERS = {"segmenters": "05", "unet-aasce": "04"}
 page 4's in-domain U-Net on AASCE masks (``unet-aasce``); the others start with the page number."""
 
 
-def page_of_run(folder: str) -> str:
-    """The page that trains the runs of an output folder (``02_table2`` -> ``02``)."""
+RUN_PAGES = {"03_unet/aasce": "03b"}
+"""Runs that live in another page's folder: page 3b trains its AASCE run in page 3's run folder."""
+
+
+def page_of_run(folder: str, run: str = "") -> str:
+    """The page that trains a run (``run``: its path under the output folder) of an output folder
+    (``02_table2`` -> ``02``)."""
+    if run in RUN_PAGES:
+        return RUN_PAGES[run]
     for prefix, page in RUN_FOLDERS.items():
         if folder.startswith(prefix):
             return page
@@ -57,7 +64,7 @@ def training_runs(output_dir: Path) -> pd.DataFrame:
         epochs = len(h)
         shape = cfg.get("input_shape", [])
         rows.append({
-            "page": page_of_run(rel.parts[0]), "run": rel.as_posix(), "network": cfg.get("model", ""),
+            "page": page_of_run(rel.parts[0], rel.as_posix()), "run": rel.as_posix(), "network": cfg.get("model", ""),
             "parameters": cfg.get("params"), "input": "x".join(str(v) for v in shape[:2]),
             "batch": cfg.get("batch_size"), "train_images": n_train, "val_images": cfg.get("n_val"),
             "epochs": epochs, "training_seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / epochs, 2),
@@ -81,17 +88,40 @@ def pages(timings: Path, runs: pd.DataFrame) -> pd.DataFrame:
     return t.drop(columns="page")
 
 
+def _blank_nan(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every missing number as None, which the Markdown shows as a dash."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
 def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
+    """Both tables, narrow enough for a book page (the CSVs hold every column)."""
     total = page_table["seconds"].sum()
+    shown = page_table.sort_values("seconds", ascending=False)
+    cpu = shown["cpu_seconds"] if "cpu_seconds" in shown else pd.Series(float("nan"), index=shown.index)
+    pages_md = pd.DataFrame({
+        "step": shown["step"].str.replace(".ipynb", "", regex=False), "wall (min)": shown["seconds"] / 60,
+        "CPU (min)": cpu / 60, "U-Net runs": shown["training_runs"], "their training (min)": shown["training_seconds"] / 60,
+        "share (%)": 100 * shown["share_of_build"]})
     lines = [f"# {title}", "",
-             f"The steps below take **{total / 60:.1f} min** of wall time in all. Pages, the slowest first (training = the seconds of the "
-             "page's own training runs, from their `history.csv`; a run the build reused from an earlier one counts the "
-             "seconds it once took, so profile a build from scratch):", "",
-             page_table.sort_values("seconds", ascending=False).to_markdown(index=False, floatfmt=".1f"), "",
-             f"Training runs of U-Nets ({len(runs)}; the classifiers of pages 4-5 train through scikit-learn or "
-             "Keras without a `history.csv` and count in their page's time only), the slowest first:", "",
-             runs.sort_values("training_seconds", ascending=False).to_markdown(index=False) if len(runs) else "(none)", ""]
-    return "\n".join(lines)
+             f"The steps below take **{total / 60:.1f} min** of wall time in all. Pages, the slowest first (training = the "
+             "seconds of the page's own U-Net runs, from their `history.csv`; a run the build reused from an earlier one "
+             "counts the seconds it once took, so profile a build from scratch):", "",
+             _blank_nan(pages_md).to_markdown(index=False, floatfmt=".1f", missingval="–"), ""]
+    if "measured" in shown:
+        lines += ["How each step was measured:", ""] + [
+            f"- {step.removesuffix('.ipynb')}: {note}" for step, note in zip(shown["step"], shown["measured"]) if isinstance(note, str)] + [""]
+    lines += [f"U-Net training runs ({len(runs)}; the classifiers of pages 4-5 train without a `history.csv` and count in "
+              "their page's time only), the slowest first; the CSV beside this file has every column:", ""]
+    if len(runs):
+        r = runs.sort_values("training_seconds", ascending=False)
+        runs_md = pd.DataFrame({
+            "run": r["run"].str.replace(r"-[0-9a-f]{12}", "", regex=True),  # segmenters-<cache key>/AP -> segmenters/AP
+            "input": r["input"], "epochs": r["epochs"], "images/s": r["train_images_per_second"],
+            "training (min)": r["training_seconds"] / 60})
+        lines.append(_blank_nan(runs_md).to_markdown(index=False, floatfmt=".1f", missingval="–"))
+    else:
+        lines.append("(none)")
+    return "\n".join(lines + [""])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -168,6 +168,7 @@ def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
     script = load_script("book_profile")
     run = tmp_path / "outputs" / "03_unet" / "table3_AP"
     assert script.page_of_run("segmenters-41f867d4d872") == "05" and script.page_of_run("02_table2") == "02"
+    assert script.page_of_run("03_unet", "03_unet/aasce") == "03b"
     run.mkdir(parents=True)
     (run / "train_state.json").write_text(json.dumps({"epoch": 2, "config": {
         "model": "unet", "params": 10, "batch_size": 4, "n_train": 48, "n_val": 12, "input_shape": [256, 128, 1]}}))
@@ -183,5 +184,6 @@ def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
     assert pages.loc["03_unet_segmentation.ipynb", "training_seconds"] == 24.0
     assert pages.loc["03b_aasce_segmentation.ipynb", "training_runs"] == 0  # 03b's runs live under page 3's folder
     assert pages["share_of_build"].sum() == pytest.approx(1.0, abs=1e-3)
-    assert "take **1.7 min** of wall time" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "take **1.7 min** of wall time" in md and "| 03_unet/table3_AP |" in md.replace("  ", "")
     assert script.main(["--output-dir", str(tmp_path / "none"), "--timings", str(timings), "--out", str(out)]) == 2
