@@ -500,8 +500,8 @@ def generate_dataset(root: str | os.PathLike, n_patients: int, seed: int = 0, sc
     """Write ``n_patients`` synthetic patients below ``root`` and return the metadata table.
 
     ``workers``: processes that draw and write the patients (default: one per CPU core when there
-    are at least 16 full-size patients, else one); the files are the same for any number, since a patient depends only on
-    ``(seed, index)``.
+    are at least 16 full-size patients, else one); the files are the same for any number, since a
+    patient depends only on ``(seed, index)``.
 
     A folder already holding a dataset generated with the same settings (``synthetic.json``) is
     reused as is (a cache). Different settings raise ``ValueError`` unless ``overwrite=True``,
@@ -578,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace a dataset generated with other settings")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--workers", type=int, default=None,
-                    help="processes drawing patients (default: one per CPU core); the files are the same for any number")
+                    help="processes drawing patients (default: one per CPU core from 16 full-size patients up, else 1); "
+                         "the files are the same for any number")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
