@@ -281,7 +281,7 @@ def part_layers(args) -> dict:
     import tensorflow as tf
 
     from spinelib.seg.losses import get_loss
-    from spinelib.seg.unet import forward_flops, unet
+    from spinelib.seg.unet import layer_flops, unet
 
     import keras
 
@@ -310,8 +310,7 @@ def part_layers(args) -> dict:
 
         fwd_bwd(inp)
         t = median_seconds(lambda: [g.numpy() for g in fwd_bwd(inp)], max(args.steps - 1, 2), warm=0)
-        flops = 3 * forward_flops(keras.Sequential([keras.Input(layer.input.shape[1:]), layer.__class__.from_config(
-            layer.get_config())])) * batch
+        flops = 3 * layer_flops(layer) * batch
         rows.append({"layer": layer.name, "kind": type(layer).__name__, "input": list(layer.input.shape[1:]),
                      "output": list(layer.output.shape[1:]), "seconds": t["median"],
                      "gflop": round(flops / 1e9, 2), "gflops": round(flops / t["median"] / 1e9, 1)})

@@ -198,20 +198,23 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
     return keras.Model(inputs, outputs, name=name)
 
 
+def layer_flops(layer) -> int:
+    """Forward FLOPs per image of one ``Conv2D`` (output pixels x kernel x input channels x filters
+    x 2) or ``Conv2DTranspose`` (input pixels x ...); 0 for any other layer."""
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        _, h, w, c_in = layer.input.shape
+    elif isinstance(layer, keras.layers.Conv2D):
+        _, h, w, _ = layer.output.shape
+        c_in = layer.input.shape[-1]
+    else:
+        return 0
+    kh, kw = layer.kernel_size
+    return 2 * int(h) * int(w) * kh * kw * int(c_in) * layer.filters
+
+
 def forward_flops(model: keras.Model) -> int:
     """Forward FLOPs per image of a model's convolutions: 2 x the multiply-adds of every ``Conv2D``
     (output pixels x kernel x input channels x filters) and ``Conv2DTranspose`` (input pixels x
     kernel x input channels x filters). Biases, activations, pooling and batch norm are left out;
     training is about 3 x forward (forward, gradient of the input, gradient of the weights)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, c_in = layer.input.shape
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, _ = layer.output.shape
-            c_in = layer.input.shape[-1]
-        else:
-            continue
-        kh, kw = layer.kernel_size
-        total += 2 * int(h) * int(w) * kh * kw * int(c_in) * layer.filters
-    return total
+    return sum(layer_flops(layer) for layer in model.layers)
