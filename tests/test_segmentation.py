@@ -169,6 +169,39 @@ def test_cosine_schedule_decays_and_survives_a_resume(tmp_path):
                            **{**kw, "out_dir": tmp_path / "b", "lr_schedule": "step"})
 
 
+def _black_unet():
+    """A U-Net whose output bias is -50: it paints every pixel black, and at lr 1e-9 keeps doing so."""
+    model = unet((H, W, 1), filters=2, depth=2)
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel * 0, bias - 50])
+    return model
+
+
+def test_a_run_that_paints_black_stops_after_stop_black_epochs_and_counts_across_a_resume(tmp_path):
+    x, y = discs(4)
+    kw = dict(loss="dice", batch_size=4, patience=10, verbose=0, lr=1e-9, epochs=6)
+    black = train_segmentation(_black_unet(), x, y, x, y, out_dir=tmp_path / "a", stop_black=3, **kw)
+    assert black.stopped_early and len(black.history) == 3
+    assert (black.history["val_white"] == 0).all()
+    assert train_segmentation(_black_unet(), x, y, x, y, out_dir=tmp_path / "a", stop_black=3, **kw).train_seconds == 0.0
+
+    class Crash(keras.callbacks.Callback):  # the process dies in its second epoch, the first (black) one saved
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(_black_unet(), x, y, x, y, out_dir=tmp_path / "b", stop_black=2, callbacks=[Crash()], **kw)
+    resumed = train_segmentation(_black_unet(), x, y, x, y, out_dir=tmp_path / "b", stop_black=2, **kw)
+    assert resumed.initial_epoch == 1 and resumed.stopped_early and len(resumed.history) == 2  # 1 before + 1 after
+
+    painting = train_segmentation(unet((H, W, 1), filters=2, depth=2), x, y, x, y, out_dir=tmp_path / "c",
+                                  stop_black=1, **{**kw, "epochs": 3})
+    assert not painting.stopped_early and len(painting.history) == 3  # sigmoid(0) = 0.5: white, never stopped
+    with pytest.raises(ValueError, match="stop_black"):
+        train_segmentation(_black_unet(), x, y, x, y, out_dir=tmp_path / "d", stop_black=-1, **kw)
+
+
 def test_train_segmentation_rejects_bad_input(tmp_path):
     x, y = discs(4)
     model = unet((H, W, 1), filters=2, depth=2, n_classes=2)

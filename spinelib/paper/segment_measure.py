@@ -10,8 +10,9 @@ the same patient-level cross-validation as every other classifier.
 The three measured structures, per view (:data:`MEASURED_STRUCTURES`): the AP vertebra bodies
 (Cobb angle, lateral deviation) and the LAT vertebra bodies and disk spaces (wedge ratios,
 listhesis, disk heights). One multi-output U-Net per view, the U-Net page's recipe (batch norm
-with momentum 0.9) with the Dice loss, at a larger input than the segmentation page (measuring
-a disk 2 px high is not measuring).
+with momentum 0.9) with the Dice loss; the LAT network at a larger input than the segmentation
+page (measuring a disk 2 px high is not measuring), the AP one at the plan's ``segmenter_ap_size``
+when it has one (:meth:`~spinelib.core.plans.Plan.segmenter_input`).
 """
 
 from __future__ import annotations
@@ -72,10 +73,11 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
         state = folder / "train_state.json"
         if paths[view].is_file() and state.is_file() and json.loads(state.read_text()).get("epoch", 0) >= plan.segmenter_epochs:
             continue  # finished before: not even the arrays are loaded again
-        x, y, ids = load_segmentation_arrays(dataset, view, plan.segmenter_size, structures=names, progress=progress)
+        size = plan.segmenter_input(view)
+        x, y, ids = load_segmentation_arrays(dataset, view, size, structures=names, progress=progress)
         train, val = patient_split(ids, val_fraction=0.15, seed=seed)
         set_seed(seed)
-        model = unet((*plan.segmenter_size, 1), filters=plan.segmenter_filters, n_classes=len(names), batch_norm=True, bn_momentum=0.9,
+        model = unet((*size, 1), filters=plan.segmenter_filters, n_classes=len(names), batch_norm=True, bn_momentum=0.9,
                      name=f"segmenter_{view.lower()}")
         with quiet_tensorflow():
             train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.segmenter_epochs,

@@ -21,6 +21,13 @@ TABLE2_ROWS: dict[str, dict] = {
 and two rows of ours with a faster batch-norm moving average (Keras' default momentum is 0.99)."""
 
 
+STOP_BLACK_EPOCHS = 4
+"""A row stops after this many validation epochs in a row that painted no pixel white
+(:func:`spinelib.seg.training.train_segmentation`'s ``stop_black``). In the ci build of 2026-12-01 the
+rows that came back (batch norm with momentum 0.9) were black for at most one epoch at a time; the
+rows that failed stayed black from epoch 1-6 to the last (15), so the later epochs only cost time."""
+
+
 TABLE2_CLAIMS: dict[str, str] = {
     "bce": "black mask",
     "jaccard": "black mask",

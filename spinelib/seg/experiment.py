@@ -53,12 +53,13 @@ class ExperimentConfig:
     lr_schedule: str = "plateau"  # or "cosine" (spinelib.seg.training.cosine_lr)
     full_res_skip: int = 0  # lite0_unet only: channels of a stride-1 skip from the X-ray (0 = none)
     decoder_filters: tuple | None = None  # lite0_unet only: 5 decoder widths (None = spinelib.seg.unet.LITE0_DECODER)
+    stop_black: int = 0  # stop after this many all-black validation epochs in a row (0 = never; train_segmentation)
 
     def to_dict(self) -> dict:
         d = json.loads(json.dumps(asdict(self)))
         # the key of every run from before these fields existed stays the same
         for field, default in (("encoder", "none"), ("lr_schedule", "plateau"), ("full_res_skip", 0),
-                               ("decoder_filters", None)):
+                               ("decoder_filters", None), ("stop_black", 0)):
             if d[field] == default:
                 del d[field]
         return d
@@ -245,7 +246,8 @@ def run_experiment(
     ``filters``, ``depth``, ``batch_norm``, ``bn_momentum``, ``up``, ``epochs``, ``batch_size``, ``lr``,
     ``augment``, ``patience``, ``lr_schedule`` ("plateau" or "cosine"), ``checkpoint`` ("last" or "best" epoch), ``tta`` (flip
     test-time augmentation), ``postprocess`` (kwargs of
-    :func:`spinelib.seg.inference.postprocess`, ``None`` = threshold 0.5), ``seed``, ``encoder`` (:data:`ENCODERS`).
+    :func:`spinelib.seg.inference.postprocess`, ``None`` = threshold 0.5), ``seed``, ``encoder`` (:data:`ENCODERS`),
+    ``stop_black`` (stop after that many all-black validation epochs in a row; 0 = never).
 
     The run lives in ``out_dir/name``. If it finished before with the same data and config,
     the stored result is returned without training; an interrupted run resumes from its last
@@ -310,7 +312,7 @@ def run_experiment(
         trained = train_segmentation(model, data.train_images, data.train_masks, data.val_images, data.val_masks,
                                      loss=cfg.loss, epochs=cfg.epochs, batch_size=cfg.batch_size, out_dir=run_dir,
                                      lr=cfg.lr, seed=cfg.seed, augment=cfg.augment, patience=cfg.patience,
-                                     verbose=verbose, lr_schedule=cfg.lr_schedule)
+                                     verbose=verbose, lr_schedule=cfg.lr_schedule, stop_black=cfg.stop_black)
         return _finish(data, run_dir, name, cfg, key, n_boot, model=trained.model)
 
 

@@ -355,6 +355,37 @@ class _ResumeState(keras.callbacks.Callback):
         write_json(self.out_dir / STATE_FILE, self.state)
 
 
+BLACK_FRACTION = 1e-5
+"""A validation epoch whose predicted white fraction (``val_white``) is below this is *black*: fewer
+than one pixel in 100,000 painted (about 4 pixels of 12 validation X-rays at 256x128)."""
+
+
+class _StopWhenBlack(keras.callbacks.Callback):
+    """Stops training after ``epochs`` epochs in a row that were black (:data:`BLACK_FRACTION`):
+    the collapse the paper's Table 2 reports, which no later epoch of the book's runs undid.
+    ``done``: black epochs that ended the history a resumed run continues."""
+
+    def __init__(self, epochs: int, done: int = 0):
+        super().__init__()
+        self.epochs, self.black = int(epochs), int(done)
+
+    def on_epoch_end(self, epoch, logs=None):
+        white = (logs or {}).get("val_white")
+        self.black = self.black + 1 if white is not None and white < BLACK_FRACTION else 0
+        if self.black >= self.epochs:
+            self.model.stop_training = True
+
+
+def _trailing_black(history: pd.DataFrame) -> int:
+    """How many of the last epochs of ``history`` were black (:data:`BLACK_FRACTION`)."""
+    n = 0
+    for white in reversed(history.get("val_white", pd.Series(dtype=float)).tolist()):
+        if not white < BLACK_FRACTION:
+            break
+        n += 1
+    return n
+
+
 def _truncate_history(path: Path, n_epochs: int) -> None:
     """Keep the rows of epochs < ``n_epochs`` (an interruption can leave one row too many)."""
     if path.exists() and path.stat().st_size:
@@ -401,6 +432,7 @@ def train_segmentation(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     lr_schedule: str = "plateau",
     strategy: tf.distribute.Strategy | None = None,
+    stop_black: int = 0,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``loss`` (a :mod:`spinelib.seg.losses` name or a callable).
 
@@ -422,6 +454,10 @@ def train_segmentation(
       of ``(seed, epoch)`` (:func:`epoch_dataset`), so an interrupted-then-resumed run ends
       with the same weights as an uninterrupted one (call :func:`spinelib.core.config.set_seed`
       before building the model).
+
+    ``stop_black``: stop after this many epochs in a row in which the network painted (almost) no
+    validation pixel white (``val_white`` below :data:`BLACK_FRACTION`); 0 (default) never stops
+    for that. The run then ends as stopped early, like ``EarlyStopping``.
 
     ``callbacks``: extra Keras callbacks, run after the epoch timer and before the checkpoint
     and CSV logger, so values they add to ``logs`` in ``on_epoch_end`` land in ``history.csv``.
@@ -447,6 +483,8 @@ def train_segmentation(
         raise ValueError(f"patience must be a positive integer, got {patience!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
+    if not isinstance(stop_black, (int, np.integer)) or isinstance(stop_black, bool) or stop_black < 0:
+        raise ValueError(f"stop_black must be a non-negative integer (0 = never), got {stop_black!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
     strategy = check_strategy(model, strategy)
@@ -515,9 +553,11 @@ def train_segmentation(
     plateau = keras.callbacks.ReduceLROnPlateau(
         monitor="val_dice", mode="max", factor=0.5, patience=max(1, int(patience) // 3), min_lr=1e-6,
     )
+    black = [_StopWhenBlack(stop_black, _trailing_black(_read_history(hist_path)))] if stop_black else []
     callbacks = [
         timer,
         *callbacks,
+        *black,
         keras.callbacks.ModelCheckpoint(
             best_path, monitor="val_dice", mode="max", save_best_only=True,
             initial_value_threshold=None if state is None else state.get("best_val_dice"),
