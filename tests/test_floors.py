@@ -118,3 +118,41 @@ def test_the_built_book_holds_its_floors():
         pytest.skip(f"the book in _build was built with profile {built_profile()!r}; floors guard the ci book")
     checked = check_build(REPO_ROOT / "outputs" / "ci", FLOORS)
     assert checked["holds"].all(), floors_report(checked)
+
+
+def test_floors_follow_from_a_reference_build_by_their_rules(tmp_path):
+    from spinelib.core.headlines import collect_headlines
+    from spinelib.paper.floors import floors_from_headlines
+
+    rules = (
+        dict(page="03_unet_segmentation", section="S", quantity="Dice, a", direction="min", margin=None, why="CI"),
+        dict(page="03_unet_segmentation", section="S", quantity="Dice, b", direction="min", margin=0.03, why="-0.03"),
+        dict(page="03_unet_segmentation", section="S", quantity="SMAPE", direction="max", margin=0.5, why="+0.5"),
+    )
+    record_headlines(tmp_path, "03_unet_segmentation", [
+        dict(section="S", quantity="Dice, a", ours=0.9, ci_low=0.87654, ci_high=0.93, data="synthetic", dataset="d"),
+        dict(section="S", quantity="Dice, b", ours=0.81237, data="synthetic", dataset="d"),
+        dict(section="S", quantity="SMAPE", ours=11.90431, data="real", dataset="d"),
+    ], profile="ci", seed=0)
+    raw = floors_from_headlines(collect_headlines(tmp_path), rules)
+    assert list(raw.columns) == list(FLOOR_COLUMNS)
+    table = raw.set_index("quantity")
+    assert table.loc["Dice, a", "floor"] == 0.8765  # the CI's low end, rounded down: never above it
+    assert table.loc["Dice, b", "floor"] == 0.7823  # 0.81237 - 0.03, rounded down
+    assert table.loc["SMAPE", "floor"] == 12.4044  # 11.90431 + 0.5, rounded up
+    assert check_floors(collect_headlines(tmp_path), raw)["holds"].all()  # the reference holds its floors
+    no_ci = (dict(rules[1], margin=None),)
+    with pytest.raises(ValueError, match="no 95% CI"):
+        floors_from_headlines(collect_headlines(tmp_path), no_ci)
+    with pytest.raises(ValueError, match="'Dice, c' is not among"):
+        floors_from_headlines(collect_headlines(tmp_path), (dict(rules[0], quantity="Dice, c"),))
+
+
+def test_the_committed_floors_are_those_the_rules_declare():
+    from spinelib.paper.floors import FLOOR_RULES
+
+    committed = read_floors(FLOORS).set_index(["page", "section", "quantity"])
+    rules = {(r["page"], r["section"], r["quantity"]): r for r in FLOOR_RULES}
+    assert set(committed.index) <= set(rules)  # no floor without its rule
+    for key, row in committed.iterrows():
+        assert (row["direction"], row["why"]) == (rules[key]["direction"], rules[key]["why"]), key

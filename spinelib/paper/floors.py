@@ -10,6 +10,10 @@ headline must be at least the floor; ``max``: at most) and why it sits there.
 says, per floor, what was measured and whether it holds; a floor whose headline is missing fails
 (a page that stopped recording its number must not pass silently). ``scripts/check_floors.py`` is
 the command CI runs.
+
+:data:`FLOOR_RULES` says which headlines are guarded and how each floor follows from a reference
+build; :func:`floors_from_headlines` applies them (``scripts/set_floors.py`` writes the table from a
+build, when a deliberate change of the book moves its numbers).
 """
 
 from __future__ import annotations
@@ -28,6 +32,71 @@ FLOOR_COLUMNS = ("page", "section", "quantity", "reference", "reference_ci_low",
 
 KEY = ("page", "section", "quantity")
 DIRECTIONS = ("min", "max")
+
+
+_CI = "the lower end of the reference build's 95% CI (bootstrap over validation patients)"
+_TABLE3 = "Segmentation: Table 3 (paper's recipe)"
+_FINAL = "Segmentation: final pipeline"
+_FINAL_STRUCTURES = ("Ap Vertebra", "Ap Pedicle", "Ap Spinous Process", "Lat Vertebra", "Lat Disk Height",
+                     "Lat Spinous Process", "Lat Anterior Vertebral Line", "Lat Posterior Vertebral Line")
+
+FLOOR_RULES: tuple[dict, ...] = (
+    dict(page="02_segmentation_experiments", section="Segmentation: Table 2 (failed experiments)",
+         quantity="Dice, Ap Pedicle: jaccard_batchnorm_0.9", direction="min", margin=None,
+         why=_CI + ": the row that trains once batch norm forgets its first statistics"),
+    *(dict(page="03_unet_segmentation", section=_TABLE3, quantity=f"Dice, {s}", direction="min", margin=None, why=_CI)
+      for s in ("Ap Vertebra", "Lat Vertebra", "Lat Disk Height")),
+    *(dict(page="03_unet_segmentation", section=_FINAL, quantity=f"Dice, {s}", direction="min", margin=0.03,
+           why="the reference Dice minus 0.03: the crop pipeline against the paper's Table 3 (the page gives this row "
+               "no CI; 0.03 is above the widest 95% CI half-width of the page's Table 3 rows, 0.02)")
+      for s in _FINAL_STRUCTURES),
+    dict(page="03b_aasce_segmentation", section="Segmentation: real AP vertebrae",
+         quantity="Dice, AASCE vertebral bodies T1-L5", direction="min", margin=None,
+         why=_CI + " (real X-rays, the page's own run)"),
+    dict(page="05_classification_results", section="Classification",
+         quantity="normal/damaged accuracy, segment then measure (predicted masks)", direction="min", margin=None,
+         why="the lower end of the reference build's 95% CI (bootstrap over patients): measured geometry on the "
+             "masks of U-Nets that never saw these patients"),
+    dict(page="07_cobb_angles", section="Cobb angles (real AP)", quantity="SMAPE (%), released model on validation X-rays",
+         direction="max", margin=0.5,
+         why="the reference SMAPE plus 0.5 points: the shipped model on fixed validation X-rays, so only float rounding "
+             "may move it"),
+)
+"""The guarded headlines: ``page``, ``section``, ``quantity`` (the headline's key), ``direction``,
+``margin`` (``None``: the floor is the reference's 95 % CI end on the failing side; a number: the
+reference minus it for ``min``, plus it for ``max``) and ``why``."""
+
+
+def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLOOR_RULES) -> pd.DataFrame:
+    """The floors table (:data:`FLOOR_COLUMNS`) that ``rules`` give for a reference build's
+    ``headlines`` (:func:`spinelib.core.headlines.collect_headlines`): each floor rounded outwards to
+    4 decimals. Raises ``ValueError`` naming every rule whose headline is missing, or whose rule
+    needs a CI the headline has not."""
+    found = headlines.drop_duplicates(list(KEY), keep="last").set_index(list(KEY)) if len(headlines) else None
+    rows, problems = [], []
+    for rule in rules:
+        key = tuple(rule[k] for k in KEY)
+        if found is None or key not in found.index:
+            problems.append(f"{rule['page']}: {rule['quantity']!r} is not among the build's headlines")
+            continue
+        h = found.loc[key]
+        ours, low, high = (float(pd.to_numeric(h.get(c), errors="coerce")) for c in ("ours", "ci_low", "ci_high"))
+        at_least = rule["direction"] == "min"
+        if rule["margin"] is None:
+            floor = low if at_least else high
+            if math.isnan(floor):
+                problems.append(f"{rule['page']}: {rule['quantity']!r} has no 95% CI for its floor; give the rule a margin")
+                continue
+        else:
+            floor = ours - rule["margin"] if at_least else ours + rule["margin"]
+        floor = math.floor(floor * 1e4) / 1e4 if at_least else math.ceil(floor * 1e4) / 1e4
+        rows.append(dict(zip(KEY, key), reference=round(ours, 4),
+                         reference_ci_low=None if math.isnan(low) else round(low, 4),
+                         reference_ci_high=None if math.isnan(high) else round(high, 4),
+                         floor=round(floor, 4), direction=rule["direction"], why=rule["why"]))
+    if problems:
+        raise ValueError("cannot set the floors from this build:\n  " + "\n  ".join(problems))
+    return pd.DataFrame(rows, columns=list(FLOOR_COLUMNS))
 
 
 def read_floors(path: str | os.PathLike) -> pd.DataFrame:
