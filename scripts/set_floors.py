@@ -7,8 +7,8 @@
 The guarded headlines and how each floor follows from the build (its 95 % CI end, or a margin) are
 ``spinelib.paper.floors.FLOOR_RULES``. Run it after a deliberate change of the book moved its numbers,
 on a whole ``ci`` build (``bash scripts/build_book.sh ci``), and commit the table with the change.
-It refuses to replace an existing table unless ``--write`` is given, exits 1 when a guarded
-headline is missing from the build, 2 on a bad argument.
+It only prints the table unless ``--write`` is given; it exits 1 when a guarded headline is missing
+from the build (``--keep-missing`` keeps such a floor's current row instead), 2 on a bad argument.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floors", default=str(REPO / "results" / "ci_floors.csv"),
                     help="where the table goes (default: results/ci_floors.csv)")
     ap.add_argument("--write", action="store_true", help="write the table (else only print it)")
+    ap.add_argument("--keep-missing", action="store_true",
+                    help="a guarded headline this build lacks keeps its row of the current table "
+                         "(for a build of some pages only)")
     args = ap.parse_args(argv)
     if not (Path(args.output_dir) / "headlines").is_dir():
         print(f"error: {args.output_dir} holds no headlines/ folder: build the book first "
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from spinelib.paper import floors
 
     try:
-        table = floors.floors_from_headlines(collect_headlines(args.output_dir))
+        keep = floors.read_floors(args.floors) if args.keep_missing and Path(args.floors).is_file() else None
+        table = floors.floors_from_headlines(collect_headlines(args.output_dir), keep=keep)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

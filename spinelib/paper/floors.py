@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -67,17 +68,27 @@ FLOOR_RULES: tuple[dict, ...] = (
 reference minus it for ``min``, plus it for ``max``) and ``why``."""
 
 
-def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLOOR_RULES) -> pd.DataFrame:
+def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLOOR_RULES,
+                          keep: pd.DataFrame | None = None) -> pd.DataFrame:
     """The floors table (:data:`FLOOR_COLUMNS`) that ``rules`` give for a reference build's
     ``headlines`` (:func:`spinelib.core.headlines.collect_headlines`): each floor rounded outwards to
-    4 decimals. Raises ``ValueError`` naming every rule whose headline is missing, or whose rule
-    needs a CI the headline has not."""
+    4 decimals. ``keep``: a floors table (:func:`read_floors`) whose row a rule keeps when the build
+    lacks its headline (a build of some pages only; a rule neither has is left out, with a warning).
+    Raises ``ValueError`` naming every rule whose headline is missing (without ``keep``), or whose
+    rule needs a CI the headline has not."""
     found = headlines.drop_duplicates(list(KEY), keep="last").set_index(list(KEY)) if len(headlines) else None
+    kept = None if keep is None else keep.set_index(list(KEY))
     rows, problems = [], []
     for rule in rules:
         key = tuple(rule[k] for k in KEY)
         if found is None or key not in found.index:
-            problems.append(f"{rule['page']}: {rule['quantity']!r} is not among the build's headlines")
+            if kept is not None and key in kept.index:
+                rows.append({**dict(zip(KEY, key)), **kept.loc[key, list(FLOOR_COLUMNS[3:])].to_dict()})
+            elif kept is not None:
+                warnings.warn(f"no floor for {rule['page']}: {rule['quantity']!r}: neither the build nor the kept "
+                              "table has it", stacklevel=2)
+            else:
+                problems.append(f"{rule['page']}: {rule['quantity']!r} is not among the build's headlines")
             continue
         h = found.loc[key]
         ours, low, high = (float(pd.to_numeric(h.get(c), errors="coerce")) for c in ("ours", "ci_low", "ci_high"))
