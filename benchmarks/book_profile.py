@@ -115,7 +115,8 @@ def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
     if len(runs):
         r = runs.sort_values("training_seconds", ascending=False)
         runs_md = pd.DataFrame({
-            "run": r["run"].str.replace(r"-[0-9a-f]{12}", "", regex=True),  # segmenters-<cache key>/AP -> segmenters/AP
+            "run": r["run"].str.replace(r"-[0-9a-f]{12}", "", regex=True)  # segmenters-<cache key>/AP -> segmenters/AP
+                   .str.replace(r"^(\d\d)[a-z0-9_]*/", r"\1/", regex=True),  # 03_unet/aasce -> 03/aasce: a narrow column
             "input": r["input"], "epochs": r["epochs"], "images/s": r["train_images_per_second"],
             "training (min)": r["training_seconds"] / 60})
         lines.append(_blank_nan(runs_md).to_markdown(index=False, floatfmt=".1f", missingval="–"))
