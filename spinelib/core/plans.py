@@ -33,7 +33,8 @@ average that forgets its initial statistics within a few dozen steps (page 2 sho
 class Plan:
     """Sizes and epochs of every experiment of the book, for one profile (see the module docstring).
 
-    The ``ci`` plan is sized so each page runs in about 15 minutes on an idle 2-core CPU; ``tiny``
+    The ``ci`` plan was sized for about 15 minutes a page on an idle 2-core CPU; measured on
+    2026-12-02, page 3 takes 68 min and the book over 2 h (``benchmarks/book_profile_ci.md``); ``tiny``
     is a smoke run; ``paper`` and ``long`` are for longer runs (``long``: what
     ``scripts/train_unet_synthetic.py`` commits).
     """
