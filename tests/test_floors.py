@@ -107,6 +107,24 @@ def test_the_command_exits_1_on_a_failed_floor_and_2_without_a_build(tmp_path):
     assert run.returncode == 2 and "build the book first" in run.stderr
 
 
+def test_the_command_sets_floors_by_the_rules_and_keeps_what_a_partial_build_lacks(tmp_path):
+    out = headlines(tmp_path / "out", [{"section": "Segmentation: Table 3 (paper's recipe)", "quantity": "Dice, Ap Vertebra",
+                                         "ours": 0.95, "ci_low": 0.94, "ci_high": 0.96, "data": "synthetic", "dataset": "d"}])
+    cmd = [sys.executable, str(SCRIPT), "--output-dir", str(out)]
+    run = subprocess.run(cmd + ["--set"], capture_output=True, text=True)
+    assert run.returncode == 1 and "is not among the build's headlines" in run.stderr  # a partial build sets nothing
+    assert subprocess.run(cmd + ["--write"], capture_output=True, text=True).returncode == 2  # --write needs --set
+    table = tmp_path / "floors.csv"
+    table.write_bytes(FLOORS.read_bytes())
+    run = subprocess.run(cmd + ["--set", "--keep-missing", "--write", "--floors", str(table)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    new, old = read_floors(table).set_index("quantity"), read_floors(FLOORS).set_index("quantity")
+    assert len(new) == len(old)  # every floor kept or set
+    t3 = new[new["section"] == "Segmentation: Table 3 (paper's recipe)"]
+    assert t3.loc["Dice, Ap Vertebra", "floor"] == 0.94  # set from this build
+    assert t3.loc["Dice, Lat Vertebra", "floor"] == old[old["section"] == t3["section"].iloc[0]].loc["Dice, Lat Vertebra", "floor"]
+
+
 def built_profile() -> str | None:
     info = REPO_ROOT / "_build" / "build-info.json"
     return json.loads(info.read_text()).get("profile") if info.is_file() else None

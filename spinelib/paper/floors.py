@@ -12,7 +12,7 @@ says, per floor, what was measured and whether it holds; a floor whose headline 
 the command CI runs.
 
 :data:`FLOOR_RULES` says which headlines are guarded and how each floor follows from a reference
-build; :func:`floors_from_headlines` applies them (``scripts/set_floors.py`` writes the table from a
+build; :func:`floors_from_headlines` applies them (``scripts/check_floors.py --set`` writes the table from a
 build, when a deliberate change of the book moves its numbers).
 """
 
