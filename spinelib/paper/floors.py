@@ -68,6 +68,11 @@ FLOOR_RULES: tuple[dict, ...] = (
 reference minus it for ``min``, plus it for ``max``) and ``why``."""
 
 
+def _latest(headlines: pd.DataFrame) -> pd.DataFrame:
+    """A build's headlines indexed by :data:`KEY`, the last one recorded where a key repeats."""
+    return headlines.drop_duplicates(list(KEY), keep="last").set_index(list(KEY))
+
+
 def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLOOR_RULES,
                           keep: pd.DataFrame | None = None) -> pd.DataFrame:
     """The floors table (:data:`FLOOR_COLUMNS`) that ``rules`` give for a reference build's
@@ -76,7 +81,7 @@ def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLO
     lacks its headline (a build of some pages only; a rule neither has is left out, with a warning).
     Raises ``ValueError`` naming every rule whose headline is missing (without ``keep``), or whose
     rule needs a CI the headline has not."""
-    found = headlines.drop_duplicates(list(KEY), keep="last").set_index(list(KEY)) if len(headlines) else None
+    found = _latest(headlines) if len(headlines) else None
     kept = None if keep is None else keep.set_index(list(KEY))
     rows, problems = [], []
     for rule in rules:
@@ -146,7 +151,7 @@ def check_floors(headlines: pd.DataFrame, floors: pd.DataFrame) -> pd.DataFrame:
     if headlines.empty:
         measured = pd.Series(math.nan, index=floors.index)
     else:
-        found = headlines.drop_duplicates(list(KEY), keep="last").set_index(list(KEY))["ours"]
+        found = _latest(headlines)["ours"]
         found = pd.to_numeric(found, errors="coerce")
         measured = pd.Series([found.get(tuple(k), math.nan) for k in floors[list(KEY)].itertuples(index=False)],
                              index=floors.index, dtype=float)
