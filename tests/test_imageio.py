@@ -17,6 +17,7 @@ from spinelib.core.imageio import (
     read_xray,
     resize_image,
     resize_mask,
+    resize_probabilities,
     save_jpeg,
     save_png,
     to_uint8,
@@ -255,6 +256,23 @@ def test_resize_image_and_mask():
         resize_mask(m, (10, 10), method="cubic")
     with pytest.raises(ValueError, match="positive"):
         resize_image(img, (0, 5))
+
+
+
+@pytest.mark.parametrize("shape,size", [((64, 32, 3), (613, 290)), ((64, 32, 2), (50, 21)),
+                                        ((7, 5), (31, 3)), ((1, 9, 2), (4, 5)), ((16, 8, 1), (16, 8))])
+def test_resize_probabilities_gives_skimage_values(shape, size):
+    """The matrix-product resize is skimage's bilinear resize (mirrored border, no anti-aliasing),
+    up and down, 2-D and multi-channel, to float32 round-off: full-resolution Dice keeps its values."""
+    from skimage.transform import resize
+
+    prob = np.random.default_rng(0).random(shape).astype(np.float32)
+    want = resize(prob, size + shape[2:], order=1, preserve_range=True, anti_aliasing=False)
+    got = resize_probabilities(prob, size)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-6
+    with pytest.raises(ValueError, match="probabilities"):
+        resize_probabilities(prob[None, None], size)
 
 
 # ---------------------------------------------------------------------------------- writing

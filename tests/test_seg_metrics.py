@@ -52,6 +52,28 @@ def test_hausdorff95_of_offset_squares_is_the_offset():
     assert hausdorff95(A, B, spacing=(2.0, 0.5)) == pytest.approx(1.5)
 
 
+
+def test_surface_distances_are_those_of_the_distance_transform():
+    """The k-d tree query gives the exact Euclidean distance transform of the other outline's
+    complement, read at this outline (the definition), for irregular blobs and a pixel spacing;
+    the outline is the mask minus its erosion by the cross."""
+    from scipy import ndimage
+
+    from spinelib.seg.metrics import _surface, surface_distances
+
+    rng = np.random.default_rng(1)
+    for spacing in (1.0, (2.0, 0.5)):
+        a = ndimage.gaussian_filter(rng.random((90, 70)), 3) > 0.5
+        b = ndimage.gaussian_filter(rng.random((90, 70)), 3) > 0.52
+        for m in (a, b):
+            assert np.array_equal(_surface(m), m & ~ndimage.binary_erosion(m, border_value=0))
+        sa, sb = _surface(a), _surface(b)
+        want = ndimage.distance_transform_edt(~sb, sampling=np.broadcast_to(spacing, 2))[sa]
+        assert np.allclose(surface_distances(a, b, spacing), want, rtol=0, atol=1e-12)
+        assert hausdorff95(a, b, spacing) == pytest.approx(
+            max(np.percentile(want, 95), np.percentile(surface_distances(b, a, spacing), 95)))
+
+
 def test_hausdorff95_conventions_for_empty_masks():
     empty = np.zeros_like(A)
     assert hausdorff95(empty, empty) == 0.0

@@ -50,16 +50,13 @@ class SegmentationModel:
 
     def segment(self, image) -> np.ndarray:
         """(H, W, C) ``bool`` masks, one channel per structure, at the X-ray's own size."""
-        from skimage.transform import resize
-
-        from spinelib.core.imageio import resize_image, to_uint8
+        from spinelib.core.imageio import resize_image, resize_probabilities, to_uint8
         from spinelib.seg.inference import postprocess
 
         img = to_uint8(np.asarray(image))
         x = resize_image(img, self.input_size).astype(np.float32)[None, ..., None] / np.float32(255.0)
         prob = np.asarray(self.network.predict(x, verbose=0))[0]
-        full = resize(prob, img.shape + (prob.shape[-1],), order=1, preserve_range=True, anti_aliasing=False)
-        return postprocess(full.astype(np.float32), threshold=self.threshold)
+        return postprocess(resize_probabilities(prob, img.shape), threshold=self.threshold)
 
 
 def draw_masks(image, masks, names, title: str | None = None) -> np.ndarray:

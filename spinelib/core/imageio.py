@@ -299,6 +299,60 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int], method: str = "nearest"
     raise ValueError(f"unknown resize method {method!r}; use 'nearest' or 'area'")
 
 
+def sampling_matrix(n_out: int, n_in: int, offset: float, scale: float, order: int = 1,
+                    mode: str = "edge") -> np.ndarray:
+    """``(n_out, n_in)`` weights that resample a 1-D signal: output pixel ``i`` (centre at relative
+    position :math:`u = (i + \\tfrac12)/n_{out}`) reads the input at relative position
+    :math:`t = \\mathrm{offset} + u\\,\\mathrm{scale}`, i.e. input index :math:`t\\,n_{in} - \\tfrac12`
+    (pixel centres aligned, the convention of ``skimage.transform.resize``). Linear (``order=1``) or
+    nearest (``order=0``); rows whose :math:`t` falls outside [0, 1] are zero.
+
+    ``mode``: how an index between the outermost pixel centre and the edge is read: ``"edge"``
+    repeats the outermost pixel, ``"mirror"`` mirrors the signal about it (``skimage.transform.resize``'s
+    default ``mode="reflect"``)."""
+    if mode not in ("edge", "mirror"):
+        raise ValueError(f"mode must be 'edge' or 'mirror', got {mode!r}")
+    u = (np.arange(n_out) + 0.5) / n_out
+    t = offset + u * scale
+    v = t * n_in - 0.5
+    if mode == "mirror" and n_in > 1:
+        v = np.where(v < 0, -v, v)
+        v = np.where(v > n_in - 1, 2.0 * (n_in - 1) - v, v)
+    v = np.clip(v, 0.0, n_in - 1.0)
+    w = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    if order == 0:
+        w[rows, np.minimum(np.floor(v + 0.5).astype(int), n_in - 1)] = 1.0
+    else:
+        lo = np.floor(v).astype(int)
+        f = (v - lo).astype(np.float32)
+        w[rows, lo] += 1.0 - f
+        w[rows, np.minimum(lo + 1, n_in - 1)] += f
+    w[(t < -1e-9) | (t > 1 + 1e-9)] = 0.0
+    return w
+
+
+def resize_probabilities(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``(h, w)`` or ``(h, w, C)`` probabilities to ``size=(H, W)`` bilinearly, pixel centres
+    aligned and the border mirrored, without anti-aliasing: the values of
+    ``skimage.transform.resize(prob, ..., order=1, anti_aliasing=False)`` (to float32 round-off),
+    as two matrix products per channel (:func:`sampling_matrix`) instead of a spline filter in
+    float64. Bringing a network's output back to a full-size X-ray (thousands of pixels a side)
+    costs a tenth of a second. Returns ``float32`` of shape ``(H, W)`` or ``(H, W, C)`` (a transposed view)."""
+    H, W = check_size(size)
+    p = np.asarray(prob, dtype=np.float32)
+    if p.ndim not in (2, 3):
+        raise ValueError(f"resize_probabilities expects (h, w) or (h, w, C) probabilities, got shape {p.shape}")
+    flat = p.ndim == 2
+    p = p[..., None] if flat else p
+    h, w, c = p.shape
+    rows = sampling_matrix(H, h, 0.0, 1.0, mode="mirror")
+    cols = sampling_matrix(W, w, 0.0, 1.0, mode="mirror")
+    tall = (rows @ p.reshape(h, w * c)).reshape(H, w, c)  # rows first: (H, w, C)
+    out = np.tensordot(tall, cols, axes=([1], [1])).transpose(0, 2, 1)  # then columns: (H, C, W) -> (H, W, C)
+    return out[..., 0] if flat else out
+
+
 # --------------------------------------------------------------------------------------------
 # atomic writers
 

@@ -98,10 +98,8 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
     :func:`spinelib.geometry.morphometrics.patient_features`. ``dice``: one row per patient and
     structure, the predicted mask against the true one in that frame. Cached as CSV under
     ``out_dir``."""
-    from skimage.transform import resize
-
     from spinelib.cls.backbones import load_unet
-    from spinelib.core.imageio import atomic_write_bytes, read_xray
+    from spinelib.core.imageio import atomic_write_bytes, read_xray, resize_probabilities
     from spinelib.core.runs import run_key
     from spinelib.data.clinical_arrays import load_view
     from spinelib.geometry import morphometrics
@@ -133,7 +131,7 @@ def predicted_morphometrics(data, segmenters: dict[str, Path], out_dir: str | os
             _, truth = load_view(rec, view, structures=list(names))
             for c, name in enumerate(names):
                 true_mask, _ = morphometrics.downscale_mask(truth[..., c], max_side)
-                pred = resize(prob[..., c], true_mask.shape, order=1, anti_aliasing=False) > 0.5
+                pred = resize_probabilities(prob[..., c], true_mask.shape) > 0.5
                 found[name] = pred
                 dice_rows.append({"patient_id": pid, "structure": name, "dice": dice_score(true_mask, pred)})
         feats.append(morphometrics.patient_features(found["Ap_Vertebra"], found["Lat_Vertebra"], found["Lat_Disk_Height"]))

@@ -142,9 +142,7 @@ def predict_folder(
     dataset's layout. Returns one row per (image, structure): ``image, structure, mask_path,
     height, width, fraction``.
     """
-    from skimage.transform import resize
-
-    from spinelib.core.imageio import image_size, read_xray, save_png
+    from spinelib.core.imageio import image_size, read_xray, resize_probabilities, save_png
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -172,7 +170,7 @@ def predict_folder(
         prob = predict(model, x, batch_size=batch_size, tta_flip=tta)
         for path, p in zip(chunk, prob):
             h, w = image_size(path)
-            full = resize(p, (h, w, n_out), order=1, preserve_range=True, anti_aliasing=False).astype(np.float32)
+            full = resize_probabilities(p, (h, w))
             masks = postprocess(full, **pp)
             for c, structure in enumerate(structures):
                 target = save_png(out / path.stem / f"{structure}.png", masks[..., c])

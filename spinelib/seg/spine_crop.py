@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from spinelib.core.imageio import resize_probabilities, sampling_matrix
 from spinelib.data.segdata import SegmentationData, load_original
 from spinelib.seg.experiment import ExperimentResult, patient_summary, run_experiment
 from spinelib.seg.metrics import evaluate_masks
@@ -53,28 +54,6 @@ def spine_boxes(masks: np.ndarray, margin: float | tuple[float, float] = 0.1,
         dy, dx = my * (y1 - y0), mx * (x1 - x0)
         boxes[i] = [max(0.0, y0 - dy), max(0.0, x0 - dx), min(1.0, y1 + dy), min(1.0, x1 + dx)]
     return boxes
-
-
-def sampling_matrix(n_out: int, n_in: int, offset: float, scale: float, order: int = 1) -> np.ndarray:
-    """``(n_out, n_in)`` weights that resample a 1-D signal: output pixel ``i`` (centre at relative
-    position :math:`u = (i + \\tfrac12)/n_{out}`) reads the input at relative position
-    :math:`t = \\mathrm{offset} + u\\,\\mathrm{scale}`, i.e. input index :math:`t\\,n_{in} - \\tfrac12`
-    (pixel centres aligned, the convention of ``skimage.transform.resize``). Linear (``order=1``) or
-    nearest (``order=0``); rows whose :math:`t` falls outside [0, 1] are zero."""
-    u = (np.arange(n_out) + 0.5) / n_out
-    t = offset + u * scale
-    v = np.clip(t * n_in - 0.5, 0.0, n_in - 1.0)
-    w = np.zeros((n_out, n_in), np.float32)
-    rows = np.arange(n_out)
-    if order == 0:
-        w[rows, np.minimum(np.floor(v + 0.5).astype(int), n_in - 1)] = 1.0
-    else:
-        lo = np.floor(v).astype(int)
-        f = (v - lo).astype(np.float32)
-        w[rows, lo] += 1.0 - f
-        w[rows, np.minimum(lo + 1, n_in - 1)] += f
-    w[(t < -1e-9) | (t > 1 + 1e-9)] = 0.0
-    return w
 
 
 def _check_boxes(arrays: np.ndarray, boxes) -> np.ndarray:
@@ -137,8 +116,6 @@ def full_resolution_dice(
     ``(y0, x0, y1, x1)``, one per validation image); each goes straight back into its X-ray at
     the original size (:func:`uncrop`), never through a smaller frame, so a crop network keeps
     the finer pixels it worked on. Returns the per-patient summary (:func:`summarise`)."""
-    from skimage.transform import resize
-
     names = list(structures or data.structures)
     prob = np.asarray(prob, dtype=np.float32)
     if prob.shape[0] != len(data.val_sources) or prob.shape[-1] != len(names):
@@ -149,10 +126,10 @@ def full_resolution_dice(
     for i, record in enumerate(tqdm(data.val_sources, desc="full-resolution Dice", disable=not progress)):
         _, masks = load_original(data, record, names)
         if boxes is None:
-            full = resize(prob[i], masks.shape, order=1, preserve_range=True, anti_aliasing=False) > 0.5
+            full = resize_probabilities(prob[i], masks.shape[:2]) > 0.5
         else:
             full = uncrop(prob[i:i + 1], np.asarray(boxes)[i:i + 1], masks.shape[:2])[0] > 0.5
-        cases = evaluate_masks(masks[None], full[None].astype(np.float32), names, case_ids=[i])
+        cases = evaluate_masks(masks[None], full[None], names, case_ids=[i])
         cases.insert(1, "patient", data.val_ids[i])
         frames.append(cases)
     return patient_summary(pd.concat(frames, ignore_index=True), n_boot, seed)
