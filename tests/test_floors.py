@@ -78,8 +78,7 @@ def test_a_headline_guarded_twice_and_a_missing_table_are_refused(tmp_path):
 def test_the_committed_floors_guard_the_issue_headlines_of_book_pages():
     """Every floor names a page of the book, sits on the safe side of its reference number, and
     the issue's guarded numbers are among them: synthetic vertebra Dice, the crop pipeline's eight
-    structures, the AASCE page run, the Cobb page's SMAPE (segment-then-measure has its rule in
-    FLOOR_RULES; its floor waits for a ci build whose page 5 finished)."""
+    structures, the AASCE page run, page 5's segment-then-measure accuracy, the Cobb page's SMAPE."""
     floors = read_floors(FLOORS)
     assert list(floors.columns[:len(FLOOR_COLUMNS)]) == list(FLOOR_COLUMNS)
     pages = {f.split("/")[-1] for f in toc_files()}
@@ -89,7 +88,7 @@ def test_the_committed_floors_guard_the_issue_headlines_of_book_pages():
     assert (floors.loc[~at_least, "floor"] >= floors.loc[~at_least, "reference"]).all()
     text = (floors["section"] + " " + floors["quantity"]).str.lower()
     for needle in ("table 3 (paper's recipe) dice, ap vertebra", "table 3 (paper's recipe) dice, lat vertebra",
-                   "aasce vertebral bodies", "smape (%), released model"):
+                   "aasce vertebral bodies", "segment then measure", "smape (%), released model"):
         assert text.str.contains(needle, regex=False).any(), f"no floor guards {needle!r}"
     assert text.str.startswith("segmentation: final pipeline dice,").sum() == 8  # the crop pipeline's 8 structures
 
