@@ -134,14 +134,19 @@ def surface_distances(a, b, spacing: float | Sequence[float] = 1.0) -> np.ndarra
     sp = _spacing(spacing, a.ndim)
     if not a.any() or not b.any():
         raise ValueError("surface_distances needs two non-empty masks")
-    pa, pb = _surface_points(a, b, sp)
-    return cKDTree(pb).query(pa)[0]
+    return _directed(*_surface_points(a, b, sp))
 
 
 def _surface_points(a: np.ndarray, b: np.ndarray, sp: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The surface pixels of two non-empty masks as points, scaled by the spacing ``sp``."""
     a, b = _crop_to_union(a, b)
-    return np.argwhere(_surface(a)) * np.asarray(sp), np.argwhere(_surface(b)) * np.asarray(sp)
+    scale = np.asarray(sp)
+    return np.argwhere(_surface(a)) * scale, np.argwhere(_surface(b)) * scale
+
+
+def _directed(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """Each point of ``pa``'s distance to the nearest point of ``pb`` (a k-d tree query)."""
+    return cKDTree(pb).query(pa)[0]
 
 
 def _crop_to_union(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +183,7 @@ def hausdorff95(a, b, spacing: float | Sequence[float] = 1.0) -> float:
     if ea or eb:
         return float("nan")
     pa, pb = _surface_points(a, b, _spacing(spacing, a.ndim))
-    d_ab, d_ba = cKDTree(pb).query(pa)[0], cKDTree(pa).query(pb)[0]
+    d_ab, d_ba = _directed(pa, pb), _directed(pb, pa)
     return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
 
 
