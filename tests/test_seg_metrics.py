@@ -99,6 +99,22 @@ def test_evaluate_masks_long_table():
         evaluate_masks(y_true, y_pred, ["a", "b"], case_ids=["p1"])
 
 
+def test_evaluate_masks_gives_the_values_of_dice_iou_and_hausdorff95():
+    """The table's counts come from whole-array sums; every value equals the per-mask functions',
+    the empty conventions included (both empty, one empty)."""
+    rng = np.random.default_rng(3)
+    t = rng.random((3, 40, 24, 4)) > 0.7
+    p = rng.random((3, 40, 24, 4)) > 0.6
+    t[0, ..., 1] = p[0, ..., 1] = False  # both empty
+    t[1, ..., 2] = False  # only the prediction has pixels
+    df = evaluate_masks(t, p, ["s0", "s1", "s2", "s3"])
+    for row in df.itertuples():
+        a, b = t[row.case, ..., int(row.structure[1])], p[row.case, ..., int(row.structure[1])]
+        assert row.dice == dice(a, b) and row.iou == iou(a, b) and row.true_fraction == a.mean()
+        assert row.pred_fraction == b.mean()
+        assert row.hd95 == hausdorff95(a, b) or (math.isnan(row.hd95) and math.isnan(hausdorff95(a, b)))
+
+
 def test_summarise_mean_sd_ci_n():
     rng = np.random.default_rng(1)
     df = pd.DataFrame({

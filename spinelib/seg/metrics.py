@@ -220,19 +220,24 @@ def evaluate_masks(
     case_ids = list(range(len(t))) if case_ids is None else list(case_ids)
     if len(case_ids) != len(t):
         raise ValueError(f"{len(case_ids)} case id(s) for {len(t)} image(s)")
-    t, p = t > threshold, p > threshold
+    # one structure per contiguous (H, W) plane, and the three pixel counts per plane in one pass each
+    t = np.ascontiguousarray(np.moveaxis(t > threshold, -1, 1))
+    p = np.ascontiguousarray(np.moveaxis(p > threshold, -1, 1))
+    n_true, n_pred = t.sum(axis=(2, 3)), p.sum(axis=(2, 3))
+    n_both = np.logical_and(t, p).sum(axis=(2, 3))
+    size = t.shape[2] * t.shape[3]
     rows = []
     for i, case in enumerate(case_ids):
         for c, structure in enumerate(structures):
-            a, b = t[i, ..., c], p[i, ..., c]
-            rows.append({
+            na, nb, both = int(n_true[i, c]), int(n_pred[i, c]), int(n_both[i, c])
+            rows.append({  # the values of dice() and iou() (same integer counts), and their empty convention
                 "case": case,
                 "structure": structure,
-                "dice": dice(a, b),
-                "iou": iou(a, b),
-                "hd95": hausdorff95(a, b, spacing),
-                "true_fraction": float(a.mean()),
-                "pred_fraction": float(b.mean()),
+                "dice": 2.0 * both / (na + nb) if na + nb else 1.0,
+                "iou": both / (na + nb - both) if na + nb else 1.0,
+                "hd95": hausdorff95(t[i, c], p[i, c], spacing),
+                "true_fraction": na / size,
+                "pred_fraction": nb / size,
             })
     return pd.DataFrame(rows, columns=["case", "structure", "dice", "iou", "hd95", "true_fraction", "pred_fraction"])
 
