@@ -168,6 +168,13 @@ def test_floors_follow_from_a_reference_build_by_their_rules(tmp_path):
     kept = floors_from_headlines(collect_headlines(tmp_path), (dict(rules[0], quantity="Dice, c"), rules[1]),
                                  keep=raw.assign(quantity=raw["quantity"].replace({"Dice, a": "Dice, c"})))
     assert kept.set_index("quantity").loc["Dice, c", "floor"] == 0.8765  # the current row, kept
+    widened = {r["quantity"]: r["floor"] for _, r in floors_from_headlines(collect_headlines(tmp_path), (
+        dict(rules[0], margin=0.01, widen_to_ci=True),  # the CI's end (0.8765) lies below 0.9 - 0.01
+        dict(rules[0], quantity="Dice, b", margin=0.03, widen_to_ci=True),  # no CI: the margin
+    )).iterrows()}
+    assert widened == {"Dice, a": 0.8765, "Dice, b": 0.7823}
+    narrow = floors_from_headlines(collect_headlines(tmp_path), (dict(rules[0], margin=0.05, widen_to_ci=True),))
+    assert narrow["floor"].tolist() == [0.85]  # the margin, where it lies further out than the CI's end
 
 
 def test_the_committed_floors_are_those_the_rules_declare():

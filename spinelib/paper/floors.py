@@ -48,8 +48,11 @@ FLOOR_RULES: tuple[dict, ...] = (
     *(dict(page="03_unet_segmentation", section=_TABLE3, quantity=f"Dice, {s}", direction="min", margin=None, why=_CI)
       for s in ("Ap Vertebra", "Lat Vertebra", "Lat Disk Height")),
     *(dict(page="03_unet_segmentation", section=_FINAL, quantity=f"Dice, {s}", direction="min", margin=0.03,
-           why="the reference Dice minus 0.03: the crop pipeline against the paper's Table 3 (the page gives this row "
-               "no CI; 0.03 is above the widest 95% CI half-width of the page's Table 3 rows, 0.02)")
+           widen_to_ci=True,
+           why="the reference Dice minus 0.03, or the lower end of its 95% CI (bootstrap over validation patients) "
+               "where that is lower: the crop pipeline against the paper's Table 3. Two builds of the same code moved "
+               "these rows by up to 0.03 (the vertebral lines: 0.732 and 0.703), more than the vertebrae's CI "
+               "half-widths (0.003), and the thin lines' CIs are wider still (about 0.08)")
       for s in _FINAL_STRUCTURES),
     dict(page="03b_aasce_segmentation", section="Segmentation: real AP vertebrae",
          quantity="Dice, AASCE vertebral bodies T1-L5", direction="min", margin=None,
@@ -65,7 +68,8 @@ FLOOR_RULES: tuple[dict, ...] = (
 )
 """The guarded headlines: ``page``, ``section``, ``quantity`` (the headline's key), ``direction``,
 ``margin`` (``None``: the floor is the reference's 95 % CI end on the failing side; a number: the
-reference minus it for ``min``, plus it for ``max``) and ``why``."""
+reference minus it for ``min``, plus it for ``max``), ``widen_to_ci`` (optional, with a margin: the CI's
+end instead, where the headline has a CI and its end lies further from the reference) and ``why``."""
 
 
 def _latest(headlines: pd.DataFrame) -> pd.DataFrame:
@@ -105,6 +109,9 @@ def floors_from_headlines(headlines: pd.DataFrame, rules: tuple[dict, ...] = FLO
                 continue
         else:
             floor = ours - rule["margin"] if at_least else ours + rule["margin"]
+            end = low if at_least else high
+            if rule.get("widen_to_ci") and not math.isnan(end):  # the CI's end, where it lies further out
+                floor = min(floor, end) if at_least else max(floor, end)
         floor = math.floor(floor * 1e4) / 1e4 if at_least else math.ceil(floor * 1e4) / 1e4
         rows.append(dict(zip(KEY, key), reference=round(ours, 4),
                          reference_ci_low=None if math.isnan(low) else round(low, 4),

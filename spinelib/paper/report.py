@@ -153,6 +153,7 @@ def segmentation_headlines(
                 "section": "Segmentation: final pipeline", "quantity": f"Dice, {name(structure)}",
                 "paper": r["paper_dice"], "ours": r["final_dice"], "data": "synthetic",
                 "dataset": synthetic_dataset, "note": note,
+                **({"ci_low": r["ci_low"], "ci_high": r["ci_high"]} if "ci_low" in final else {}),
             })
     if aasce is not None:
         for label, r in aasce.iterrows():

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +67,20 @@ def table3(results: Sequence[ExperimentResult] | ExperimentResult, paper: Mappin
 
 
 def final_table3(remedy_dice: pd.DataFrame, pipeline: str = "spine crop + Dice loss",
-                 input_frame: pd.Series | None = None) -> pd.DataFrame:
+                 input_frame: pd.Series | None = None, ci: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """The book's final answer per structure: the Dice of one fixed ``pipeline`` (a column of
     :attr:`Remedies.dice`, chosen before looking at the numbers, at the original resolution)
     beside the paper's. Columns ``paper_dice, final_dice, pipeline, at_or_above_paper``; with
     ``input_frame`` (:meth:`Remedies.input_frame_dice`: the same networks measured in their own
-    input frame, the paper's protocol) also ``input_frame_dice, input_frame_at_or_above_paper``."""
+    input frame, the paper's protocol) also ``input_frame_dice, input_frame_at_or_above_paper``;
+    with ``ci`` (:attr:`Remedies.dice_ci`) also ``ci_low, ci_high``, the 95 % CI of ``final_dice``."""
     if pipeline not in remedy_dice.columns:
         raise ValueError(f"no column {pipeline!r} in the remedies table; columns: {list(remedy_dice.columns)}")
     out = pd.DataFrame({"paper_dice": remedy_dice["paper_dice"], "final_dice": remedy_dice[pipeline]})
+    if ci is not None:
+        if pipeline not in ci:
+            raise ValueError(f"no 95% CI for {pipeline!r}; the intervals are for {list(ci)}")
+        out[["ci_low", "ci_high"]] = ci[pipeline][["ci_low", "ci_high"]].reindex(out.index)
     out["pipeline"] = f"{pipeline} (original resolution)"
     out["at_or_above_paper"] = out["final_dice"] >= out["paper_dice"]
     if input_frame is not None:
@@ -173,7 +178,7 @@ def resolution_ceiling(data: SegmentationData, sizes: Sequence[tuple[int, int]],
     for h, w in sizes:
         prob = np.stack([np.stack([resize_mask(m[..., c], (h, w)) for c in range(len(names))], axis=-1)
                          for m in originals]).astype(np.float32)
-        cols[f"{h}x{w}"] = _full_res(sub, prob, n_boot, seed)
+        cols[f"{h}x{w}"] = _full_res(sub, prob, n_boot, seed)["mean"]
     return pd.DataFrame(cols).rename_axis("structure")
 
 
@@ -202,13 +207,16 @@ class Remedies:
     ``spine crop + Dice loss``, ``larger input + Dice loss`` for the two lines), mean Dice over
     validation patients; ``results``: the trained experiments, keyed ``(setting, view)``;
     ``crops``: the crop data per view and for the ``"lines"`` (validation crops cut around the
-    *predicted* vertebral column) and ``boxes``: those crop boxes.
+    *predicted* vertebral column) and ``boxes``: those crop boxes; ``dice_ci``: per setting, the
+    95 % CI of each of its ``dice`` values (structure x ``ci_low, ci_high``, bootstrap over
+    validation patients).
     """
 
     dice: pd.DataFrame
     results: dict
     crops: dict
     boxes: dict
+    dice_ci: dict = field(default_factory=dict)
 
     def input_frame_dice(self, setting: str = "spine crop + Dice loss") -> pd.Series:
         """Mean validation Dice per structure **in the network's own frame** (its input size,
@@ -232,9 +240,12 @@ class Remedies:
                             title=f"SYNTHETIC - {structure.replace('_', ' ')} in the predicted spine crop")
 
 
-def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int, boxes=None) -> pd.Series:
+def _full_res(data: SegmentationData, prob: np.ndarray, n_boot: int, seed: int, boxes=None) -> pd.DataFrame:
+    """Per structure of ``data``: ``mean, ci_low, ci_high`` of the Dice at the original resolution
+    (:func:`full_resolution_dice`: over validation patients, percentile-bootstrap 95 % CI)."""
     summary = full_resolution_dice(data, prob, n_boot=n_boot, seed=seed, progress=False, boxes=boxes)
-    return summary.query("metric == 'dice'").set_index("structure")["mean"].reindex(list(data.structures))
+    return (summary.query("metric == 'dice'").set_index("structure")[["mean", "ci_low", "ci_high"]]
+            .reindex(list(data.structures)))
 
 
 CROP_MARGINS: dict[str, tuple[float, float]] = {"AP": (0.05, 0.1), "LAT": (0.05, 1.0), "lines": (0.05, 0.1)}
@@ -267,19 +278,16 @@ def remedy_experiments(
     out_dir = Path(out_dir)
     seed = plan.seed
     dice_recipe = dict(plan.recipe("lines"), loss="dice")
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, pd.DataFrame] = {}  # setting -> structure x (mean, ci_low, ci_high)
     results, crops, boxes = {}, {}, {}
     for view, data in views.items():
         t3 = table3_runs[view]
         if tuple(t3.structures) != tuple(data.structures):
             raise ValueError(f"{t3.name} segments {t3.structures}, the {view} data has {data.structures}")
-        columns.setdefault("paper's loss (Table 3 network)", pd.Series(dtype=float))
-        columns["paper's loss (Table 3 network)"] = pd.concat(
-            [columns["paper's loss (Table 3 network)"], _full_res(data, t3.val_prob(), n_boot, seed)])
+        _add_rows(columns, "paper's loss (Table 3 network)", _full_res(data, t3.val_prob(), n_boot, seed))
         r = run_experiment(data, out_dir, f"remedy_dice_{view}", n_boot=n_boot, **dice_recipe)
         results[("Dice loss", view)] = r
-        columns.setdefault("Dice loss", pd.Series(dtype=float))
-        columns["Dice loss"] = pd.concat([columns["Dice loss"], _full_res(data, r.val_prob(), n_boot, seed)])
+        _add_rows(columns, "Dice loss", _full_res(data, r.val_prob(), n_boot, seed))
         column = data.structures.index(f"{view.capitalize()}_Vertebra")
         predicted, true = t3.val_prob()[..., column], data.train_masks[..., column]  # predicted, never the truth
         crop = crop_experiment(data, predicted, true, out_dir, f"remedy_crop_dice_{view}", plan.table3_size,
@@ -295,20 +303,26 @@ def remedy_experiments(
             lines_data = data.select(list(LINES))
             crop_dice.loc[list(LINES)] = _full_res(lines_data, lines.result.val_prob(), n_boot, seed,
                                                    boxes=lines.boxes).to_numpy()
-        columns.setdefault("spine crop + Dice loss", pd.Series(dtype=float))
-        columns["spine crop + Dice loss"] = pd.concat([columns["spine crop + Dice loss"], crop_dice])
+        _add_rows(columns, "spine crop + Dice loss", crop_dice)
         if view == "LAT":
             large = resized_view_data(data, plan.table3_large_size, list(LINES))
             r = run_experiment(large, out_dir, "remedy_large_dice_lines", n_boot=n_boot,
                                **dict(plan.recipe("large"), loss="dice"))
             results[("larger input + Dice loss", view)] = r
-            columns["larger input + Dice loss"] = _full_res(data.select(list(LINES)), r.val_prob(), n_boot, seed)
-    dice = pd.DataFrame(columns)
+            _add_rows(columns, "larger input + Dice loss", _full_res(data.select(list(LINES)), r.val_prob(), n_boot, seed))
+    dice = pd.DataFrame({setting: frame["mean"] for setting, frame in columns.items()})
     order = [s for s in STRUCTURES if s in dice.index]
     dice = dice.reindex(order)
     dice.insert(0, "paper_dice", pd.Series(PAPER_DICE).reindex(order))
     dice.index.name = "structure"
-    return Remedies(dice=dice, results=results, crops=crops, boxes=boxes)
+    dice_ci = {setting: frame[["ci_low", "ci_high"]].reindex(order).rename_axis("structure")
+               for setting, frame in columns.items()}
+    return Remedies(dice=dice, results=results, crops=crops, boxes=boxes, dice_ci=dice_ci)
+
+
+def _add_rows(columns: dict[str, pd.DataFrame], setting: str, frame: pd.DataFrame) -> None:
+    """Append one view's rows (structure x ``mean, ci_low, ci_high``) to a setting's column."""
+    columns[setting] = frame if setting not in columns else pd.concat([columns[setting], frame])
 
 
 def remedy_timing(remedies: Remedies) -> pd.DataFrame:
