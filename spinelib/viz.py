@@ -231,8 +231,13 @@ def cases_figure(data: SegmentationData, result: ExperimentResult, structure: st
         picks = [("CASE", r) for r in cases.iloc[:2 * n].itertuples()]
     else:
         picks = [("BEST", r) for r in cases.iloc[::-1][:n].itertuples()] + [("WORST", r) for r in cases.iloc[:n].itertuples()]
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 4.4), squeeze=False)
-    for ax, (label, row) in zip(axes[0], picks):
+    # up to 4 cases in a row; more in two rows (best above, worst below), so the figure keeps to the page's width
+    cols = len(picks) if len(picks) <= 4 else -(-len(picks) // 2)
+    rows = -(-len(picks) // cols) if picks else 1
+    fig, axes = plt.subplots(rows, max(cols, 1), figsize=(2.2 * max(cols, 1), 4.4 * rows), squeeze=False)
+    for ax in axes.ravel()[len(picks):]:
+        ax.axis("off")
+    for ax, (label, row) in zip(axes.ravel(), picks):
         i = int(row.case)
         t, p = data.val_masks[i, ..., c_dat] > 0.5, prob[i] > 0.5
         overlay(data.val_images[i, ..., 0], _case_layers(t, p), ax=ax, legend=ax is axes[0][0], colours=CASE_COLOURS,

@@ -203,6 +203,12 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     black.cases = black.cases.assign(dice=0.0)  # every case alike: neither best nor worst
     titles = [ax.get_title() for ax in viz.cases_figure(ped, black, n=1).axes]
     assert titles and all(t.startswith("CASE") for t in titles)
+    many = copy.copy(runs["paper"])
+    many.cases = pd.concat([cases.assign(dice=d) for d in (0.1, 0.3, 0.5, 0.7, 0.9, 0.95)], ignore_index=True)
+    fig = viz.cases_figure(ped, many, n=3)  # 6 cases: two rows of 3, within the page's width (page 3b's figure)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t.split(":")[0] for t in titles] == ["BEST"] * 3 + ["WORST"] * 3
+    assert fig.get_size_inches()[0] <= 8.8 and len({round(ax.get_position().y0, 2) for ax in fig.axes}) == 2
     fig = viz.white_fraction_figure(runs)
     assert len(fig.axes[0].lines) == 3  # two experiments + the true fraction
     assert len(viz.train_val_figure(runs).axes[0].lines) == 4
