@@ -134,3 +134,23 @@ def test_train_unet_synthetic_writes_its_record_and_changes_no_input(tmp_path, t
     assert m["structures_at_or_above_paper"] == int(final["at_or_above_paper"].sum())
     head = pd.read_csv(tmp_path / "results" / "headlines" / "unet_toy.csv")
     assert len(head) == 16 and set(head["profile"]) == {"long run"} and set(head["data"]) == {"synthetic"}
+
+
+def test_choose_ci_profile_scales_the_reference_by_the_probe(tmp_path):
+    """CI builds the ci book where its predicted time fits the budget, the tiny one elsewhere; the
+    prediction is the committed reference scaled by the probe's speed here against there."""
+    ref = json.loads((REPO_ROOT / "benchmarks" / "ci_budget.json").read_text())
+    total = sum(ref[k] for k in ("book_minutes", "render_minutes", "checks_minutes", "tests_minutes"))
+    assert ref["step_seconds"] > 0 and 0 < total < 90, ref
+    fake = tmp_path / "budget.json"
+    fake.write_text(json.dumps(dict(ref, step_seconds=1.0, book_minutes=40, render_minutes=2, checks_minutes=1,
+                                    tests_minutes=17)))  # 60 min at the reference speed
+    decide = lambda *a: run_script("choose_ci_profile.py", "--reference", str(fake), *a)  # noqa: E731
+    same = decide("--step-seconds", "1.0", "--elapsed-minutes", "5")
+    assert same.stdout.strip() == "ci" and "predicted end of CI 65 min" in same.stderr, same.stderr
+    slower = decide("--step-seconds", "1.3", "--elapsed-minutes", "5")  # 5 + 78 + 15 > 90
+    assert slower.stdout.strip() == "tiny" and "predicted end of CI 83 min" in slower.stderr, slower.stderr
+    assert decide("--step-seconds", "1.3", "--margin-minutes", "0").stdout.strip() == "ci"  # 78 <= 90
+    bad = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "choose_ci_profile.py"), "--reference",
+                          str(tmp_path / "missing.json"), "--step-seconds", "1"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "no reference file" in bad.stderr
