@@ -222,6 +222,12 @@ def test_tables_compare_against_the_paper(ap_data, tmp_path):
     with pytest.raises(ValueError, match="no column"):
         table3_unet.final_table3(remedies, pipeline="magic")
     assert final.loc["Ap_Pedicle", "final_dice"] == 0.7 and final["at_or_above_paper"].all()
+    ci = {"spine crop + Dice loss": pd.DataFrame({"ci_low": [0.6, 0.8], "ci_high": [0.8, 0.95]}, index=remedies.index)}
+    with_ci = table3_unet.final_table3(remedies, ci=ci)
+    assert with_ci.loc[table3_unet.LINES[0], ["ci_low", "ci_high"]].tolist() == [0.8, 0.95]
+    assert [(r["ci_low"], r["ci_high"]) for r in report.segmentation_headlines(final=with_ci)] == [(0.6, 0.8), (0.8, 0.95)]
+    with pytest.raises(ValueError, match="no 95% CI"):
+        table3_unet.final_table3(remedies, ci={"Dice loss": ci["spine crop + Dice loss"]})
     framed = table3_unet.final_table3(remedies, input_frame=pd.Series({"Ap_Pedicle": 0.5, table3_unet.LINES[0]: 0.95}))
     assert list(framed["input_frame_at_or_above_paper"]) == [False, True]
     rows = report.segmentation_headlines(table2=t2, table3=t3, final=final)
