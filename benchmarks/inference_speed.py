@@ -433,7 +433,8 @@ def markdown(rec: dict) -> str:
         f"Nominal float32 peak = {pk['cpu']['cores']} cores x {pk['cpu']['fma_units_per_core']} FMA units x "
         f"{pk['cpu']['float32_lanes']} lanes x 2 flops x clock = {pk['gflops_per_ghz']} GFLOP/s per GHz: "
         f"**{pk['nominal_gflops_at_reported_clock']:.0f} GFLOP/s** at the {pk['cpu']['clock_mhz'] / 1e3:.3f} GHz that "
-        f"`/proc/cpuinfo` reports (CPU family {pk['cpu']['family']}, model {pk['cpu']['model_number']}: AMD Zen 3), "
+        f"`/proc/cpuinfo` reports (CPU family {pk['cpu']['family']}, model {pk['cpu']['model_number']}"
+        f"{AMD_FAMILIES.get(str(pk['cpu']['family']), '')}), "
         f"**{pk['nominal_gflops_at_boost']:.0f} GFLOP/s** at a {pk['boost_ghz']} GHz boost clock. "
         f"Measured: float32 matrix products reach **{pk['sgemm']['gflops_best']:.0f} GFLOP/s** in OpenBLAS "
         f"({pk['sgemm']['n']}x{pk['sgemm']['n']}, NumPy) and {pk['matmul']['gflops_best']:.0f} GFLOP/s in TensorFlow "
@@ -481,6 +482,18 @@ def put_on_page(page: Path, md: str, markers: tuple[str, str] = PAGE_MARKERS) ->
     from spinelib.core.provenance import put_between_markers
 
     put_between_markers(page, md, markers)
+
+
+AMD_FAMILIES = {"25": ": AMD Zen 3", "26": ": AMD Zen 5"}
+"""AMD's CPU families as ``/proc/cpuinfo`` numbers them (the EPYCs this project has run on)."""
+
+
+def onednn_default() -> str:
+    """TensorFlow's oneDNN setting when ``TF_ENABLE_ONEDNN_OPTS`` is unset: on for x86 CPUs with
+    AVX512-VNNI, AVX-VNNI, AVX512-BF16 or AMX (TensorFlow's rule since 2.9), off on the others."""
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
+    found = [f for f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return f"on, for this CPU has {', '.join(found)}" if found else "off on this CPU (no VNNI, BF16 or AMX)"
 
 
 def parse_args(argv=None):
@@ -546,7 +559,7 @@ def main(argv=None) -> int:
     else:  # some parts measured again: the record says which, when and from which commit
         rec.setdefault("reruns", []).append(stamp | {"parts": list(args.parts), "command": command})
     rec |= {"tensorflow": tf.__version__, "python": platform.python_version(),
-            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default: off on this AMD CPU)")}
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", f"unset (TensorFlow's default: {onednn_default()})")}
     rec["verdicts"] = verdicts(rec)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = js.with_suffix(".json.tmp")
