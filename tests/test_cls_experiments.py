@@ -272,3 +272,19 @@ def test_cost_accuracy_figure_numbers_every_row():
     assert len(ax.collections) == 3 and [t.get_text() for t in ax.texts] == ["1", "2", "3"]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("1. row 1: a") and any("clinical" in t for t in labels)
+
+
+def test_run_feature_cv_keeps_its_fold_models_out_of_the_table(tmp_path):
+    """The fold models come back beside the out-of-fold table, not in its ``attrs``: pandas
+    deep-copies ``attrs`` on every copy of the table, and a deep copy of a Keras model saves and
+    rebuilds it (page 5 lost minutes to it in cells that only filter tables)."""
+    data = _tiny_inputs()
+    profile = get_profile("tiny")
+    result = final_classifier.run_feature_cv("models-apart", data, "efficientnet_lite0", "random", (64, 32), profile,
+                                             tmp_path, keep_models=True, progress=False)
+    assert "models" not in result.oof.attrs and len(result.models) == profile.cls_folds
+    assert all(hasattr(m, "predict") for m in result.models)
+    again = final_classifier.run_feature_cv("models-apart", data, "efficientnet_lite0", "random", (64, 32), profile,
+                                            tmp_path, keep_models=True, progress=False)  # cached: read from disk
+    assert len(again.models) == profile.cls_folds
+    np.testing.assert_allclose(again.oof.prob, result.oof.prob)

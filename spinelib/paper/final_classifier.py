@@ -205,11 +205,14 @@ def run_feature_cv(name: str, data: ClassificationInputs, backbone: str, weights
             features = tuple(extract(weights_path))
         oof = cross_validate_features(features, data.labels, data.patient_ids, k=int(profile.cls_folds), head=head,
                                       fit_kwargs=fit, seed=seed, keep_models=keep_models, progress=progress)
+        # the fold models go beside the table, not in it: pandas deep-copies ``attrs`` on every copy and filter
+        # of the table, and a deep copy of a Keras model saves and rebuilds it (seconds per copy, per model)
+        models = oof.attrs.pop("models", None)
         if keep_models and model_dir is not None and head == "paper":
             model_dir.mkdir(parents=True, exist_ok=True)
-            for f, m in enumerate(oof.attrs["models"]):
+            for f, m in enumerate(models):
                 m.save(model_dir / f"fold{f}.keras")
-        run.models = oof.attrs.get("models")
+        run.models = models
         return oof
 
     run.models = None
