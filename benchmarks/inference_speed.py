@@ -491,7 +491,9 @@ AMD_FAMILIES = {"25": ": AMD Zen 3", "26": ": AMD Zen 5"}
 def onednn_default() -> str:
     """TensorFlow's oneDNN setting when ``TF_ENABLE_ONEDNN_OPTS`` is unset: on for x86 CPUs with
     AVX512-VNNI, AVX-VNNI, AVX512-BF16 or AMX (TensorFlow's rule since 2.9), off on the others."""
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
+    from spinelib.core.provenance import cpu_info
+
+    flags = cpu_info()["flags"]
     found = [f for f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile") if f in flags]
     return f"on, for this CPU has {', '.join(found)}" if found else "off on this CPU (no VNNI, BF16 or AMX)"
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -88,13 +87,12 @@ def choose(step_seconds: float, reference: dict, elapsed_minutes: float = 0.0, b
 
 
 def machine() -> str:
-    """The CPU's model name, family and vector width, as /proc/cpuinfo reports them."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)
-    model = fields.get("model name\t", platform.processor() or "unknown CPU").strip()
-    family = fields.get("cpu family\t", "?").strip()
-    width = "AVX-512" if " avx512f" in info else ("AVX2" if " avx2" in info else "no AVX2")
-    return f"{model}, CPU family {family}, {width}, {os.cpu_count()} cores"
+    """The CPU's model name, family and vector width (:func:`spinelib.core.provenance.cpu_info`)."""
+    from spinelib.core.provenance import cpu_info
+
+    cpu = cpu_info()
+    width = "AVX-512" if "avx512f" in cpu["flags"] else ("AVX2" if "avx2" in cpu["flags"] else "no AVX2")
+    return f"{cpu['model']}, CPU family {cpu['family'] or '?'}, {width}, {cpu['cores']} cores"
 
 
 def parse_args(argv=None):
