@@ -309,6 +309,30 @@ def input_fingerprints(synthetic_dir: Path) -> dict[str, str]:
     return {name: data_fingerprint(root) for name, root in roots.items() if root.exists()}
 
 
+def kept_pages(build_dir: Path, profile: str, seed: int, todo: list[Path]) -> dict[str, tuple[bytes, dict]]:
+    """The executed pages of the last build in ``build_dir`` that a partial build (``--only``) keeps:
+    those it does not run again, when that build used the same profile and seed. Name -> (the
+    executed notebook, its row of the timings table or ``{}``)."""
+    info_path = build_dir / "build-info.json"
+    if not info_path.exists():
+        return {}
+    info = json.loads(info_path.read_text())
+    if info.get("profile") != profile or info.get("seed") != seed:
+        return {}
+    timings_path = build_dir / f"timings-{profile}.csv"
+    rows = {}
+    if timings_path.exists():
+        rows = {r["step"]: {k: v for k, v in r.items() if pd.notna(v)}
+                for r in pd.read_csv(timings_path).to_dict("records")}
+    again = {nb.name for nb in todo}
+    kept = {}
+    for name in info.get("executed", []):
+        path = build_dir / "src" / "notebooks" / name
+        if name not in again and path.exists():
+            kept[name] = (path.read_bytes(), rows.get(name, {}))
+    return kept
+
+
 def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
           notebooks: list[str] | None = None, render: bool = True) -> pd.DataFrame:
     """Execute every notebook with ``profile`` and render the book into ``<build_dir>/html``."""
@@ -322,6 +346,10 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     prepare_synthetic(profile, synthetic_dir, seed=seed)
     timings = [{"step": "synthetic data", "seconds": round(time.perf_counter() - t0, 1)}]
 
+    todo = toc_notebooks()
+    if notebooks:
+        todo = [nb for nb in todo if any(key in nb.name for key in notebooks)]
+    kept = kept_pages(build_dir, profile, seed, todo) if notebooks else {}
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
@@ -337,9 +365,14 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     params = {"profile": profile, "seed": seed, "synthetic_dir": str(synthetic_dir),
               "output_dir": str(output_dir)}
     inputs = input_fingerprints(synthetic_dir)  # the pages' inputs before any page ran (tests compare after)
-    todo = toc_notebooks()
-    if notebooks:
-        todo = [nb for nb in todo if any(key in nb.name for key in notebooks)]
+    for name, (content, timing) in kept.items():
+        out = src / "notebooks" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(content)
+        if timing:
+            timings.append(timing)
+    if kept:
+        print(f"[book] kept {len(kept)} page(s) an earlier {profile} build executed: {', '.join(kept)}", flush=True)
     for nb in todo:
         out = src / nb.relative_to(REPO_ROOT)
         print(f"[book] executing {nb.name} (profile={profile})", flush=True)
@@ -369,7 +402,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     frame.to_csv(build_dir / f"timings-{profile}.csv", index=False)
     (build_dir / "build-info.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "output_dir": str(output_dir), "synthetic_dir": str(synthetic_dir),
-         "executed": [nb.name for nb in todo], "inputs_before": inputs}, indent=1))
+         "executed": sorted([*kept, *(nb.name for nb in todo)]), "inputs_before": inputs}, indent=1))
     print(frame.to_string(index=False))
     return frame
 

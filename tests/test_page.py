@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -42,3 +45,21 @@ def test_injected_parameters_are_removed_from_the_page(tmp_path):
     tags = [c.metadata["tags"] for c in nbformat.read(str(path), as_version=4).cells]
     assert tags == [["parameters"], ["injected-parameters", "remove-cell"]]
     assert hide_injected_parameters(path) == 0  # already hidden
+
+
+def test_a_partial_build_keeps_the_pages_an_earlier_build_of_its_profile_executed(tmp_path):
+    from spinelib.book import kept_pages
+
+    pages = tmp_path / "src" / "notebooks"
+    pages.mkdir(parents=True)
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (pages / name).write_text(f'{{"executed": "{name}"}}')
+    (tmp_path / "build-info.json").write_text(json.dumps(
+        {"profile": "ci", "seed": 0, "executed": ["01_a.ipynb", "02_b.ipynb", "03_gone.ipynb"]}))
+    (tmp_path / "timings-ci.csv").write_text("step,seconds,cpu_seconds,figures\n01_a.ipynb,12.5,20.0,3\n")
+    kept = kept_pages(tmp_path, "ci", 0, [Path("notebooks/02_b.ipynb")])
+    assert list(kept) == ["01_a.ipynb"]  # 02 runs again; 03's executed copy is not there
+    content, timing = kept["01_a.ipynb"]
+    assert content == b'{"executed": "01_a.ipynb"}' and timing["seconds"] == 12.5 and timing["figures"] == 3
+    assert kept_pages(tmp_path, "tiny", 0, []) == {} and kept_pages(tmp_path, "ci", 1, []) == {}
+    assert kept_pages(tmp_path / "none", "ci", 0, []) == {}

@@ -31,8 +31,11 @@ def record_headlines(output_dir: str | os.PathLike, page: str, rows: Iterable[Ma
     Each row needs ``section, quantity, ours, data, dataset``; ``paper``, ``ci_low``, ``ci_high``
     and ``note`` are optional. ``data`` must be ``"real"`` or ``"synthetic"``. A row may carry its
     own ``profile`` (e.g. a committed long run shown on the page); the others get ``profile``.
+    No rows (a page whose data is not on this machine) write a table with the columns only.
     """
     frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        frame = pd.DataFrame(columns=COLUMNS)
     missing = {"section", "quantity", "ours", "data", "dataset"} - set(frame.columns)
     if missing:
         raise ValueError(f"headline rows of {page} lack column(s): {', '.join(sorted(missing))}")
