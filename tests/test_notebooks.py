@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 from spinelib.book import count_figures, run_notebook, toc_notebooks
-from spinelib.core.config import REPO_ROOT, find_dataset
+from spinelib.core.config import DATASET_ENV, NO_SHARED_DATA_ENV, REPO_ROOT, find_dataset
+from spinelib.core.headlines import collect_headlines
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 03b_... is page 3b
 
@@ -70,9 +71,11 @@ build made (``_build/src/notebooks``) instead of being executed a second time.""
 BUILD = REPO_ROOT / "_build"
 
 
-def check_executed_page(path: Path, out: Path, outputs: Path, profile: str) -> None:
+def check_executed_page(path: Path, out: Path, outputs: Path, profile: str, real_data: bool = True) -> None:
     """What every executed page must show: no error, outputs, no training log, its figures, and a
-    provenance sidecar (versions, seed, profile, data fingerprints) beside every table it wrote."""
+    provenance sidecar (versions, seed, profile, data fingerprints) beside every table it wrote.
+    ``real_data=False``: the machine has no real dataset; a table may then come from committed
+    records alone, and its run record names the datasets it looked for and found none."""
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
@@ -89,7 +92,7 @@ def check_executed_page(path: Path, out: Path, outputs: Path, profile: str) -> N
         info = json.loads(table.with_suffix(".run.json").read_text())
         assert info["seed"] == 0 and info["profile"]["name"] == profile and info["results_file"] == table.name
         used = {name: d for name, d in info["datasets"].items() if d}
-        assert used, f"{table.name}: its run record names no dataset"
+        assert used or (not real_data and info["datasets"]), f"{table.name}: its run record names no dataset"
         assert all(d["fingerprint"] for d in used.values()), f"{table.name}: a dataset without its fingerprint"
         if "synthetic" in info["datasets"]:
             assert info["datasets"]["synthetic"]["fingerprint"], f"{table.name}: no fingerprint of the synthetic data"
@@ -110,6 +113,29 @@ def test_notebook_runs_with_tiny_profile(path, tmp_path, tiny_synthetic):
     if shared:
         assert tree_fingerprint(shared.parent) == before, "the notebook modified ../shared/data"
     assert tree_fingerprint(tiny_synthetic) == syn_before, "the notebook modified its input dataset"
+
+
+REAL_DATA_PAGES = [p for p in NOTEBOOKS if p.name[:3] in {"03b", "05_", "07_"}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", REAL_DATA_PAGES, ids=lambda p: p.stem)
+def test_a_page_on_real_x_rays_builds_on_a_machine_without_them(path, tmp_path, tiny_synthetic, monkeypatch):
+    """A reader's fresh machine has no ../shared/data: the page skips its real-data parts, shows the
+    committed records, and records no real number of its own (CI always has the data, so this is the
+    only run that sees the book as such a reader does)."""
+    monkeypatch.setenv(NO_SHARED_DATA_ENV, "1")
+    for variable in DATASET_ENV.values():
+        monkeypatch.delenv(variable, raising=False)
+    out = tmp_path / path.name
+    run_notebook(path, out, {"profile": "tiny", "seed": 0, "synthetic_dir": str(tiny_synthetic),
+                             "output_dir": str(tmp_path / "outputs")}, cwd=path.parent)
+    check_executed_page(path, out, tmp_path / "outputs", "tiny", real_data=False)
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    assert "was not found" in text or "No AASCE X-rays" in text, f"{path.name} does not say the X-rays are missing"
+    headlines = collect_headlines(tmp_path / "outputs")
+    assert not (headlines["data"] == "real").any(), f"{path.name} recorded a real number without the real data"
 
 
 @functools.lru_cache(maxsize=None)

@@ -63,3 +63,14 @@ def test_a_partial_build_keeps_the_pages_an_earlier_build_of_its_profile_execute
     assert content == b'{"executed": "01_a.ipynb"}' and timing["seconds"] == 12.5 and timing["figures"] == 3
     assert kept_pages(tmp_path, "tiny", 0, []) == {} and kept_pages(tmp_path, "ci", 1, []) == {}
     assert kept_pages(tmp_path / "none", "ci", 0, []) == {}
+
+
+def test_without_shared_data_only_a_given_path_or_variable_finds_a_dataset(tmp_path, monkeypatch):
+    from spinelib.core.config import NO_SHARED_DATA_ENV, find_dataset
+
+    monkeypatch.setenv(NO_SHARED_DATA_ENV, "1")
+    monkeypatch.delenv("SPINELIB_AASCE_DIR", raising=False)
+    assert find_dataset("aasce") is None
+    assert find_dataset("aasce", tmp_path) == tmp_path.resolve()
+    monkeypatch.setenv("SPINELIB_AASCE_DIR", str(tmp_path))
+    assert find_dataset("aasce") == tmp_path.resolve()

@@ -28,6 +28,9 @@ DATASET_ENV = {
 }
 """Environment variable that points at each dataset."""
 
+NO_SHARED_DATA_ENV = "SPINELIB_NO_SHARED_DATA"
+"""Set to ``1``: :func:`find_dataset` finds only datasets given by path or by their variable."""
+
 DATASET_SOURCES = {
     "spine-project-examples": "2 real patients of the paper's clinical dataset, from the public "
     "GitHub repository rudraksh97/The-Spine-Project (folder Examples/, GPL-3.0)",
@@ -153,7 +156,9 @@ def find_dataset(name: str, path: str | os.PathLike | None = None) -> Path | Non
     """Locate a dataset directory, or return ``None`` when it is not on this machine.
 
     Order: ``path`` (must exist if given), the environment variable in :data:`DATASET_ENV`,
-    ``/kaggle/input/<name>``, then ``../shared/data/<name>`` next to the checkout.
+    ``/kaggle/input/<name>``, then ``../shared/data/<name>`` next to the checkout. With
+    ``$SPINELIB_NO_SHARED_DATA=1`` the last two are not looked at: the book then runs as it would on
+    a machine without the real data (how a test checks that every page still builds there).
     """
     if path not in (None, ""):
         p = Path(path).expanduser()
@@ -166,6 +171,8 @@ def find_dataset(name: str, path: str | os.PathLike | None = None) -> Path | Non
         if not p.exists():
             raise FileNotFoundError(f"dataset {name!r}: ${env}={p} does not exist")
         return p.resolve()
+    if os.environ.get(NO_SHARED_DATA_ENV) == "1":
+        return None
     kaggle = Path("/kaggle/input") / name
     if kaggle.is_dir():
         return kaggle
