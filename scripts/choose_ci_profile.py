@@ -1,13 +1,17 @@
 """Choose the book profile that CI can afford on this machine: ``ci`` when its predicted time fits.
 
 CI (``.ci/run``) has 90 minutes for setup, the book build and the test suite. The ``ci`` book's time
-depends on the CPU more than on anything else: the same build took 55 min on a Zen 5 EPYC (AVX-512,
-TensorFlow's oneDNN on) and about 3 h on a Zen 3 one. So this script times a short probe of the
-book's typical work (training steps of page 3's U-Net: 256x128, first width 16, batch norm, batch 4)
-and scales the reference times in ``benchmarks/ci_budget.json``, which were measured on one machine
-together with the probe, by how much slower or faster the probe runs here::
+depends on the CPU more than on anything else, but not in proportion to any one benchmark: its U-Net
+training runs about 3.6x slower on a Zen 3 EPYC (AVX2) than on a Zen 5 one (AVX-512, TensorFlow's
+oneDNN on), the rest of the book (NumPy, pandas, the classifiers) much less. So this script times a
+short probe of the book's typical training work (steps of page 3's U-Net: 256x128, first width 16,
+batch norm, batch 4) and reads the book's time off the references in ``benchmarks/ci_budget.json``:
+whole CI runs (book, HTML, checks, tests) measured on machines of known probe time. Between two
+references the prediction is the straight line through them; beyond them it is the larger of that
+line and the nearest reference scaled by the probe (a machine faster than every reference is not
+assumed to be faster than the line says; a slower one is assumed at least as slow as the probe says)::
 
-    predicted = elapsed + (book + render + checks + tests) x (probe here / probe there)
+    predicted = elapsed + line(probe here) through (probe there, CI minutes there)
 
 It prints ``ci`` when ``predicted + margin <= budget`` and ``tiny`` otherwise, on stdout (the only
 thing there); why, on stderr. ``SPINELIB_CI_BOOK_PROFILE`` in ``.ci/run`` overrides the choice.
@@ -17,7 +21,8 @@ Examples::
     python scripts/choose_ci_profile.py                    # probe this machine (about 30 s)
     python scripts/choose_ci_profile.py --elapsed-minutes 5
     python scripts/choose_ci_profile.py --step-seconds 0.4 # decide for a known probe time, no probe
-    python scripts/choose_ci_profile.py --measure-reference --book-minutes 55.3 --tests-minutes 17
+    python scripts/choose_ci_profile.py --measure-reference --book-minutes 55.3 --render-minutes 0.2 \\
+        --checks-minutes 0.3 --tests-minutes 17 --how "the ci book from scratch, 09:17-10:13 UTC"
 """
 
 from __future__ import annotations
@@ -64,24 +69,53 @@ def probe_step_seconds(probe: dict = PROBE) -> float:
     return float(np.median(times))
 
 
-def predict_minutes(step_seconds: float, reference: dict, elapsed_minutes: float = 0.0) -> float:
-    """Minutes CI will have spent at its end: ``elapsed_minutes`` plus the reference parts scaled by
-    ``step_seconds / reference['step_seconds']``."""
+def references(budget: dict) -> list[dict]:
+    """The reference runs of a budget file, fastest probe first (a file of one run without a
+    ``references`` list is that one run)."""
+    refs = budget.get("references", [budget])
+    for ref in refs:
+        missing = [k for k in ("step_seconds", *REFERENCE_PARTS) if k not in ref]
+        if missing:
+            raise ValueError(f"a reference run lacks {', '.join(missing)}: {ref.get('machine', ref)}")
+        if not float(ref["step_seconds"]) > 0:
+            raise ValueError(f"a reference's step_seconds must be positive, got {ref['step_seconds']!r}")
+    return sorted(refs, key=lambda r: float(r["step_seconds"]))
+
+
+def ci_minutes(ref: dict) -> float:
+    """The minutes of one reference run: book, HTML, checks and tests."""
+    return sum(float(ref[k]) for k in REFERENCE_PARTS)
+
+
+def predict_minutes(step_seconds: float, budget: dict, elapsed_minutes: float = 0.0) -> float:
+    """Minutes CI will have spent at its end: ``elapsed_minutes`` plus the reference runs' minutes at
+    this probe time (the module's rule: the line through the two nearest references; beyond them,
+    never less than the nearest reference scaled by the probe)."""
     if not step_seconds > 0:
         raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
-    ratio = step_seconds / float(reference["step_seconds"])
-    return float(elapsed_minutes) + ratio * sum(float(reference[k]) for k in REFERENCE_PARTS)
+    refs = references(budget)
+    steps = [float(r["step_seconds"]) for r in refs]
+    minutes = [ci_minutes(r) for r in refs]
+    nearest = min(range(len(refs)), key=lambda i: abs(steps[i] - step_seconds))
+    scaled = minutes[nearest] * step_seconds / steps[nearest]
+    if len(refs) == 1:
+        return float(elapsed_minutes) + scaled
+    i = min(max(sum(s <= step_seconds for s in steps) - 1, 0), len(refs) - 2)  # the segment [i, i + 1]
+    slope = max(0.0, (minutes[i + 1] - minutes[i]) / (steps[i + 1] - steps[i]))
+    line = minutes[i] + slope * (step_seconds - steps[i])
+    inside = steps[0] <= step_seconds <= steps[-1]
+    return float(elapsed_minutes) + (line if inside else max(line, scaled))
 
 
-def choose(step_seconds: float, reference: dict, elapsed_minutes: float = 0.0, budget_minutes: float = 90.0,
+def choose(step_seconds: float, budget: dict, elapsed_minutes: float = 0.0, budget_minutes: float = 90.0,
            margin_minutes: float = 15.0) -> tuple[str, str]:
     """``(profile, reason)``: ``"ci"`` when the predicted end plus the margin fits the budget."""
-    predicted = predict_minutes(step_seconds, reference, elapsed_minutes)
-    ratio = step_seconds / float(reference["step_seconds"])
+    predicted = predict_minutes(step_seconds, budget, elapsed_minutes)
     fits = predicted + margin_minutes <= budget_minutes
-    reason = (f"probe {step_seconds:.3f} s per step here, {float(reference['step_seconds']):.3f} s on the reference "
-              f"machine ({reference.get('machine', 'unknown')}): {ratio:.2f}x its time; predicted end of CI "
-              f"{predicted:.0f} min (elapsed {elapsed_minutes:.0f} + book, HTML, checks and tests scaled), "
+    known = "; ".join(f"{float(r['step_seconds']):.3f} s -> {ci_minutes(r):.0f} min ({r.get('machine', 'unknown')})"
+                      for r in references(budget))
+    reason = (f"probe {step_seconds:.3f} s per step here; references {known}; predicted end of CI "
+              f"{predicted:.0f} min (elapsed {elapsed_minutes:.0f} + book, HTML, checks and tests), "
               f"+ {margin_minutes:.0f} min margin {'<=' if fits else '>'} {budget_minutes:.0f} min budget")
     return ("ci" if fits else "tiny"), reason
 
@@ -108,6 +142,7 @@ def parse_args(argv=None):
                    help="probe this machine and write the reference file with the minutes given below")
     for part in REFERENCE_PARTS:
         p.add_argument(f"--{part.replace('_', '-')}", type=float, help="with --measure-reference: reference minutes")
+    p.add_argument("--how", default="", help="with --measure-reference: how the minutes were measured")
     return p.parse_args(argv)
 
 
@@ -118,11 +153,14 @@ def main(argv=None) -> int:
         if missing:
             raise SystemExit(f"--measure-reference needs {', '.join('--' + k.replace('_', '-') for k in missing)}")
         step = args.step_seconds or probe_step_seconds()
-        ref = {"step_seconds": round(step, 4), "probe": PROBE, "machine": machine(),
-               "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               **{k: getattr(args, k) for k in REFERENCE_PARTS}}
-        args.reference.write_text(json.dumps(ref, indent=1) + "\n")
-        print(f"[ci-profile] wrote {args.reference}: {step:.3f} s per probe step on {ref['machine']}", file=sys.stderr)
+        ref = {"machine": machine(), "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "step_seconds": round(step, 4), **{k: getattr(args, k) for k in REFERENCE_PARTS}, "how": args.how}
+        old = json.loads(args.reference.read_text()) if args.reference.is_file() else {}
+        kept = [r for r in (references(old) if old else []) if r.get("machine") != ref["machine"]]
+        budget = {"probe": old.get("probe", PROBE), "references": sorted(kept + [ref], key=lambda r: r["step_seconds"])}
+        args.reference.write_text(json.dumps(budget, indent=1, ensure_ascii=False) + "\n")
+        print(f"[ci-profile] wrote {args.reference}: {step:.3f} s per probe step on {ref['machine']} "
+              f"({len(kept)} other reference(s) kept)", file=sys.stderr)
         return 0
     if not args.reference.is_file():
         raise SystemExit(f"no reference file {args.reference}; make one with --measure-reference")

@@ -136,21 +136,38 @@ def test_train_unet_synthetic_writes_its_record_and_changes_no_input(tmp_path, t
     assert len(head) == 16 and set(head["profile"]) == {"long run"} and set(head["data"]) == {"synthetic"}
 
 
-def test_choose_ci_profile_scales_the_reference_by_the_probe(tmp_path):
+def test_choose_ci_profile_reads_the_book_time_off_its_references(tmp_path):
     """CI builds the ci book where its predicted time fits the budget, the tiny one elsewhere; the
-    prediction is the committed reference scaled by the probe's speed here against there."""
-    ref = json.loads((REPO_ROOT / "benchmarks" / "ci_budget.json").read_text())
-    total = sum(ref[k] for k in ("book_minutes", "render_minutes", "checks_minutes", "tests_minutes"))
-    assert ref["step_seconds"] > 0 and 0 < total < 90, ref
+    prediction is read off the committed references by the probe's time here."""
+    budget = json.loads((REPO_ROOT / "benchmarks" / "ci_budget.json").read_text())
+    parts = ("book_minutes", "render_minutes", "checks_minutes", "tests_minutes")
+    assert budget["references"], budget
+    for ref in budget["references"]:
+        assert ref["step_seconds"] > 0 and sum(ref[k] for k in parts) > 0 and ref["machine"] and ref["how"], ref
+    one = dict(step_seconds=1.0, book_minutes=40, render_minutes=2, checks_minutes=1, tests_minutes=17, machine="A")
     fake = tmp_path / "budget.json"
-    fake.write_text(json.dumps(dict(ref, step_seconds=1.0, book_minutes=40, render_minutes=2, checks_minutes=1,
-                                    tests_minutes=17)))  # 60 min at the reference speed
+    fake.write_text(json.dumps({"probe": budget["probe"], "references": [one]}))  # 60 min at probe 1.0 s
     decide = lambda *a: run_script("choose_ci_profile.py", "--reference", str(fake), *a)  # noqa: E731
     same = decide("--step-seconds", "1.0", "--elapsed-minutes", "5")
     assert same.stdout.strip() == "ci" and "predicted end of CI 65 min" in same.stderr, same.stderr
-    slower = decide("--step-seconds", "1.3", "--elapsed-minutes", "5")  # 5 + 78 + 15 > 90
+    slower = decide("--step-seconds", "1.3", "--elapsed-minutes", "5")  # one reference: scaled, 5 + 78 + 15 > 90
     assert slower.stdout.strip() == "tiny" and "predicted end of CI 83 min" in slower.stderr, slower.stderr
     assert decide("--step-seconds", "1.3", "--margin-minutes", "0").stdout.strip() == "ci"  # 78 <= 90
+    # two references: a machine 3x slower on the probe took only 1.5x as long (the rest of the book scales less)
+    slow = dict(one, step_seconds=3.0, book_minutes=70, machine="B")  # 90 min
+    fake.write_text(json.dumps({"probe": budget["probe"], "references": [slow, one]}))
+    assert "predicted end of CI 75 min" in decide("--step-seconds", "2.0").stderr  # on the line
+    assert "predicted end of CI 60 min" in decide("--step-seconds", "1.0").stderr
+    assert "predicted end of CI 51 min" in decide("--step-seconds", "0.4").stderr  # line 51 > scaled 60 x 0.4
+    assert "predicted end of CI 48 min" in decide("--step-seconds", "0.2").stderr  # line 48 > scaled 12
+    assert "predicted end of CI 120 min" in decide("--step-seconds", "4.0").stderr  # scaled 120 > line 105
     bad = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "choose_ci_profile.py"), "--reference",
                           str(tmp_path / "missing.json"), "--step-seconds", "1"], capture_output=True, text=True)
     assert bad.returncode != 0 and "no reference file" in bad.stderr
+    # --measure-reference replaces the run of its own machine and keeps the others
+    written = run_script("choose_ci_profile.py", "--reference", str(fake), "--measure-reference", "--step-seconds", "2.5",
+                         "--book-minutes", "50", "--render-minutes", "1", "--checks-minutes", "1",
+                         "--tests-minutes", "10", "--how", "a test")
+    assert written.returncode == 0, written.stderr
+    refs = json.loads(fake.read_text())["references"]
+    assert [r["step_seconds"] for r in refs] == [1.0, 2.5, 3.0] and refs[1]["how"] == "a test"
