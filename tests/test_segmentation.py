@@ -211,6 +211,29 @@ def test_train_segmentation_rejects_bad_input(tmp_path):
         train_segmentation(model, x, np.repeat(y, 2, -1), x, np.repeat(y, 2, -1), epochs=0, out_dir=tmp_path)
 
 
+def test_accumulated_micro_batches_step_like_the_whole_batch(tmp_path):
+    """accumulate=2 feeds batches of 4 and steps Adam once per 8 X-rays on their mean gradient: with
+    a per-pixel mean loss and no batch norm, the weights follow the batch-8 run's."""
+    x, y = discs(16)
+    runs = {}
+    for accumulate in (1, 2):
+        keras.utils.set_random_seed(0)
+        model = unet((H, W, 1), filters=4, depth=3)
+        initial = model.get_weights()
+        runs[accumulate] = train_segmentation(model, x, y, x[:4], y[:4], loss="bce", epochs=2, batch_size=8,
+                                              out_dir=tmp_path / str(accumulate), verbose=0, accumulate=accumulate)
+    whole, split = runs[1].model, runs[2].model
+    assert int(whole.optimizer.iterations) == int(split.optimizer.iterations) == 2 * 2  # updates, not micro-batches
+    assert split.optimizer.gradient_accumulation_steps == 2
+    assert max(float(np.abs(a - b).max()) for a, b in zip(whole.get_weights(), initial)) > 1e-3  # they moved
+    for a, b in zip(whole.get_weights(), split.get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    assert runs[2].history["epoch"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="divides batch_size"):
+        train_segmentation(unet((H, W, 1), filters=4, depth=3), x, y, x, y, epochs=1, batch_size=8, accumulate=3,
+                           out_dir=tmp_path / "bad", verbose=0)
+
+
 # ---------------------------------------------------------------- post-processing and inference
 
 
