@@ -229,7 +229,10 @@ def test_accumulated_micro_batches_step_like_the_whole_batch(tmp_path):
     for a, b in zip(whole.get_weights(), split.get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)
     assert runs[2].history["epoch"].tolist() == [0, 1]
-    with pytest.raises(ValueError, match="divides batch_size"):
+    with pytest.raises(ValueError, match="positive integer"):
+        train_segmentation(unet((H, W, 1), filters=4, depth=3), x, y, x, y, epochs=1, accumulate=0,
+                           out_dir=tmp_path / "bad", verbose=0)
+    with pytest.raises(ValueError, match="divide batch_size"):
         train_segmentation(unet((H, W, 1), filters=4, depth=3), x, y, x, y, epochs=1, batch_size=8, accumulate=3,
                            out_dir=tmp_path / "bad", verbose=0)
 

@@ -460,14 +460,9 @@ def train_segmentation(
     validation pixel white (``val_white`` below :data:`BLACK_FRACTION`); 0 (default) never stops
     for that. The run then ends as stopped early, like ``EarlyStopping``.
 
-    ``accumulate``: split each batch into this many micro-batches of ``batch_size // accumulate``
-    X-rays and step the optimizer once per batch, on the mean of their gradients (Keras's
-    ``gradient_accumulation_steps``): the activations then take ``1 / accumulate`` of the memory
-    (measured at 512x256, batch 8, 5 outputs, batch norm: see ``benchmarks/inference_speed.md``).
-    With a loss that is a mean over X-rays and no batch norm the update is the full batch's; batch
-    norm then normalises over micro-batches, and a loss pooled over the batch (the soft Dice) is
-    pooled over each micro-batch. An epoch whose batches do not divide evenly ends with a partial
-    one; its micro-batches' gradients are applied with the next epoch's first ones.
+    ``accumulate``: micro-batches of ``batch_size // accumulate``, one Adam step per batch on their mean
+    gradient (less memory: ``benchmarks/inference_speed.md``); the whole batch's update for a per-image
+    loss without batch norm, while batch norm and the soft Dice then work over micro-batches.
 
     ``callbacks``: extra Keras callbacks, run after the epoch timer and before the checkpoint
     and CSV logger, so values they add to ``logs`` in ``on_epoch_end`` land in ``history.csv``.
@@ -497,10 +492,10 @@ def train_segmentation(
         raise ValueError(f"stop_black must be a non-negative integer (0 = never), got {stop_black!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if (not isinstance(accumulate, (int, np.integer)) or isinstance(accumulate, bool) or accumulate < 1
-            or not isinstance(batch_size, (int, np.integer)) or batch_size % accumulate):
-        raise ValueError(f"accumulate must be a positive integer that divides batch_size ({batch_size!r}), "
-                         f"got {accumulate!r}")
+    if not isinstance(accumulate, (int, np.integer)) or isinstance(accumulate, bool) or accumulate < 1:
+        raise ValueError(f"accumulate must be a positive integer, got {accumulate!r}")
+    if accumulate > 1 and (not isinstance(batch_size, (int, np.integer)) or batch_size % accumulate):
+        raise ValueError(f"accumulate must divide batch_size ({batch_size!r}), got {accumulate!r}")
     strategy = check_strategy(model, strategy)
     n_out = model.output_shape[-1]
     for name, m in (("train_masks", train_masks), ("val_masks", val_masks)):
@@ -518,8 +513,7 @@ def train_segmentation(
     n_replicas = int(strategy.num_replicas_in_sync)
     if accumulate > 1:
         if n_replicas > 1:
-            raise ValueError("accumulate > 1 is for one device; under a distribution strategy give each "
-                             "replica its share of batch_size instead")
+            raise ValueError("accumulate > 1 is for one device; a strategy splits batch_size across replicas")
         config.update(accumulate=int(accumulate))
     if n_replicas > 1:
         config.update(strategy=type(strategy).__name__, replicas=n_replicas)
