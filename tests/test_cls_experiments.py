@@ -158,7 +158,11 @@ def test_run_table4_row_end_to_end_and_frozen(tmp_path):
     assert again.cached
     frozen = table4_backbones.Table4Row("t-feat", 6, "ap+lat_features", "vgg16", "random", "frozen features")
     res2 = table4_backbones.run_table4_row(frozen, data, prof, tmp_path, progress=False)
-    assert res2.info["input_size"] == list(prof.cls_size)
+    assert res2.info["input_size"] == list(prof.cls_size) and not res2.cached
+    # a row that does not use the in-domain U-Net is the same run with or without its path (pages 4 and 5 share it)
+    shared = table4_backbones.run_table4_row(frozen, data, prof, tmp_path, progress=False, indomain_unet=tmp_path / "unet.keras")
+    assert shared.cached and shared.oof.equals(res2.oof)
+    assert table4_backbones.paper_final_row("random") in table4_backbones.table4_rows("random")
     table = table4_backbones.table4_frame([row, frozen], [again, res2])
     assert list(table["row"]) == [1, 6]
     assert table["paper accuracy"].tolist() == [0.50, 0.9484]

@@ -59,6 +59,14 @@ class Table4Row:
         return weights_label(self.backbone, self.weights)
 
 
+def paper_final_row(resnet50: str = "random") -> Table4Row:
+    """Row 6 with ResNet-50 (``'random'`` or ``'file'``): the paper's final network on frozen
+    features. Page 5 runs this same row (:func:`run_table4_row`), so where page 4 has run it in
+    the same output folder, page 5 reads that run instead of training the same folds again."""
+    return Table4Row(f"6-features-resnet50-{resnet50}", 6, "ap+lat_features", "resnet50", resnet50, "frozen features",
+                     note="the paper's exact network: 16x8x2048 per view at 512x256, head of 10,486,045 parameters")
+
+
 def table4_rows(resnet50: str = "random", include_indomain: bool = True) -> list[Table4Row]:
     """Table 4 as re-run here. ``resnet50``: ``'file'`` when a ResNet-50 ImageNet file is
     present (see :func:`resnet50_weights_status`), else ``'random'``.
@@ -75,8 +83,7 @@ def table4_rows(resnet50: str = "random", include_indomain: bool = True) -> list
         Table4Row(f"3-aplat-{pre}-{pre_w}", 3, "ap_lat_channels", pre, pre_w, "end-to-end", augment=True),
         Table4Row(f"4-ap-{pre}-{pre_w}-freeze5", 4, "ap", pre, pre_w, "end-to-end", freeze_first=5),
         Table4Row(f"5-ap-{pre}-{pre_w}-full", 5, "ap", pre, pre_w, "end-to-end"),
-        Table4Row(f"6-features-resnet50-{resnet50}", 6, "ap+lat_features", "resnet50", resnet50, "frozen features",
-                  note="the paper's exact network: 16x8x2048 per view at 512x256, head of 10,486,045 parameters"),
+        paper_final_row(resnet50),
         Table4Row("6-features-efficientnet_lite0-random", 6, "ap+lat_features", "efficientnet_lite0", "random", "frozen features"),
         Table4Row("6-features-efficientnet_lite0-imagenet", 6, "ap+lat_features", "efficientnet_lite0", "imagenet", "frozen features"),
     ]
@@ -216,7 +223,9 @@ def run_table4_row(row: Table4Row, data: ClassificationInputs, profile: Profile,
         if row.weights == "indomain":
             size = sizes.indomain_size
         fit = paper_fit_kwargs(profile)
-        config.update(input_size=list(size), fit=fit, indomain_unet=str(indomain_unet or ""), views_at_size=2)
+        # the U-Net's path is part of the run only where the row uses it (so page 5, which has none, finds page 4's runs)
+        config.update(input_size=list(size), fit=fit, views_at_size=2,
+                      indomain_unet=str(indomain_unet or "") if row.weights == "indomain" else "")
 
         def run():
             path = indomain_unet if row.weights == "indomain" else resnet50_weights
