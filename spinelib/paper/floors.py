@@ -43,8 +43,12 @@ _FINAL_STRUCTURES = ("Ap Vertebra", "Ap Pedicle", "Ap Spinous Process", "Lat Ver
 
 FLOOR_RULES: tuple[dict, ...] = (
     dict(page="02_segmentation_experiments", section="Segmentation: Table 2 (failed experiments)",
-         quantity="Dice, Ap Pedicle: jaccard_batchnorm_0.9", direction="min", margin=None,
-         why=_CI + ": the row that trains once batch norm forgets its first statistics"),
+         quantity="Dice, Ap Pedicle: jaccard_batchnorm_0.9", direction="min", margin=0.08, widen_to_ci=True,
+         why="the reference Dice minus 0.08, or the lower end of its 95% CI (bootstrap over validation patients) where "
+             "that is lower: the row that trains once batch norm forgets its first statistics (Table 2's black-mask rows "
+             "give 0.0, its mostly white row 0.34). Two builds of the same code on two CPUs gave 0.802 (Zen 5, "
+             "2026-12-02) and 0.751 (Intel Xeon, 2026-12-03), further apart than either CI, which counts patients, "
+             "not training runs"),
     *(dict(page="03_unet_segmentation", section=_TABLE3, quantity=f"Dice, {s}", direction="min", margin=None, why=_CI)
       for s in ("Ap Vertebra", "Lat Vertebra", "Lat Disk Height")),
     *(dict(page="03_unet_segmentation", section=_FINAL, quantity=f"Dice, {s}", direction="min", margin=0.03,
