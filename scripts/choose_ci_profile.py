@@ -9,7 +9,11 @@ batch norm, batch 4) and reads the book's time off the references in ``benchmark
 whole CI runs (book, HTML, checks, tests) measured on machines of known probe time. Between two
 references the prediction is the straight line through them; beyond them it is the larger of that
 line and the nearest reference scaled by the probe (a machine faster than every reference is not
-assumed to be faster than the line says; a slower one is assumed at least as slow as the probe says)::
+assumed to be faster than the line says; a slower one is assumed at least as slow as the probe says).
+References whose probes lie within 10 % of each other count as one point, at their mean probe and the
+longest of their times: two machines of one probe speed differ by their other work (an Intel Xeon and
+a Zen 5 EPYC, both AVX-512, probed 0.246 and 0.248 s and took 77 and 82 min), which is noise to the
+line, not a slope::
 
     predicted = elapsed + line(probe here) through (probe there, CI minutes there)
 
@@ -87,20 +91,36 @@ def ci_minutes(ref: dict) -> float:
     return sum(float(ref[k]) for k in REFERENCE_PARTS)
 
 
+SAME_PROBE = 0.10
+"""References whose probe times differ by at most this fraction of the faster one are one point."""
+
+
+def reference_points(refs: list[dict]) -> tuple[list[float], list[float]]:
+    """``(probe seconds, CI minutes)`` of the points the prediction is read off, fastest first: each
+    run of references (``refs`` sorted by probe) within :data:`SAME_PROBE` of its group's fastest
+    is one point at their mean probe time and their longest CI time."""
+    groups: list[list[dict]] = []
+    for ref in refs:
+        if groups and float(ref["step_seconds"]) <= float(groups[-1][0]["step_seconds"]) * (1 + SAME_PROBE):
+            groups[-1].append(ref)
+        else:
+            groups.append([ref])
+    steps = [sum(float(r["step_seconds"]) for r in g) / len(g) for g in groups]
+    return steps, [max(ci_minutes(r) for r in g) for g in groups]
+
+
 def predict_minutes(step_seconds: float, budget: dict, elapsed_minutes: float = 0.0) -> float:
     """Minutes CI will have spent at its end: ``elapsed_minutes`` plus the reference runs' minutes at
     this probe time (the module's rule: the line through the two nearest references; beyond them,
     never less than the nearest reference scaled by the probe)."""
     if not step_seconds > 0:
         raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
-    refs = references(budget)
-    steps = [float(r["step_seconds"]) for r in refs]
-    minutes = [ci_minutes(r) for r in refs]
-    nearest = min(range(len(refs)), key=lambda i: abs(steps[i] - step_seconds))
+    steps, minutes = reference_points(references(budget))
+    nearest = min(range(len(steps)), key=lambda i: abs(steps[i] - step_seconds))
     scaled = minutes[nearest] * step_seconds / steps[nearest]
-    if len(refs) == 1:
+    if len(steps) == 1:
         return float(elapsed_minutes) + scaled
-    i = min(max(sum(s <= step_seconds for s in steps) - 1, 0), len(refs) - 2)  # the segment [i, i + 1]
+    i = min(max(sum(s <= step_seconds for s in steps) - 1, 0), len(steps) - 2)  # the segment [i, i + 1]
     slope = max(0.0, (minutes[i + 1] - minutes[i]) / (steps[i + 1] - steps[i]))
     line = minutes[i] + slope * (step_seconds - steps[i])
     inside = steps[0] <= step_seconds <= steps[-1]

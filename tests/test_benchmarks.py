@@ -187,3 +187,25 @@ def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "take **1.7 min** of wall time" in md and "| 03/table3_AP |" in md.replace("  ", "")  # the page folder shortened to its number
     assert script.main(["--output-dir", str(tmp_path / "none"), "--timings", str(timings), "--out", str(out)]) == 2
+
+
+def test_the_pyspy_summary_sorts_samples_into_tracing_running_and_other(tmp_path):
+    """benchmarks/pyspy_summary.py: each sample with a spinelib frame counts once, by its kind, under
+    its outermost spinelib call site; samples without one (the kernel's other threads) do not."""
+    script = load_script("pyspy_summary")
+    site = "fit_rows (spinelib/paper/t4.py:10)"
+    raw = tmp_path / "04.raw"
+    raw.write_text("\n".join([
+        f"<module> (x.py:1);{site};fit (keras/trainer.py:3);func_graph_from_py_func (tf/func_graph.py:9) 10",
+        f"<module> (x.py:1);{site};fit (keras/trainer.py:3);quick_execute (tf/execute.py:53) 25",
+        f"<module> (x.py:1);load (spinelib/data/io.py:5);imread (PIL/Image.py:1) 5",
+        "run (threading.py:1);select (selectors.py:468) 400",
+    ]) + "\n")
+    kinds, sites = script.summarise(raw, rate_hz=5.0)
+    assert kinds == {"tracing": 2.0, "executing": 5.0, "other": 1.0}
+    assert sites[0] == {"call site": "fit_rows (paper/t4.py:10)", "tracing": 2.0, "executing": 5.0, "other": 0.0}
+    out = tmp_path / "summary"
+    assert script.main(["04=" + str(raw), "--out", str(out)]) == 0
+    assert "building graphs 25%, running them 62%, other work 12%" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        script.main(["04", "--out", str(out)])  # no file given

@@ -171,3 +171,9 @@ def test_choose_ci_profile_reads_the_book_time_off_its_references(tmp_path):
     assert written.returncode == 0, written.stderr
     refs = json.loads(fake.read_text())["references"]
     assert [r["step_seconds"] for r in refs] == [1.0, 2.5, 3.0] and refs[1]["how"] == "a test"
+    # two references of one probe speed (within 10 %) are one point, at their mean probe and the longer time,
+    # not a steep line between them
+    twin = dict(one, step_seconds=1.05, book_minutes=46, machine="C")  # 66 min
+    fake.write_text(json.dumps({"probe": budget["probe"], "references": [one, twin]}))
+    assert "predicted end of CI 66 min" in decide("--step-seconds", "1.025").stderr
+    assert "predicted end of CI 84 min" in decide("--step-seconds", "1.3").stderr  # 66 x 1.3 / 1.025 (the line: 96)
