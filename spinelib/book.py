@@ -8,6 +8,7 @@ those executed notebooks with execution switched off, so nothing runs twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -66,25 +67,72 @@ def run_notebook(notebook: Path, output: Path, parameters: dict, cwd: Path | Non
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    env = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel process inherits this environment
     t0 = time.perf_counter()
-    try:
+    with kernel_environment():  # the kernel process inherits this environment
         pm.execute_notebook(
             str(notebook), str(output), parameters=parameters, cwd=str(cwd or notebook.parent),
             kernel_name="python3", progress_bar=False, log_output=False, execution_timeout=timeout,
         )
+    return time.perf_counter() - t0
+
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+KERNEL_ENV = {"MPLBACKEND": INLINE_BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """:data:`KERNEL_ENV` in ``os.environ`` while the block runs (a page's kernel inherits it), the
+    caller's values afterwards. Nested uses leave the outer one's values in place, so a build that
+    runs pages side by side sets it once around all of them and no lane can unset it under another."""
+    saved = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)
+    try:
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return time.perf_counter() - t0
 
 
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+PAGE_MINUTES = {"01_": 0.9, "02_": 5.1, "03_": 20.0, "03b_": 4.1, "04_": 12.7, "05_": 17.1, "06_": 0.1, "07_": 3.4}
+"""Each page's minutes in the ``ci`` book (Intel Xeon, 2026-12-03, ``benchmarks/book_profile_ci_xeon.md``):
+only used to share the pages out between lanes (:func:`plan_lanes`)."""
+CHAINS: tuple[tuple[str, ...], ...] = (("04_", "05_"),)
+"""Pages that run one after another in one lane: page 5 reads page 4's runs (the in-domain U-Net of
+fold 0, Table 4's row 6 and the feature cache), so the two never train the same run at once."""
+LAST = ("06_",)
+"""Pages that read every other page's results: they run after all lanes."""
+
+
+def _page_key(name: str) -> str:
+    return name.split("_")[0] + "_"
+
+
+def plan_lanes(pages: list[Path], jobs: int) -> tuple[list[list[Path]], list[Path]]:
+    """``(lanes, last)``: ``pages`` shared out between ``jobs`` lanes that run side by side (each
+    lane's pages one after another, in book order), and the pages of :data:`LAST` that run after
+    them. A chain of :data:`CHAINS` stays in one lane; the longest work goes first to the lane with
+    the least (by :data:`PAGE_MINUTES`; an unknown page counts 5 minutes)."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    last = [p for p in pages if _page_key(p.name) in LAST]
+    rest = [p for p in pages if p not in last]
+    units: list[list[Path]] = []
+    for chain in CHAINS:
+        unit = [p for p in rest if _page_key(p.name) in chain]
+        if unit:
+            units.append(unit)
+    chained = {p for u in units for p in u}
+    units += [[p] for p in rest if p not in chained]
+    minutes = lambda unit: sum(PAGE_MINUTES.get(_page_key(p.name), 5.0) for p in unit)  # noqa: E731
+    lanes: list[list[Path]] = [[] for _ in range(min(jobs, max(len(units), 1)))]
+    for unit in sorted(units, key=minutes, reverse=True):
+        min(lanes, key=lambda lane: sum(minutes([p]) for p in lane)).extend(unit)
+    order = {p: i for i, p in enumerate(pages)}
+    return [sorted(lane, key=order.get) for lane in lanes if lane], last
 
 
 def hide_injected_parameters(notebook: str | os.PathLike) -> int:
@@ -333,9 +381,45 @@ def kept_pages(build_dir: Path, profile: str, seed: int, todo: list[Path]) -> di
     return kept
 
 
+def execute_pages(pages: list[Path], src: Path, params: dict, profile: str, jobs: int = 1) -> list[dict]:
+    """Execute ``pages`` into ``src`` (one timings row each, in book order). ``jobs > 1``: in that many
+    lanes side by side (:func:`plan_lanes`), each a thread that runs its pages' kernels one after
+    another; a page's CPU seconds are then not known apart from the other lane's (left out)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lanes, last = plan_lanes(pages, jobs) if jobs > 1 else ([list(pages)], [])  # 1: in book order, as always
+
+    def run_lane(lane: list[Path], alone: bool) -> list[dict]:
+        rows = []
+        for nb in lane:
+            out = src / nb.relative_to(REPO_ROOT)
+            print(f"[book] executing {nb.name} (profile={profile})", flush=True)
+            cpu0 = children_cpu_seconds()
+            secs = run_notebook(nb, out, params, cwd=nb.parent)
+            cpu = children_cpu_seconds() - cpu0  # the page's kernel, reaped when papermill shut it down
+            hide_injected_parameters(out)
+            figures = count_figures(out)
+            print(f"[book]   {nb.name} done in {secs:.0f} s" + (f" ({cpu:.0f} CPU s)" if alone else "")
+                  + f", {figures} figure(s)", flush=True)
+            rows.append({"step": nb.name, "seconds": round(secs, 1), "figures": figures,
+                         **({"cpu_seconds": round(cpu, 1)} if alone else {})})
+        return rows
+
+    if len(lanes) > 1:
+        print(f"[book] {len(lanes)} lanes side by side: " + "; ".join(", ".join(p.name.split("_")[0] for p in lane)
+                                                             for lane in lanes), flush=True)
+    with kernel_environment(), ThreadPoolExecutor(max_workers=max(len(lanes), 1)) as pool:
+        futures = [pool.submit(run_lane, lane, len(lanes) == 1) for lane in lanes]
+        rows = [row for f in futures for row in f.result()]  # the first failed lane's error, after all lanes end
+        rows += run_lane(last, True)
+    order = {p.name: i for i, p in enumerate(pages)}
+    return sorted(rows, key=lambda r: order[r["step"]])
+
+
 def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
-          notebooks: list[str] | None = None, render: bool = True) -> pd.DataFrame:
-    """Execute every notebook with ``profile`` and render the book into ``<build_dir>/html``."""
+          notebooks: list[str] | None = None, render: bool = True, jobs: int = 1) -> pd.DataFrame:
+    """Execute every notebook with ``profile`` and render the book into ``<build_dir>/html``.
+    ``jobs``: pages run in that many lanes side by side (:func:`plan_lanes`; 1: one after another)."""
     get_profile(profile)  # validates the name
     build_dir = Path(build_dir or REPO_ROOT / "_build")
     src = build_dir / "src"
@@ -373,16 +457,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
             timings.append(timing)
     if kept:
         print(f"[book] kept {len(kept)} page(s) an earlier {profile} build executed: {', '.join(kept)}", flush=True)
-    for nb in todo:
-        out = src / nb.relative_to(REPO_ROOT)
-        print(f"[book] executing {nb.name} (profile={profile})", flush=True)
-        cpu0 = children_cpu_seconds()
-        secs = run_notebook(nb, out, params, cwd=nb.parent)
-        cpu = children_cpu_seconds() - cpu0  # the page's kernel, reaped when papermill shut it down
-        hide_injected_parameters(out)
-        figures = count_figures(out)
-        print(f"[book]   done in {secs:.0f} s ({cpu:.0f} CPU s), {figures} figure(s)", flush=True)
-        timings.append({"step": nb.name, "seconds": round(secs, 1), "cpu_seconds": round(cpu, 1), "figures": figures})
+    timings += execute_pages(todo, src, params, profile, jobs)
     # Notebooks in the toc that were not executed this time are copied as they are (no outputs).
     for nb in toc_notebooks():
         out = src / nb.relative_to(REPO_ROOT)
@@ -413,8 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="execute only notebooks whose name contains these")
     parser.add_argument("--no-render", action="store_true", help="execute notebooks, skip the HTML")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("SPINELIB_BOOK_JOBS", "1")),
+                        help="pages executed side by side, each lane's pages one after another (default: "
+                             "$SPINELIB_BOOK_JOBS or 1); page 6 runs last, page 5 after page 4")
     args = parser.parse_args(argv)
-    build(args.profile, args.seed, notebooks=args.only, render=not args.no_render)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    build(args.profile, args.seed, notebooks=args.only, render=not args.no_render, jobs=args.jobs)
     return 0
 
 
