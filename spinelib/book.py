@@ -473,7 +473,7 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
         env = dict(os.environ)
         subprocess.run(cmd, check=True, env=env)
         timings.append({"step": "jupyter-book build", "seconds": round(time.perf_counter() - t1, 1)})
-    frame = pd.DataFrame(timings)
+    frame = pd.DataFrame(timings, columns=["step", "seconds", "cpu_seconds", "figures"])
     frame.to_csv(build_dir / f"timings-{profile}.csv", index=False)
     (build_dir / "build-info.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "output_dir": str(output_dir), "synthetic_dir": str(synthetic_dir),

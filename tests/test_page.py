@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -74,3 +75,34 @@ def test_without_shared_data_only_a_given_path_or_variable_finds_a_dataset(tmp_p
     assert find_dataset("aasce", tmp_path) == tmp_path.resolve()
     monkeypatch.setenv("SPINELIB_AASCE_DIR", str(tmp_path))
     assert find_dataset("aasce") == tmp_path.resolve()
+
+
+def test_pages_share_out_into_lanes_that_keep_page_5_after_page_4_and_page_6_last():
+    from spinelib.book import plan_lanes, toc_notebooks
+
+    pages = toc_notebooks()
+    lanes, last = plan_lanes(pages, 2)
+    names = [[p.name[:3] for p in lane] for lane in lanes]
+    assert [p.name[:3] for p in last] == ["06_"] and len(lanes) == 2
+    assert sorted(n for lane in names for n in lane) == sorted(p.name[:3] for p in pages if not p.name.startswith("06"))
+    with_4 = next(lane for lane in names if "04_" in lane)
+    assert with_4.index("05_") == with_4.index("04_") + 1  # page 5 reads page 4's runs: same lane, right after
+    assert "03_" not in with_4  # the two longest pieces of work (03; 04 + 05) go to different lanes
+    assert all(lane == sorted(lane, key=[p.name[:3] for p in pages].index) for lane in names)  # book order
+    one, _ = plan_lanes(pages, 1)
+    assert len(one) == 1
+    assert len(plan_lanes(pages[:2], 4)[0]) == 2  # never more lanes than pieces of work
+    with pytest.raises(ValueError, match="positive"):
+        plan_lanes(pages, 0)
+
+
+def test_the_kernel_environment_is_set_inside_and_restored_after(monkeypatch):
+    from spinelib.book import INLINE_BACKEND, kernel_environment
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    with kernel_environment():
+        with kernel_environment():  # a page inside a build: the outer values stay
+            pass
+        assert os.environ["MPLBACKEND"] == INLINE_BACKEND and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert os.environ["MPLBACKEND"] == "Agg" and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
