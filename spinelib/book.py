@@ -488,10 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", help="execute only notebooks whose name contains these")
     parser.add_argument("--no-render", action="store_true", help="execute notebooks, skip the HTML")
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("SPINELIB_BOOK_JOBS", "1")),
+    env_jobs = os.environ.get("SPINELIB_BOOK_JOBS", "1")
+    parser.add_argument("--jobs", type=int, default=int(env_jobs) if env_jobs.strip().isdigit() else None,
                         help="pages executed side by side, each lane's pages one after another (default: "
                              "$SPINELIB_BOOK_JOBS or 1); page 6 runs last, page 5 after page 4")
     args = parser.parse_args(argv)
+    if args.jobs is None:
+        parser.error(f"SPINELIB_BOOK_JOBS must be a whole number of lanes, got {env_jobs!r}")
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     build(args.profile, args.seed, notebooks=args.only, render=not args.no_render, jobs=args.jobs)

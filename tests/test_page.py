@@ -106,3 +106,15 @@ def test_the_kernel_environment_is_set_inside_and_restored_after(monkeypatch):
             pass
         assert os.environ["MPLBACKEND"] == INLINE_BACKEND and os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert os.environ["MPLBACKEND"] == "Agg" and "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+
+
+def test_the_build_command_refuses_a_bad_number_of_lanes(monkeypatch, capsys):
+    from spinelib.book import main
+
+    with pytest.raises(SystemExit):
+        main(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+    monkeypatch.setenv("SPINELIB_BOOK_JOBS", "two")
+    with pytest.raises(SystemExit):
+        main([])
+    assert "SPINELIB_BOOK_JOBS must be a whole number" in capsys.readouterr().err
