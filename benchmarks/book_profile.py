@@ -93,8 +93,9 @@ def _blank_nan(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
-def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
-    """Both tables, narrow enough for a book page (the CSVs hold every column)."""
+def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str, lanes: tuple[int, float] | None = None) -> str:
+    """Both tables, narrow enough for a book page (the CSVs hold every column). ``lanes``: ``(jobs,
+    wall seconds of all pages)`` of a build whose pages ran side by side (its ``build-info.json``)."""
     total = page_table["seconds"].sum()
     shown = page_table.sort_values("seconds", ascending=False)
     cpu = shown["cpu_seconds"] if "cpu_seconds" in shown else pd.Series(float("nan"), index=shown.index)
@@ -107,6 +108,9 @@ def markdown(page_table: pd.DataFrame, runs: pd.DataFrame, title: str) -> str:
              "seconds of the page's own U-Net runs, from their `history.csv`; a run the build reused from an earlier one "
              "counts the seconds it once took, so profile a build from scratch):", "",
              _blank_nan(pages_md).to_markdown(index=False, floatfmt=".1f", missingval="–"), ""]
+    if lanes is not None:
+        lines[2:2] = [f"The pages ran in {lanes[0]} lanes side by side: **{lanes[1] / 60:.1f} min** from the first page's "
+                      "start to the last one's end. Their rows below overlap, so they add up to more.", ""]
     if "measured" in shown:
         lines += ["How each step was measured:", ""] + [
             f"- {step.removesuffix('.ipynb')}: {note}" for step, note in zip(shown["step"], shown["measured"]) if isinstance(note, str)] + [""]
@@ -148,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     page_table = pages(timings, runs)
     runs.to_csv(out.with_suffix(".csv"), index=False)
     page_table.to_csv(out.parent / f"{out.name}-pages.csv", index=False)
-    out.with_suffix(".md").write_text(markdown(page_table, runs, args.title or f"Where the {args.profile} book's time goes"))
+    info = timings.parent / "build-info.json"
+    build = json.loads(info.read_text()) if info.is_file() else {}
+    lanes = (int(build["jobs"]), float(build["pages_wall_seconds"])) if int(build.get("jobs", 1)) > 1 else None
+    out.with_suffix(".md").write_text(markdown(page_table, runs, args.title or f"Where the {args.profile} book's time goes",
+                                               lanes))
     if args.update_page:
         from spinelib.core.provenance import put_between_markers
 

@@ -457,7 +457,9 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
             timings.append(timing)
     if kept:
         print(f"[book] kept {len(kept)} page(s) an earlier {profile} build executed: {', '.join(kept)}", flush=True)
+    t_pages = time.perf_counter()
     timings += execute_pages(todo, src, params, profile, jobs)
+    pages_wall = round(time.perf_counter() - t_pages, 1)  # with lanes, less than the pages' seconds added up
     # Notebooks in the toc that were not executed this time are copied as they are (no outputs).
     for nb in toc_notebooks():
         out = src / nb.relative_to(REPO_ROOT)
@@ -477,7 +479,8 @@ def build(profile: str = "ci", seed: int = 0, build_dir: Path | None = None,
     frame.to_csv(build_dir / f"timings-{profile}.csv", index=False)
     (build_dir / "build-info.json").write_text(json.dumps(
         {"profile": profile, "seed": seed, "output_dir": str(output_dir), "synthetic_dir": str(synthetic_dir),
-         "executed": sorted([*kept, *(nb.name for nb in todo)]), "inputs_before": inputs}, indent=1))
+         "executed": sorted([*kept, *(nb.name for nb in todo)]), "inputs_before": inputs,
+         "jobs": jobs, "pages_wall_seconds": pages_wall}, indent=1))
     print(frame.to_string(index=False))
     return frame
 

@@ -187,6 +187,9 @@ def test_the_book_profile_reads_pages_and_training_runs(tmp_path):
     md = out.with_suffix(".md").read_text()
     assert "take **1.7 min** of wall time" in md and "| 03/table3_AP |" in md.replace("  ", "")  # the page folder shortened to its number
     assert script.main(["--output-dir", str(tmp_path / "none"), "--timings", str(timings), "--out", str(out)]) == 2
+    (tmp_path / "build-info.json").write_text(json.dumps({"jobs": 2, "pages_wall_seconds": 66.0}))  # beside the timings
+    assert script.main(["--output-dir", str(tmp_path / "outputs"), "--timings", str(timings), "--out", str(out)]) == 0
+    assert "ran in 2 lanes side by side: **1.1 min**" in out.with_suffix(".md").read_text()
 
 
 def test_the_pyspy_summary_sorts_samples_into_tracing_running_and_other(tmp_path):
