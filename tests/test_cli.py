@@ -539,10 +539,12 @@ def test_book_subcommand_calls_the_builder(monkeypatch):
     from spinelib import book
 
     seen = {}
-    monkeypatch.setattr(book, "build", lambda profile, seed, notebooks=None, render=True: seen.update(
-        profile=profile, seed=seed, notebooks=notebooks, render=render))
+    monkeypatch.setattr(book, "build", lambda profile, seed, notebooks=None, render=True, jobs=1: seen.update(
+        profile=profile, seed=seed, notebooks=notebooks, render=render, jobs=jobs))
+    monkeypatch.delenv("SPINELIB_BOOK_JOBS", raising=False)
     assert run("book", "--profile", "tiny", "--no-render", "--only", "01") == 0
-    assert seen == {"profile": "tiny", "seed": 0, "notebooks": ["01"], "render": False}
+    assert seen == {"profile": "tiny", "seed": 0, "notebooks": ["01"], "render": False, "jobs": 1}
+    assert run("book", "--profile", "tiny", "--jobs", "2") == 0 and seen["jobs"] == 2
 
 
 def test_helpers():

@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="seed of every page (default: 0)")
     b.add_argument("--only", nargs="*", help="execute only notebooks whose name contains these")
     b.add_argument("--no-render", action="store_true", help="execute the notebooks, skip the HTML")
+    b.add_argument("--jobs", type=int, default=None,
+                   help="pages executed side by side (default: $SPINELIB_BOOK_JOBS or 1; build_book.sh runs 2)")
     b.set_defaults(func=cmd_book)
 
     s = sub.add_parser("synthetic", formatter_class=_Formatter, help="generate synthetic spine X-rays in the paper's layout",

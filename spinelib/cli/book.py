@@ -10,6 +10,8 @@ def cmd_book(args) -> int:
     argv = ["--profile", args.profile, "--seed", str(args.seed)] + (["--no-render"] if args.no_render else [])
     if args.only:
         argv += ["--only", *args.only]
+    if args.jobs is not None:
+        argv += ["--jobs", str(args.jobs)]
     return book.main(argv)
 
 
