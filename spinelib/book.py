@@ -130,7 +130,7 @@ def plan_lanes(pages: list[Path], jobs: int) -> tuple[list[list[Path]], list[Pat
     minutes = lambda unit: sum(PAGE_MINUTES.get(_page_key(p.name), 5.0) for p in unit)  # noqa: E731
     lanes: list[list[Path]] = [[] for _ in range(min(jobs, max(len(units), 1)))]
     for unit in sorted(units, key=minutes, reverse=True):
-        min(lanes, key=lambda lane: sum(minutes([p]) for p in lane)).extend(unit)
+        min(lanes, key=minutes).extend(unit)
     order = {p: i for i, p in enumerate(pages)}
     return [sorted(lane, key=order.get) for lane in lanes if lane], last
 
@@ -406,7 +406,7 @@ def execute_pages(pages: list[Path], src: Path, params: dict, profile: str, jobs
         return rows
 
     if len(lanes) > 1:
-        print(f"[book] {len(lanes)} lanes side by side: " + "; ".join(", ".join(p.name.split("_")[0] for p in lane)
+        print(f"[book] {len(lanes)} lanes side by side: " + "; ".join(", ".join(_page_key(p.name)[:-1] for p in lane)
                                                              for lane in lanes), flush=True)
     with kernel_environment(), ThreadPoolExecutor(max_workers=max(len(lanes), 1)) as pool:
         futures = [pool.submit(run_lane, lane, len(lanes) == 1) for lane in lanes]
