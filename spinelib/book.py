@@ -97,9 +97,11 @@ def kernel_environment():
                 os.environ[k] = v
 
 
-PAGE_MINUTES = {"01_": 0.9, "02_": 5.1, "03_": 20.0, "03b_": 4.1, "04_": 12.7, "05_": 17.1, "06_": 0.1, "07_": 3.4}
-"""Each page's minutes in the ``ci`` book (Intel Xeon, 2026-12-03, ``benchmarks/book_profile_ci_xeon.md``):
-only used to share the pages out between lanes (:func:`plan_lanes`)."""
+PAGE_MINUTES = {"01_": 0.9, "02_": 5.5, "03_": 27.8, "03b_": 3.8, "04_": 13.6, "05_": 19.2, "06_": 0.1, "07_": 3.2}
+"""Each page's minutes in the ``ci`` book built in two lanes (Intel Xeon, 2026-12-03, 15:19-16:00 UTC;
+``benchmarks/ci_budget.json``): a page runs slower beside another (page 3: 20.0 min alone, 27.8 in a lane),
+so these, not the one-page-at-a-time minutes of ``benchmarks/book_profile_ci_xeon.md``, balance the
+lanes. Only used to share the pages out between lanes (:func:`plan_lanes`)."""
 CHAINS: tuple[tuple[str, ...], ...] = (("04_", "05_"),)
 """Pages that run one after another in one lane: page 5 reads page 4's runs (the in-domain U-Net of
 fold 0, Table 4's row 6 and the feature cache), so the two never train the same run at once."""

@@ -179,3 +179,55 @@ def test_grad_cam_on_random_cnn_and_errors(tmp_path):
     assert (tmp_path / "cam.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="differs"):
         overlay_heatmap(image, heat[:5])
+
+
+def _small_cnn():
+    """A CNN with every kind of state a fold's fresh network brings: batch-norm statistics,
+    dropout and augmentation seeds, and auto-named layers."""
+    inputs = keras.Input((8, 6, 1))
+    x = keras.layers.RandomFlip("horizontal")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    x = keras.layers.Dropout(0.3)(keras.layers.Dense(6, activation="relu")(x))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+@pytest.mark.parametrize("net", ["paper head", "cnn"])
+def test_a_compiled_network_reused_across_folds_gives_every_fold_what_a_fresh_one_gives(net):
+    X, y, _ = _separable(n_patients=14, d=48)
+    if net == "cnn":
+        X = X.reshape(-1, 8, 6, 1)
+    folds = [np.arange(0, 20), np.arange(6, 28), np.arange(2, 17)]  # three training sets of different sizes
+    fit = {"epochs": 3, "batch_size": 4, "lr": 3e-3}
+
+    def run(reuse):
+        out = []
+        for f, train in enumerate(folds):
+            fresh = _small_cnn() if net == "cnn" else None
+            model, hist = heads.train_head(X[train], y[train], X[:8], y[:8], seed=f, model=fresh, reuse=reuse, **fit)
+            lr_end = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            out.append((heads.predict_head(model, X), hist["loss"], lr_end, id(model)))
+        return out
+
+    keras.utils.set_random_seed(11)
+    plain = run(None)
+    keras.utils.set_random_seed(11)
+    reuse = heads.FoldModel()
+    shared = run(reuse)
+    assert reuse.folds_reused == 2 and len({m for *_, m in shared}) == 1  # one network, compiled once
+    for (p0, l0, lr0, _), (p1, l1, lr1, _) in zip(plain, shared):
+        np.testing.assert_array_equal(p0, p1)  # the same predictions, bit for bit
+        assert l0 == l1 and lr0 == lr1  # the same losses, and each fold decays over its own steps
+    assert len({round(lr, 9) for *_, lr, _ in plain}) == 1  # every fold ends at a tenth of its rate
+
+
+def test_a_network_of_another_shape_is_compiled_afresh():
+    X, y, _ = _separable(n_patients=8)
+    reuse = heads.FoldModel()
+    first, _ = heads.train_head(X, y, epochs=1, batch_size=4, reuse=reuse)
+    second, _ = heads.train_head(X[:, :6], y, epochs=1, batch_size=4, reuse=reuse)
+    third, _ = heads.train_head(X[:, :6], y, epochs=1, batch_size=4, lr=1e-3, reuse=reuse)  # other settings
+    assert first is not second and second is not third and reuse.folds_reused == 0
+    fourth, _ = heads.train_head(X[:, :6], y, epochs=1, batch_size=4, lr=1e-3, reuse=reuse)
+    assert fourth is third and reuse.folds_reused == 1

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from spinelib.cls.heads import (
     Features,
+    FoldModel,
     check_labels,
     flatten_features,
     n_samples,
@@ -93,11 +94,12 @@ def cross_validate(
         raise ValueError(f"got {len(groups)} patient ids for {n} samples")
     X = features if make_model is not None else flatten_features(features)
     fit_kwargs = dict(fit_kwargs or {})
+    reuse = FoldModel()  # one compiled network for all folds (each fold still starts from its own fresh one)
 
     def fit_predict(f, train, val):
         model = make_model() if make_model is not None else None
         model, hist = train_head(take_samples(X, train), y[train], take_samples(X, val), y[val], seed=seed + f,
-                                 model=model, **fit_kwargs)
+                                 model=model, reuse=reuse, **fit_kwargs)
         return predict_head(model, take_samples(X, val)), hist
 
     df, histories = fold_loop(groups, y, k, seed, fit_predict, "cross-validation", progress)
@@ -249,11 +251,12 @@ def cross_validate_features(
     if head not in ("paper", "logistic"):
         raise ValueError(f"head must be 'paper' or 'logistic', got {head!r}")
     y = np.asarray(labels).astype(int).ravel()
+    reuse = None if keep_models else FoldModel()  # kept models must be one per fold
 
     def fit_predict(f, train, val):
         X = flatten_features(fold_features(features, f))
         if head == "paper":
-            model, _ = train_head(X[train], y[train], seed=seed + f, **(fit_kwargs or {}))
+            model, _ = train_head(X[train], y[train], seed=seed + f, reuse=reuse, **(fit_kwargs or {}))
             return np.asarray(model.predict(X[val], verbose=0, batch_size=64)).ravel(), model
         model = logistic_pipeline((fit_kwargs or {}).get("C", 1.0)).fit(X[train], y[train])
         return model.predict_proba(X[val])[:, 1], model

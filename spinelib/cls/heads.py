@@ -122,6 +122,7 @@ def train_head(
     verbose: int = 0,
     model: keras.Model | None = None,
     class_weight: dict[int, float] | None = None,
+    reuse: "FoldModel | None" = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train a head with binary cross-entropy and Adam; return ``(model, history)``.
 
@@ -129,6 +130,10 @@ def train_head(
     ``[ap, lat]``). With ``lr_decay`` the learning rate falls exponentially to a tenth over the run:
     ``lr(step) = lr * 0.1 ** (step / (epochs * steps_per_epoch))``. ``X_val`` only feeds the
     history (no early stopping or plateau schedule), so it may be the held-out fold.
+
+    ``reuse`` (a :class:`FoldModel`, one per cross-validation): train the compiled network of an
+    earlier fold, loaded with this fold's fresh ``model`` (same start, no new graphs); the returned
+    model is then that shared one, so use its predictions before the next fold trains it.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -149,13 +154,75 @@ def train_head(
         X_train = list(X_train) if isinstance(X_train, (list, tuple)) else X_train
         X_val = list(X_val) if isinstance(X_val, (list, tuple)) else X_val
     steps = int(np.ceil(n / batch_size)) * epochs
-    schedule = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=0.1) if lr_decay else lr
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+    settings = (float(lr), bool(lr_decay))
+    if reuse is not None and reuse.fits(model, settings):
+        model = reuse.load(model, steps)
+    else:
+        schedule = _Decay(lr, steps) if lr_decay else lr
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
+                      metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
+        if reuse is not None:
+            reuse.keep(model, settings, schedule if lr_decay else None)
     val = None if X_val is None else (X_val, check_labels(y_val, n_samples(X_val)))
     hist = model.fit(X_train, y_train, validation_data=val, epochs=epochs, batch_size=batch_size,
                      shuffle=True, verbose=verbose, class_weight=class_weight)
     return model, {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+class _Decay(keras.optimizers.schedules.ExponentialDecay):
+    """:func:`train_head`'s decay, ``lr * 0.1 ** (step / decay_steps)``, with ``decay_steps`` held in
+    a variable, so that a compiled network trains the next fold (another number of steps) without
+    tracing its graphs again. The same operations as Keras' ``ExponentialDecay`` on a constant."""
+
+    def __init__(self, lr: float, decay_steps: int):
+        super().__init__(lr, decay_steps=decay_steps, decay_rate=0.1)
+        self.decay_steps = keras.Variable(float(decay_steps), dtype="float32", trainable=False, name="decay_steps")
+
+    def get_config(self):
+        return dict(super().get_config(), decay_steps=float(keras.ops.convert_to_numpy(self.decay_steps)))
+
+
+class FoldModel:
+    """One compiled network for every fold of a cross-validation (:func:`train_head` ``reuse=``).
+
+    Each fold still builds its own fresh network, so it starts from the weights it always did; that
+    network's state (weights, batch-norm statistics, random-seed states) is copied into the network
+    compiled at the first fold, the optimizer's state is zeroed and the learning-rate decay gets
+    the fold's number of steps. So Keras traces the train, test and predict graphs once per
+    cross-validation instead of once per fold (13 s a fold for a ResNet-50 on this CPU). A fresh
+    network of another architecture (or other training settings) is compiled and kept instead."""
+
+    def __init__(self):
+        self.model: keras.Model | None = None
+        self._settings = None
+        self._schedule: _Decay | None = None
+        self.folds_reused = 0
+
+    @staticmethod
+    def _layout(model: keras.Model) -> list:
+        return [(tuple(v.shape), str(v.dtype)) for v in model.variables]
+
+    def fits(self, fresh: keras.Model, settings) -> bool:
+        """Whether ``fresh`` can train on the kept compiled network."""
+        return (self.model is not None and self._settings == settings and fresh is not self.model
+                and type(fresh) is type(self.model) and self._layout(fresh) == self._layout(self.model))
+
+    def keep(self, model: keras.Model, settings, schedule: _Decay | None) -> None:
+        self.model, self._settings, self._schedule = model, settings, schedule
+
+    def load(self, fresh: keras.Model, steps: int) -> keras.Model:
+        """The kept network, holding ``fresh``'s state, with a zeroed optimizer and ``steps`` of decay."""
+        for kept, new in zip(self.model.variables, fresh.variables):
+            kept.assign(new)
+        optimizer = self.model.optimizer
+        lr_variable = getattr(optimizer, "_learning_rate", None)
+        for v in optimizer.variables:
+            if v is not lr_variable:
+                v.assign(keras.ops.zeros_like(v))
+        if self._schedule is not None:
+            self._schedule.decay_steps.assign(float(steps))
+        self.folds_reused += 1
+        return self.model
 
 
 def predict_head(model: keras.Model, X: Features) -> np.ndarray:
