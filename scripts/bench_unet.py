@@ -11,6 +11,10 @@ Usage::
     python scripts/bench_unet.py [--steps 3] [--warmup 2] [--batch 8] [--out benchmarks/unet_speed.csv]
     python scripts/bench_unet.py --lite0 --batch 4 --out benchmarks/lite0_unet_speed.csv
 
+``--precision mixed_bfloat16`` (or ``both``) times the same networks under Keras' mixed-precision
+policy: bfloat16 convolutions with float32 weights, which pays only on a CPU with bfloat16 matrix
+units (Intel AMX, ``amx_bf16`` in ``/proc/cpuinfo``); the book trains in float32.
+
 ``--lite0`` times the AASCE long runs' network instead (``spinelib.seg.unet.lite0_unet`` at 384x192,
 ImageNet weights, Dice loss): as it is, with a stride-1 skip, and with a wider decoder.
 
@@ -36,7 +40,9 @@ CONFIGS = [  # (height, width, filters, n_classes)
     (256, 128, 32, 1),
     (256, 128, 32, 5),
     (256, 128, 16, 1),
+    (256, 128, 16, 5),  # the ci book's page 3 networks (5 LAT outputs)
 ]
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 LITE0_CONFIGS = [  # (height, width, full_res_skip, decoder_filters); None = spinelib.seg.unet.LITE0_DECODER
     (384, 192, 0, None),
@@ -47,8 +53,9 @@ LITE0_CONFIGS = [  # (height, width, full_res_skip, decoder_filters); None = spi
 
 
 def bench(height: int, width: int, filters: int | None, n_classes: int, batch: int, warmup: int, steps: int,
-          lite0: tuple | None = None) -> dict:
-    """One configuration; ``lite0=(full_res_skip, decoder_filters)`` times ``lite0_unet`` instead."""
+          lite0: tuple | None = None, precision: str = "float32") -> dict:
+    """One configuration; ``lite0=(full_res_skip, decoder_filters)`` times ``lite0_unet`` instead;
+    ``precision``: a Keras dtype policy (:data:`PRECISIONS`), set while the network is built."""
     import keras
     import numpy as np
 
@@ -56,6 +63,7 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
     from spinelib.seg.unet import LITE0_DECODER, lite0_unet, unet
 
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(precision)
     if lite0 is None:
         model = unet((height, width, 1), filters=filters, n_classes=n_classes)
         model.compile(keras.optimizers.Adam(1e-3), loss=paper_loss)
@@ -64,6 +72,7 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
         model = lite0_unet((height, width, 1), n_classes=n_classes, full_res_skip=skip,
                            decoder_filters=tuple(decoder or LITE0_DECODER))
         model.compile(keras.optimizers.Adam(1e-3), loss=soft_dice_loss)
+    keras.mixed_precision.set_global_policy("float32")
     rng = np.random.default_rng(0)
     x = rng.random((batch, height, width, 1), dtype=np.float32)
     y = (rng.random((batch, height, width, n_classes)) > 0.9).astype(np.float32)
@@ -90,7 +99,7 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
         "warmup_seconds": round(warm, 2), "sec_per_step": round(step, 3),
         "sec_per_step_min": round(min(times), 3), "sec_per_step_max": round(max(times), 3),
         "sec_per_image_train": round(step / batch, 4), "sec_per_image_predict": round(infer / batch, 4),
-        "jit_compile": bool(model.jit_compile), "load_avg_1min": round(load, 2),
+        "jit_compile": bool(model.jit_compile), "precision": precision, "load_avg_1min": round(load, 2),
     }
 
 
@@ -101,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--out", default=None, help="CSV (default benchmarks/unet_speed.csv, "
                                                 "with --lite0 benchmarks/lite0_unet_speed.csv)")
+    ap.add_argument("--precision", choices=(*PRECISIONS, "both"), default="float32",
+                    help="Keras dtype policy of the networks timed (both: each configuration twice)")
     ap.add_argument("--lite0", action="store_true", help="time the Lite0-encoder U-Net variants of the AASCE runs")
     args = ap.parse_args(argv)
     args.out = args.out or str(REPO / "benchmarks" / ("lite0_unet_speed.csv" if args.lite0 else "unet_speed.csv"))
@@ -116,12 +127,13 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     configs = [(h, w, None, 1, (skip, dec)) for h, w, skip, dec in LITE0_CONFIGS] if args.lite0 else \
         [(h, w, f, c, None) for h, w, f, c in CONFIGS]
-    for h, w, f, c, lite0 in configs:
-        row = bench(h, w, f, c, args.batch, args.warmup, args.steps, lite0=lite0)
+    precisions = PRECISIONS if args.precision == "both" else (args.precision,)
+    for (h, w, f, c, lite0), precision in [(cfg, p) for cfg in configs for p in precisions]:
+        row = bench(h, w, f, c, args.batch, args.warmup, args.steps, lite0=lite0, precision=precision)
         row.update({"cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "machine": platform.machine()})
         rows.append(row)
         what = f"lite0 skip={lite0[0]} decoder={row['decoder_filters']}" if lite0 else f"filters={f} n_classes={c}"
-        print(f"{h}x{w} {what}: {row['sec_per_step']:.2f} s/step, "
+        print(f"{h}x{w} {what} {precision}: {row['sec_per_step']:.2f} s/step, "
               f"{row['sec_per_image_train']:.3f} s/image (train), {row['sec_per_image_predict']:.3f} s/image "
               f"(predict), warm-up {row['warmup_seconds']:.1f} s", flush=True)
     df = pd.DataFrame(rows)

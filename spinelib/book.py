@@ -97,11 +97,14 @@ def kernel_environment():
                 os.environ[k] = v
 
 
-PAGE_MINUTES = {"01_": 0.9, "02_": 5.5, "03_": 27.8, "03b_": 3.8, "04_": 13.6, "05_": 19.2, "06_": 0.1, "07_": 3.2}
-"""Each page's minutes in the ``ci`` book built in two lanes (Intel Xeon, 2026-12-03, 15:19-16:00 UTC;
-``benchmarks/ci_budget.json``): a page runs slower beside another (page 3: 20.0 min alone, 27.8 in a lane),
-so these, not the one-page-at-a-time minutes of ``benchmarks/book_profile_ci_xeon.md``, balance the
-lanes. Only used to share the pages out between lanes (:func:`plan_lanes`)."""
+PAGE_MINUTES = {"01_": 0.9, "02_": 5.1, "03_": 20.0, "03b_": 4.1, "04_": 12.7, "05_": 17.1, "06_": 0.1, "07_": 3.4}
+"""Each page's minutes in the ``ci`` book one page at a time (Intel Xeon, 2026-12-03,
+``benchmarks/book_profile_ci_xeon.md``): only used to share the pages out between lanes
+(:func:`plan_lanes`). They give lanes 01, 04, 05 and 02, 03, 03b, 07: 41.0 min from scratch (probe
+0.246 s). Balancing by the minutes each page took in that two-lane build instead (03b beside 04, 05)
+was measured too: 44.3 min at probe 0.264 s, the same time for the slower machine, because pages
+2 and 3b, both training U-Nets from their first minute, then ran side by side and each took 1.6x as
+long as beside the other pages (541 s against 327, 356 against 228)."""
 CHAINS: tuple[tuple[str, ...], ...] = (("04_", "05_"),)
 """Pages that run one after another in one lane: page 5 reads page 4's runs (the in-domain U-Net of
 fold 0, Table 4's row 6 and the feature cache), so the two never train the same run at once."""

@@ -46,7 +46,7 @@ def _dense_stack(x, hidden: Sequence[int], dropout: float):
         x = layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    return layers.Dense(1, activation="sigmoid", name="damaged_probability")(x)
+    return layers.Dense(1, activation="sigmoid", name="damaged_probability", dtype="float32")(x)
 
 
 def _check_hidden(hidden, dropout):

@@ -218,6 +218,47 @@ def default_synthetic_dir(synthetic_dir: str | os.PathLike | None = None, profil
     return base / "data" / f"synthetic-{profile or 'default'}"
 
 
+PRECISION_ENV = "SPINELIB_PRECISION"
+PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+"""What :func:`training_precision` accepts: float32 (the default), Keras' ``mixed_bfloat16`` policy
+(bfloat16 convolutions and matrix products, float32 weights and outputs), or ``auto``: mixed_bfloat16
+on a CPU with bfloat16 matrix units (Intel AMX, ``amx_bf16``), float32 elsewhere."""
+
+
+def cpu_has_amx_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags (Linux ``/proc/cpuinfo``) include ``amx_bf16``; False where unknown."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
+
+
+def training_precision(value: str | None = None, cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The Keras dtype policy the book's networks train in: ``value``, else ``$SPINELIB_PRECISION``,
+    else ``float32``; ``auto`` resolves by :func:`cpu_has_amx_bf16`. On an Intel Xeon with AMX
+    (2026-12-03, ``benchmarks/unet_precision_xeon.csv``) mixed_bfloat16 trains the paper's U-Net 3.8x
+    faster than float32; on a CPU without bfloat16 matrix units it is slower, so ``auto`` keeps float32
+    there. The numbers move with the precision: a run's cache key records it (:func:`spinelib.core.runs.run_key`)."""
+    v = (value if value is not None else os.environ.get(PRECISION_ENV, "") or "float32").strip().lower()
+    if v not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {v!r} "
+                         f"(from {'the argument' if value is not None else '$' + PRECISION_ENV})")
+    if v == "auto":
+        return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
+    return v
+
+
+def use_training_precision(value: str | None = None) -> str:
+    """Set Keras' global dtype policy to :func:`training_precision` (networks built afterwards use
+    it) and return its name."""
+    import keras
+
+    name = training_precision(value)
+    keras.mixed_precision.set_global_policy(name)
+    return name
+
+
 def set_seed(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and (if imported) TensorFlow/Keras in one place; return a NumPy Generator.
 

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,4 +59,8 @@ def run_key(payload: dict, digest: str = "sha256", length: int = 12) -> str:
     characters, over the data fingerprint and the config). The two spellings are those the runs on
     disk were stored under, so every existing cache stays valid; a new kind of run uses the defaults.
     """
+    keras = sys.modules.get("keras")  # a run trained under another precision than float32 is another run
+    policy = keras.mixed_precision.global_policy().name if keras is not None else "float32"
+    if policy != "float32":
+        payload = {**payload, "precision": policy}
     return hashlib.new(digest, json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:length]

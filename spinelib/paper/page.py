@@ -48,7 +48,9 @@ def setup(profile: str | config.Profile, seed: int = 0, *, synthetic_dir: str | 
     ``data/synthetic-<profile>``) or reused. ``datasets`` (keys of :data:`DATASETS` -> the given
     folder or ``None``) join the run record, which is made when ``record``. ``extra_synthetic``:
     further synthetic datasets, record key -> ``(folder, patients, generator seed)``, generated
-    (or reused) after the page's own at the profile's scale and recorded after it.
+    (or reused) after the page's own at the profile's scale and recorded after it. Keras' global dtype
+    policy is set to :func:`spinelib.core.config.training_precision` (``$SPINELIB_PRECISION``; float32
+    unless asked otherwise) and recorded in the run record as ``training_precision``.
     """
     config.check_parameters(profile=profile, seed=seed, synthetic_dir=synthetic_dir, output_dir=output_dir,
                             **parameters)
@@ -59,6 +61,7 @@ def setup(profile: str | config.Profile, seed: int = 0, *, synthetic_dir: str | 
         raise ValueError(f"unknown dataset key(s) {sorted(unknown)}; known: {sorted(DATASETS)}")
     P = config.get_profile(profile, **{k: v for k, v in (overrides or {}).items() if v is not None})
     rng = config.set_seed(seed)
+    precision = config.use_training_precision()  # $SPINELIB_PRECISION: float32 unless asked otherwise
     syn = config.default_synthetic_dir(synthetic_dir, P.name) if synthetic else None
     out = config.default_output_dir(output_dir, P.name)
     pd.set_option("display.precision", 3)
@@ -77,4 +80,5 @@ def setup(profile: str | config.Profile, seed: int = 0, *, synthetic_dir: str | 
         dirs |= {key: folder for key, (folder, _, _) in (extra_synthetic or {}).items()}
         dirs |= {key: config.find_dataset(DATASETS[key], path) for key, path in (datasets or {}).items()}
         run = provenance.run_info(P, seed, dirs)
+        run["training_precision"] = precision
     return Page(profile=P, seed=seed, rng=rng, out=out, synthetic_dir=syn, run=run, synthetic_meta=meta)

@@ -151,7 +151,7 @@ def cnn_classifier(backbone: str, input_shape: tuple[int, int, int], weights: st
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     for i, units in enumerate(hidden, start=1):
         x = layers.Dense(int(units), activation="relu", name=f"dense_{i}")(x)
-    out = layers.Dense(1, activation="sigmoid", name="damaged_probability")(x)
+    out = layers.Dense(1, activation="sigmoid", name="damaged_probability", dtype="float32")(x)
     return keras.Model(inputs, out, name=name or f"{backbone}_{weights}_classifier")
 
 

@@ -114,7 +114,7 @@ def unet(
         x = up_block(x, filters * 2**level, up, name=f"up{level + 1}")
         x = layers.Concatenate(name=f"up{level + 1}_concat")([x, skips[level]])
         x = conv_block(x, filters * 2**level, batch_norm, name=f"up{level + 1}", bn_momentum=bn_momentum)
-    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
+    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -194,7 +194,7 @@ def lite0_unet(input_shape: tuple = (384, 192, 1), n_classes: int = 1, weights: 
         if skip is not None:
             x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
         x = conv_block(x, filters, batch_norm=True, name=f"dec{level}", bn_momentum=bn_momentum)
-    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks")(x)
+    outputs = layers.Conv2D(n_classes, 1, activation="sigmoid", name="masks", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name)
 
 
