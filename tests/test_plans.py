@@ -107,3 +107,41 @@ def test_the_measuring_networks_input_per_view():
     assert paper.segmenter_input("AP") == paper.segmenter_input("LAT") == paper.size  # no AP size: both the same
     with pytest.raises(ValueError, match="view"):
         ci.segmenter_input("ap")
+
+
+def test_training_precision_reads_the_argument_then_the_environment_and_auto_follows_the_cpu(tmp_path, monkeypatch):
+    from spinelib.core import config
+
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("processor : 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    plain.write_text("processor : 0\nflags\t\t: fpu avx2 fma avx512_bf16\n")  # bfloat16 dot products, no matrix units
+    monkeypatch.delenv(config.PRECISION_ENV, raising=False)
+    assert config.training_precision() == "float32"
+    assert config.training_precision("auto", cpuinfo=amx) == "mixed_bfloat16"
+    assert config.training_precision("auto", cpuinfo=plain) == "float32"
+    assert config.training_precision("auto", cpuinfo=tmp_path / "missing") == "float32"
+    monkeypatch.setenv(config.PRECISION_ENV, " Mixed_BFloat16 ")
+    assert config.training_precision() == "mixed_bfloat16"
+    assert config.training_precision("float32") == "float32"  # the argument wins
+    monkeypatch.setenv(config.PRECISION_ENV, "fp16")
+    with pytest.raises(ValueError, match=r"SPINELIB_PRECISION"):
+        config.training_precision()
+
+
+def test_a_run_under_mixed_precision_has_its_own_key_and_float32_keeps_the_old_one():
+    import keras
+
+    from spinelib.core import config
+
+    payload = {"epochs": 3}
+    before = run_key(payload)
+    try:
+        assert config.use_training_precision("mixed_bfloat16") == "mixed_bfloat16"
+        mixed = run_key(payload)
+        from spinelib.seg.unet import unet
+
+        net = unet((32, 16, 1), filters=4, depth=2)
+        assert net.layers[1].compute_dtype == "bfloat16" and net.output.dtype == "float32"  # outputs stay float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed != before and run_key(payload) == before
