@@ -241,3 +241,31 @@ def test_paper_shapes_resnet50_at_512x256_feeds_the_paper_head():
     shape = tuple(m.output.shape[1:])
     assert shape == (16, 8, 2048)
     assert head_parameter_count(2 * int(np.prod(shape))) == PAPER_HEAD_PARAMS
+
+
+def test_features_computed_in_bfloat16_come_back_float32_and_are_cached_apart(tmp_path):
+    import keras
+    import numpy as np
+
+    from spinelib.cls.backbones import FeatureCache, extract_features
+
+    def net():
+        inputs = keras.Input((8, 8, 1))
+        return keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs), name="tiny_backbone")
+
+    keras.utils.set_random_seed(0)
+    plain = net()
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        mixed = net()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(plain.get_weights())
+    images = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    cache = FeatureCache(tmp_path)
+    f32 = extract_features(plain, images, cache, progress=False)
+    bf16 = extract_features(mixed, images, cache, progress=False)
+    assert f32.dtype == bf16.dtype == np.float32 and cache.misses == 6  # the bfloat16 features are not the float32 ones
+    assert 0 < np.abs(f32 - bf16).max() < 0.05  # bfloat16 rounding, nothing else
+    again = extract_features(mixed, images, cache, progress=False)
+    np.testing.assert_array_equal(again, bf16)  # read back from the cache as float32

@@ -385,6 +385,8 @@ def extract_features(
     entry: list[str] = [""] * n
     if cache is not None:
         fingerprint = weights_fingerprint(backbone)
+        if backbone.compute_dtype != "float32":  # features computed in bfloat16 are other features
+            fingerprint += f"|{backbone.compute_dtype}"
         todo = []
         for i in range(n):
             ident = str(keys[i]) if keys is not None else image_digest(_as_input(images[i], in_shape, i))
@@ -397,7 +399,7 @@ def extract_features(
     batches = [todo[j : j + batch_size] for j in range(0, len(todo), batch_size)]
     for batch in tqdm(batches, desc=f"features ({backbone.name})", disable=not progress or not batches):
         x = np.stack([_as_input(images[i], in_shape, i) for i in batch]).astype(np.float32)
-        feats = keras.ops.convert_to_numpy(backbone(x, training=False))
+        feats = keras.ops.convert_to_numpy(backbone(x, training=False)).astype(np.float32)  # float32 under mixed precision too
         for i, f in zip(batch, feats):
             out[i] = f
             if cache is not None:
