@@ -78,9 +78,9 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
     f4 = features[STRIDE]
     bias = -math.log((1.0 - HEAT_PRIOR) / HEAT_PRIOR)
     heat = layers.Conv2D(head_filters, 3, padding="same", activation="relu", name="heat_conv")(f4)
-    heat = layers.Conv2D(1, 1, bias_initializer=keras.initializers.Constant(bias), name="heat")(heat)
+    heat = layers.Conv2D(1, 1, bias_initializer=keras.initializers.Constant(bias), name="heat", dtype="float32")(heat)
     off = layers.Conv2D(head_filters, 3, padding="same", activation="relu", name="offsets_conv")(f4)
-    off = layers.Conv2D(N_OFFSETS, 1, name="offsets")(off)
-    mask = layers.Conv2D(1, 1, activation="sigmoid", name="mask_s2")(features[2])
+    off = layers.Conv2D(N_OFFSETS, 1, name="offsets", dtype="float32")(off)
+    mask = layers.Conv2D(1, 1, activation="sigmoid", name="mask_s2", dtype="float32")(features[2])
     mask = layers.UpSampling2D(2, interpolation="bilinear", name="mask")(mask)
-    return keras.Model(inputs, [heat, off, mask], name=name)
+    return keras.Model(inputs, [heat, off, mask], name=name)  # the three heads stay float32 under mixed precision
