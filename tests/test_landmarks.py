@@ -327,3 +327,17 @@ def test_calibrated_intervals_cover_as_claimed_where_raw_spread_does_not():
     assert (raw["covered"] < 0.6).all()
     assert np.allclose(cal["covered"], 0.95, atol=0.03)
     assert all(abs(k - 1.96 * 3.0) < 0.8 for ks in cal["factors"] for k in ks)
+
+
+def test_the_landmark_heads_stay_float32_under_mixed_precision():
+    import keras
+
+    from spinelib.landmarks.network import landmark_net
+
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        net = landmark_net((64, 32, 1), weights=None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert [o.dtype for o in net.outputs] == ["float32"] * 3  # the losses meet float32 heat maps, offsets and mask
+    assert net.get_layer("heat_conv").compute_dtype == "bfloat16"

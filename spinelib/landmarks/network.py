@@ -82,5 +82,5 @@ def landmark_net(input_shape: tuple = (512, 256, 1), weights: str | None = "imag
     off = layers.Conv2D(head_filters, 3, padding="same", activation="relu", name="offsets_conv")(f4)
     off = layers.Conv2D(N_OFFSETS, 1, name="offsets", dtype="float32")(off)
     mask = layers.Conv2D(1, 1, activation="sigmoid", name="mask_s2", dtype="float32")(features[2])
-    mask = layers.UpSampling2D(2, interpolation="bilinear", name="mask")(mask)
+    mask = layers.UpSampling2D(2, interpolation="bilinear", name="mask", dtype="float32")(mask)
     return keras.Model(inputs, [heat, off, mask], name=name)  # the three heads stay float32 under mixed precision
