@@ -336,7 +336,7 @@ def test_the_landmark_heads_stay_float32_under_mixed_precision():
 
     try:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        net = landmark_net((64, 32, 1), weights=None)
+        net = landmark_net((128, 64, 1), weights=None)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert [o.dtype for o in net.outputs] == ["float32"] * 3  # the losses meet float32 heat maps, offsets and mask
