@@ -49,12 +49,15 @@ def check_disjoint(train_root: str | os.PathLike, eval_root: str | os.PathLike) 
 
 
 def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, plan: Plan,
-                     seed: int = 0, progress: bool = True, verbose: int = 0) -> dict[str, Path]:
+                     seed: int = 0, progress: bool = True, verbose: int = 0,
+                     lr_schedule: str = "plateau") -> dict[str, Path]:
     """One U-Net per view on the :data:`MEASURED_STRUCTURES` of the dataset at ``train_root``
     (15 % of its patients held out for checkpointing on validation Dice). Saved as
     ``out_dir/segmenters-<key>/<view>/best.keras``, keyed by the plan and the dataset; a finished
     network is reused, an interrupted one resumes. Returns ``{view: path}``. ``progress``: loading
-    bars (stderr); ``verbose``: Keras' per-epoch output (stdout, which a book page would show)."""
+    bars (stderr); ``verbose``: Keras' per-epoch output (stdout, which a book page would show);
+    ``lr_schedule``: :func:`spinelib.seg.training.train_segmentation`'s (another one than the default
+    ``plateau`` joins the key)."""
     from spinelib.core.config import set_seed
     from spinelib.core.provenance import data_fingerprint
     from spinelib.core.runs import quiet_tensorflow, run_key
@@ -65,7 +68,8 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
     from spinelib.seg.unet import unet
 
     dataset = scan_clinical(train_root, progress=False)
-    key = run_key({**plan.segmenter_fields(), "data": data_fingerprint(train_root), "seed": seed})
+    extra = {} if lr_schedule == "plateau" else {"lr_schedule": lr_schedule}
+    key = run_key({**plan.segmenter_fields(), "data": data_fingerprint(train_root), "seed": seed, **extra})
     paths = {}
     for view, names in MEASURED_STRUCTURES.items():
         folder = Path(out_dir) / f"segmenters-{key}" / view
@@ -82,7 +86,7 @@ def train_segmenters(train_root: str | os.PathLike, out_dir: str | os.PathLike, 
         with quiet_tensorflow():
             train_segmentation(model, x[train], y[train], x[val], y[val], loss="dice", epochs=plan.segmenter_epochs,
                                batch_size=plan.segmenter_batch_size, out_dir=folder, seed=seed, patience=plan.segmenter_epochs,
-                               verbose=verbose)
+                               verbose=verbose, lr_schedule=lr_schedule)
     return paths
 
 
