@@ -531,3 +531,21 @@ def test_outline_error_summary_counts_edge_errors():
     assert r["mean_image_dice"] == pytest.approx(0.9)
     with pytest.raises(ValueError):
         experiment.outline_error_summary(p[..., 0], t)
+
+
+def test_run_experiment_trains_in_the_precision_it_was_asked_for(ap_data, tmp_path):
+    """``keras.backend.clear_session()`` resets Keras's dtype policy to float32: a run under
+    mixed_bfloat16 must still train in it (a ci build had its U-Nets train in float32 under a
+    mixed-precision cache key)."""
+    import keras
+
+    from spinelib.core import config
+
+    try:
+        config.use_training_precision("mixed_bfloat16")
+        res = experiment.run_experiment(ap_data, tmp_path, "mixed", loss="dice", n_boot=20, **dict(FAST, epochs=1))
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        net = res.load_model()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert net.get_layer("down1_conv1").compute_dtype == "bfloat16" and net.output.dtype == "float32"

@@ -297,7 +297,9 @@ def run_experiment(
     run_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(key)
 
+    policy = keras.mixed_precision.global_policy()
     keras.backend.clear_session()  # one graph per experiment: no retracing warnings, memory freed
+    keras.mixed_precision.set_global_policy(policy)  # clear_session resets it to float32 (its key says which ran)
     set_seed(cfg.seed)
     if cfg.encoder == "none":
         model = unet(data.train_images.shape[1:], filters=cfg.filters, depth=cfg.depth,
