@@ -62,8 +62,10 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
     from spinelib.seg.losses import paper_loss, soft_dice_loss
     from spinelib.seg.unet import LITE0_DECODER, lite0_unet, unet
 
+    from spinelib.core.config import use_training_precision
+
     keras.utils.set_random_seed(0)
-    keras.mixed_precision.set_global_policy(precision)
+    use_training_precision(precision)
     if lite0 is None:
         model = unet((height, width, 1), filters=filters, n_classes=n_classes)
         model.compile(keras.optimizers.Adam(1e-3), loss=paper_loss)
@@ -72,7 +74,7 @@ def bench(height: int, width: int, filters: int | None, n_classes: int, batch: i
         model = lite0_unet((height, width, 1), n_classes=n_classes, full_res_skip=skip,
                            decoder_filters=tuple(decoder or LITE0_DECODER))
         model.compile(keras.optimizers.Adam(1e-3), loss=soft_dice_loss)
-    keras.mixed_precision.set_global_policy("float32")
+    use_training_precision("float32")
     rng = np.random.default_rng(0)
     x = rng.random((batch, height, width, 1), dtype=np.float32)
     y = (rng.random((batch, height, width, n_classes)) > 0.9).astype(np.float32)
