@@ -20,7 +20,9 @@ Measured, each in one run and one process per part (so that peak memory is the p
    ``train_on_batch`` and the paper's loss, seconds per step, achieved convolution FLOP/s, and the
    process's peak resident memory (target: <= 4 GB); then one epoch through the book's
    :func:`spinelib.seg.training.train_segmentation` (``tf.data``, checkpoints) for its peak memory:
-   the book's 5-output batch-norm network, the same with ``accumulate=2``, and the paper's network.
+   the book's 5-output batch-norm network, the same with ``accumulate=2``, the paper's network, and
+   the 5-output network under ``mixed_bfloat16`` (bfloat16 activations: what ``SPINELIB_PRECISION=auto``
+   trains in on a CPU with bfloat16 instructions).
 4. **The CPU's peak**: the nominal figure cores x FMA units x float32 lanes x 2 x clock, at the clock
    ``/proc/cpuinfo`` reports and at ``--boost-ghz``, and a measured one: the best of large float32
    matrix products in TensorFlow (the same oneDNN/Eigen kernels the convolutions use). Target for
@@ -261,16 +263,21 @@ PIPELINES = {
                             dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9), 2),
     "pipeline-paper": ("the paper's U-Net (filters 32, one output, no batch norm) through train_segmentation",
                        dict(), 1),
+    "pipeline-bf16": ("the 5-output batch-norm network under Keras's mixed_bfloat16 policy (SPINELIB_PRECISION)",
+                      dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9), 1, "mixed_bfloat16"),
 }
-"""Child part -> (what, :func:`spinelib.seg.unet.unet` arguments, ``accumulate``) of the memory runs
-through the book's training function, 512x256, batch 8."""
+"""Child part -> (what, :func:`spinelib.seg.unet.unet` arguments, ``accumulate``[, Keras dtype policy,
+float32 when absent]) of the memory runs through the book's training function, 512x256, batch 8."""
 
 
 def part_training_pipeline(args, variant: str = "pipeline") -> dict:
     from spinelib.seg.training import train_segmentation
     from spinelib.seg.unet import unet
 
-    what, kwargs, accumulate = PIPELINES[variant]
+    from spinelib.core.config import use_training_precision
+
+    what, kwargs, accumulate, *precision = PIPELINES[variant]
+    precision = use_training_precision(precision[0] if precision else "float32")
     size, n, outputs = tuple(args.size), 24, kwargs.get("n_classes", 1)
     rng = np.random.default_rng(0)
     x = (rng.random((n, *size)) * 255).astype(np.uint8)
@@ -283,7 +290,7 @@ def part_training_pipeline(args, variant: str = "pipeline") -> dict:
                            out_dir=tmp, verbose=0, accumulate=accumulate)
         seconds = time.perf_counter() - t
     return {"network": what, "input": list(size), "batch": 8, "accumulate": accumulate, "train_images": 16,
-            "val_images": 8, "epoch_seconds_with_tracing": round(seconds, 1), "peak_rss_mb": peak_rss_mb(),
+            "val_images": 8, "precision": precision, "epoch_seconds_with_tracing": round(seconds, 1), "peak_rss_mb": peak_rss_mb(),
             "load_average": [start, load()]}
 
 
@@ -397,6 +404,8 @@ def verdicts(rec: dict) -> dict:
                                **({"train_segmentation_accumulate_2": tr["pipeline_accumulate"]["peak_rss_mb"],
                                    "train_segmentation_paper_network": tr["pipeline_paper"]["peak_rss_mb"]}
                                   if "pipeline_paper" in tr else {}),
+                               **({"train_segmentation_mixed_bfloat16": tr["pipeline_bf16"]["peak_rss_mb"]}
+                                  if "pipeline_bf16" in tr else {}),
                                "target": TARGETS["training_memory_mb"]},
     }
 
@@ -428,7 +437,9 @@ def markdown(rec: dict) -> str:
         f"{tr['pipeline']['peak_rss_mb']:.0f} MB (`train_segmentation`, 5 outputs, batch norm, tf.data)"
         + (f"; the same with `accumulate=2` (micro-batches of 4, one step per 8) {tr['pipeline_accumulate']['peak_rss_mb']:.0f} MB; "
            f"the paper's network through `train_segmentation` {tr['pipeline_paper']['peak_rss_mb']:.0f} MB"
-           if "pipeline_paper" in tr else "") + " | <= 4096 MB |",
+           if "pipeline_paper" in tr else "")
+        + (f"; the 5-output network in `mixed_bfloat16` {tr['pipeline_bf16']['peak_rss_mb']:.0f} MB"
+           if "pipeline_bf16" in tr else "") + " | <= 4096 MB |",
         "",
         "## The landmark model, stage by stage", "",
         f"Model `{lm['model']}`, input {lm['input'][0]}x{lm['input'][1]}, X-rays from {lm['xray_shapes_min_max'][0]} to "

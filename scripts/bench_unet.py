@@ -12,8 +12,10 @@ Usage::
     python scripts/bench_unet.py --lite0 --batch 4 --out benchmarks/lite0_unet_speed.csv
 
 ``--precision mixed_bfloat16`` (or ``both``) times the same networks under Keras' mixed-precision
-policy: bfloat16 convolutions with float32 weights, which pays only on a CPU with bfloat16 matrix
-units (Intel AMX, ``amx_bf16`` in ``/proc/cpuinfo``); the book trains in float32.
+policy: bfloat16 convolutions with float32 weights, which pays on a CPU with bfloat16 instructions
+(``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``: 3.8x per step on an Intel Xeon with AMX,
+``benchmarks/unet_precision_xeon.csv``; 2.0x on a Zen 5 EPYC, ``benchmarks/unet_precision_zen5.csv``);
+the book trains in float32 unless ``SPINELIB_PRECISION`` says otherwise.
 
 ``--lite0`` times the AASCE long runs' network instead (``spinelib.seg.unet.lite0_unet`` at 384x192,
 ImageNet weights, Dice loss): as it is, with a stride-1 skip, and with a wider decoder.

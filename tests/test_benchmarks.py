@@ -212,3 +212,21 @@ def test_the_pyspy_summary_sorts_samples_into_tracing_running_and_other(tmp_path
     assert "building graphs 25%, running them 62%, other work 12%" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         script.main(["04", "--out", str(out)])  # no file given
+
+
+def test_the_memory_runs_train_each_pipeline_in_its_own_precision():
+    """Part ``training``'s memory runs through ``train_segmentation``, at a tiny size: the bfloat16
+    variant trains under mixed_bfloat16 (and says so), the others in float32."""
+    import keras
+
+    script = load_script("inference_speed")
+    args = script.parse_args(["--size", "32", "16"])
+    try:
+        bf16 = script.part_training_pipeline(args, "pipeline-bf16")
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        f32 = script.part_training_pipeline(args, "pipeline-paper")
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert (bf16["precision"], f32["precision"]) == ("mixed_bfloat16", "float32")
+    assert bf16["peak_rss_mb"] > 0 and bf16["input"] == [32, 16]

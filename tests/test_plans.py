@@ -112,12 +112,14 @@ def test_the_measuring_networks_input_per_view():
 def test_training_precision_reads_the_argument_then_the_environment_and_auto_follows_the_cpu(tmp_path, monkeypatch):
     from spinelib.core import config
 
-    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx, zen5, plain = tmp_path / "amx", tmp_path / "zen5", tmp_path / "plain"
     amx.write_text("processor : 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
-    plain.write_text("processor : 0\nflags\t\t: fpu avx2 fma avx512_bf16\n")  # bfloat16 dot products, no matrix units
+    zen5.write_text("processor : 0\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n")  # bfloat16 dot products, no AMX
+    plain.write_text("processor : 0\nflags\t\t: fpu avx2 fma avx512f avx512_vnni\n")  # no bfloat16 instructions
     monkeypatch.delenv(config.PRECISION_ENV, raising=False)
     assert config.training_precision() == "float32"
     assert config.training_precision("auto", cpuinfo=amx) == "mixed_bfloat16"
+    assert config.training_precision("auto", cpuinfo=zen5) == "mixed_bfloat16"
     assert config.training_precision("auto", cpuinfo=plain) == "float32"
     assert config.training_precision("auto", cpuinfo=tmp_path / "missing") == "float32"
     monkeypatch.setenv(config.PRECISION_ENV, " Mixed_BFloat16 ")

@@ -222,30 +222,36 @@ PRECISION_ENV = "SPINELIB_PRECISION"
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
 """What :func:`training_precision` accepts: float32 (the default), Keras' ``mixed_bfloat16`` policy
 (bfloat16 convolutions and matrix products, float32 weights and outputs), or ``auto``: mixed_bfloat16
-on a CPU with bfloat16 matrix units (Intel AMX, ``amx_bf16``), float32 elsewhere."""
+on a CPU with bfloat16 instructions (Intel AMX ``amx_bf16`` or AVX-512 ``avx512_bf16``), float32 elsewhere."""
+
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""The ``/proc/cpuinfo`` flags under which ``auto`` trains in bfloat16. Measured with
+``scripts/bench_unet.py --precision both``, the paper's U-Net at 512x256, batch 8: 3.8x faster per step
+on an Intel Xeon with AMX (``benchmarks/unet_precision_xeon.csv``), 2.0x on an AMD Zen 5 EPYC with
+``avx512_bf16`` and no AMX (``benchmarks/unet_precision_zen5.csv``). A CPU with neither runs bfloat16
+without hardware support, so ``auto`` keeps float32 there."""
 
 
-def cpu_has_amx_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
-    """Whether the CPU's flags (Linux ``/proc/cpuinfo``) include ``amx_bf16``; False where unknown."""
+def cpu_has_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags (Linux ``/proc/cpuinfo``) include one of :data:`BF16_FLAGS`; False
+    where unknown."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
         return False
-    return any(line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines())
+    return any(line.startswith("flags") and set(BF16_FLAGS) & set(line.split()) for line in text.splitlines())
 
 
 def training_precision(value: str | None = None, cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
     """The Keras dtype policy the book's networks train in: ``value``, else ``$SPINELIB_PRECISION``,
-    else ``float32``; ``auto`` resolves by :func:`cpu_has_amx_bf16`. On an Intel Xeon with AMX
-    (2026-12-03, ``benchmarks/unet_precision_xeon.csv``) mixed_bfloat16 trains the paper's U-Net 3.8x
-    faster than float32; on a CPU without bfloat16 matrix units it is slower, so ``auto`` keeps float32
-    there. The numbers move with the precision: a run's cache key records it (:func:`spinelib.core.runs.run_key`)."""
+    else ``float32``; ``auto`` resolves by :func:`cpu_has_bf16` (see :data:`BF16_FLAGS` for
+    what it gains where). The numbers move with the precision: a run's cache key records it (:func:`spinelib.core.runs.run_key`)."""
     v = (value if value is not None else os.environ.get(PRECISION_ENV, "") or "float32").strip().lower()
     if v not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {v!r} "
                          f"(from {'the argument' if value is not None else '$' + PRECISION_ENV})")
     if v == "auto":
-        return "mixed_bfloat16" if cpu_has_amx_bf16(cpuinfo) else "float32"
+        return "mixed_bfloat16" if cpu_has_bf16(cpuinfo) else "float32"
     return v
 
 
