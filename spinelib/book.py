@@ -97,17 +97,19 @@ def kernel_environment():
                 os.environ[k] = v
 
 
-PAGE_MINUTES = {"01_": 0.9, "02_": 5.1, "03_": 20.0, "03b_": 4.1, "04_": 12.7, "05_": 17.1, "06_": 0.1, "07_": 3.4}
-"""Each page's minutes in the ``ci`` book one page at a time (Intel Xeon, 2026-12-03,
-``benchmarks/book_profile_ci_xeon.md``): only used to share the pages out between lanes
-(:func:`plan_lanes`). They give lanes 01, 04, 05 and 02, 03, 03b, 07: 41.0 min from scratch (probe
-0.246 s). Balancing by the minutes each page took in that two-lane build instead (03b beside 04, 05)
-was measured too: 44.3 min at probe 0.264 s, the same time for the slower machine, because pages
-2 and 3b, both training U-Nets from their first minute, then ran side by side and each took 1.6x as
-long as beside the other pages (541 s against 327, 356 against 228)."""
-CHAINS: tuple[tuple[str, ...], ...] = (("04_", "05_"),)
+PAGE_MINUTES = {"01_": 0.5, "02_": 5.2, "03_": 20.0, "03b_": 2.9, "04_": 9.0, "05_": 15.9, "06_": 0.1, "07_": 2.2}
+"""Each page's minutes in a two-lane ``ci`` build from scratch (AMD Zen 5 EPYC, float32, 2026-12-04,
+probe 0.152 s; lanes 01, 04, 05 and 02, 03, 03b, 07: 30.5 min of pages, lane 2 five minutes
+longer): only used to share the pages out between lanes (:func:`plan_lanes`). With :data:`CHAINS`
+they give lanes 01, 04, 05, 07 and 02, 03, 03b. Earlier, on an Intel Xeon (2026-12-03), balancing by
+two-lane minutes without the 03 -> 03b chain put page 3b beside page 2, and both, training U-Nets
+from their first minute, took 1.6x as long as beside the other pages (541 s against 327, 356
+against 228): 44.3 min against 41.0."""
+CHAINS: tuple[tuple[str, ...], ...] = (("04_", "05_"), ("03_", "03b_"))
 """Pages that run one after another in one lane: page 5 reads page 4's runs (the in-domain U-Net of
-fold 0, Table 4's row 6 and the feature cache), so the two never train the same run at once."""
+fold 0, Table 4's row 6 and the feature cache), so the two never train the same run at once; page 3b
+writes its run into page 3's output folder (``03_unet``), and kept after it, it never trains beside
+page 2 (see :data:`PAGE_MINUTES`)."""
 LAST = ("06_",)
 """Pages that read every other page's results: they run after all lanes."""
 

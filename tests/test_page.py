@@ -88,6 +88,8 @@ def test_pages_share_out_into_lanes_that_keep_page_5_after_page_4_and_page_6_las
     with_4 = next(lane for lane in names if "04_" in lane)
     assert with_4.index("05_") == with_4.index("04_") + 1  # page 5 reads page 4's runs: same lane, right after
     assert "03_" not in with_4  # the two longest pieces of work (03; 04 + 05) go to different lanes
+    with_3 = next(lane for lane in names if "03_" in lane)
+    assert with_3.index("03b") == with_3.index("03_") + 1  # 3b right after 3, never beside page 2's start
     assert all(lane == sorted(lane, key=[p.name[:3] for p in pages].index) for lane in names)  # book order
     one, _ = plan_lanes(pages, 1)
     assert len(one) == 1
