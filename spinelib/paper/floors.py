@@ -59,11 +59,12 @@ FLOOR_RULES: tuple[dict, ...] = (
                "half-widths (0.003), and the thin lines' CIs are wider still (about 0.08)")
       for s in _FINAL_STRUCTURES),
     dict(page="03b_aasce_segmentation", section="Segmentation: real AP vertebrae",
-         quantity="Dice, AASCE vertebral bodies T1-L5", direction="min", margin=0.03, widen_to_ci=True,
-         why="the reference Dice minus 0.03, or the lower end of its 95% CI (bootstrap over validation patients) where "
-             "that is lower (real X-rays, the page's own run): the same code gave 0.713 (Zen 5, 2026-12-02) and 0.706, "
-             "0.709 and 0.695 in three builds on an Intel Xeon (2026-12-03), its run not bitwise repeatable beside "
-             "another page, so the CI's end (0.691) sat within 0.004 of a build"),
+         quantity="Dice, AASCE vertebral bodies T1-L5", direction="min", margin=0.05, widen_to_ci=True,
+         why="the reference Dice minus 0.05, or the lower end of its 95% CI (bootstrap over validation patients) "
+             "where that is lower (real X-rays, the page's own run, not bitwise repeatable between builds: on a "
+             "Zen 5 it already differed in its first epoch): the same code gave 0.713 (Zen 5, 2026-12-02), 0.706, "
+             "0.709 and 0.695 in three builds on an Intel Xeon (2026-12-03) and 0.717 and 0.685 in two float32 "
+             "builds on a Zen 5 (2026-12-04), further apart than the CI, which counts patients, not training runs"),
     dict(page="05_classification_results", section="Classification",
          quantity="normal/damaged accuracy, segment then measure (predicted masks)", direction="min", margin=None,
          why="the lower end of the reference build's 95% CI (bootstrap over patients): measured geometry on the "
