@@ -229,7 +229,9 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 ``scripts/bench_unet.py --precision both``, the paper's U-Net at 512x256, batch 8: 3.8x faster per step
 on an Intel Xeon with AMX (``benchmarks/unet_precision_xeon.csv``), 2.0x on an AMD Zen 5 EPYC with
 ``avx512_bf16`` and no AMX (``benchmarks/unet_precision_zen5.csv``). A CPU with neither runs bfloat16
-without hardware support, so ``auto`` keeps float32 there."""
+without hardware support, so ``auto`` keeps float32 there. The book's default stays float32: its whole
+``ci`` build in bfloat16 on that Zen 5 was 16 % faster but lost three headlines, one of its in-domain
+AASCE U-Nets collapsing (``benchmarks/compare_ci_float32_bf16_zen5.md``)."""
 
 
 def cpu_has_bf16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
