@@ -256,28 +256,30 @@ def part_training(args) -> dict:
     return rec
 
 
+BOOK_NETWORK = dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9)
+"""The book's multi-output LAT network (:func:`spinelib.seg.unet.unet` arguments)."""
+
 PIPELINES = {
     "pipeline": ("one multi-output U-Net (filters 32, 5 LAT outputs, batch norm), the book's train_segmentation",
-                 dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9), 1),
+                 BOOK_NETWORK, 1, "float32"),
     "pipeline-accumulate": ("the same, accumulate=2: micro-batches of 4, one Adam step per 8 X-rays",
-                            dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9), 2),
+                            BOOK_NETWORK, 2, "float32"),
     "pipeline-paper": ("the paper's U-Net (filters 32, one output, no batch norm) through train_segmentation",
-                       dict(), 1),
+                       dict(), 1, "float32"),
     "pipeline-bf16": ("the 5-output batch-norm network under Keras's mixed_bfloat16 policy (SPINELIB_PRECISION)",
-                      dict(filters=32, n_classes=5, batch_norm=True, bn_momentum=0.9), 1, "mixed_bfloat16"),
+                      BOOK_NETWORK, 1, "mixed_bfloat16"),
 }
-"""Child part -> (what, :func:`spinelib.seg.unet.unet` arguments, ``accumulate``[, Keras dtype policy,
-float32 when absent]) of the memory runs through the book's training function, 512x256, batch 8."""
+"""Child part -> (what, :func:`spinelib.seg.unet.unet` arguments, ``accumulate``, Keras dtype policy) of
+the memory runs through the book's training function, 512x256, batch 8."""
 
 
 def part_training_pipeline(args, variant: str = "pipeline") -> dict:
+    from spinelib.core.config import use_training_precision
     from spinelib.seg.training import train_segmentation
     from spinelib.seg.unet import unet
 
-    from spinelib.core.config import use_training_precision
-
-    what, kwargs, accumulate, *precision = PIPELINES[variant]
-    precision = use_training_precision(precision[0] if precision else "float32")
+    what, kwargs, accumulate, precision = PIPELINES[variant]
+    precision = use_training_precision(precision)
     size, n, outputs = tuple(args.size), 24, kwargs.get("n_classes", 1)
     rng = np.random.default_rng(0)
     x = (rng.random((n, *size)) * 255).astype(np.uint8)
