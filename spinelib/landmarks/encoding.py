@@ -234,7 +234,7 @@ def augment_sample(image, mask, landmarks, seed, strengths: dict | None = None):
     the X-ray, nearest for the mask, the landmarks by :func:`move_landmarks`); then the X-ray's
     intensity: contrast about its mean, brightness, gamma. Stateless: the same ``seed`` (a length-2
     integer tensor) gives the same sample."""
-    from spinelib.seg.training import affine_matrix
+    from spinelib.seg.augment import adjust_intensity, affine_matrix
 
     p = {**AUGMENT, **(strengths or {})}
     geo, s0, s1, s2 = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4))
@@ -246,9 +246,7 @@ def augment_sample(image, mask, landmarks, seed, strengths: dict | None = None):
     contrast = tf.random.stateless_uniform([], s0, 1.0 - p["contrast"], 1.0 + p["contrast"])
     brightness = tf.random.stateless_uniform([], s1, -p["brightness"], p["brightness"])
     gamma = tf.random.stateless_uniform([], s2, 1.0 - p["gamma"], 1.0 + p["gamma"])
-    mean = tf.reduce_mean(image)
-    image = tf.pow(tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0), gamma)
-    return image, mask, landmarks
+    return adjust_intensity(image, contrast, brightness, gamma), mask, landmarks
 
 
 def keras_affine(x, matrix, interpolation: str):

@@ -105,9 +105,19 @@ def augment_pair(image, masks, seed, **strengths) -> tuple[tf.Tensor, tf.Tensor]
     contrast = tf.random.stateless_uniform([], s[0], 1.0 - p["contrast"], 1.0 + p["contrast"])
     brightness = tf.random.stateless_uniform([], s[1], -p["brightness"], p["brightness"])
     gamma = tf.random.stateless_uniform([], s[2], 1.0 - p["gamma"], 1.0 + p["gamma"])
-    # the mean in float64: a float32 reduction's summation order (and so its last bit) can change
-    # with threading, and a resumed run must see the same pixels as an uninterrupted one
-    mean = tf.cast(tf.reduce_mean(tf.cast(image, tf.float64)), tf.float32)
-    image = tf.clip_by_value(mean + contrast * (image - mean) + brightness, 0.0, 1.0)
-    image = tf.pow(image, gamma)
-    return image, masks
+    return adjust_intensity(image, contrast, brightness, gamma), masks
+
+
+def adjust_intensity(image, contrast, brightness, gamma) -> tf.Tensor:
+    """Contrast about the image's mean, brightness, clip to [0, 1], gamma: float32 in, float32 out.
+
+    Computed in float64 and rounded to float32 once, at the end. In float32 the last bit of these
+    pixels depended on how TensorFlow ran the element-wise ops (which changes with the batch's
+    layout and threading): the same seed then gave pixels 1-3 ulp apart in different processes,
+    and training runs on them ended at different weights (``docs/benchmarks.md``, 2026-12-04).
+    A float64 last-bit difference does not survive the rounding.
+    """
+    x = tf.cast(image, tf.float64)
+    mean = tf.reduce_mean(x)
+    c, b, g = (tf.cast(v, tf.float64) for v in (contrast, brightness, gamma))
+    return tf.cast(tf.pow(tf.clip_by_value(mean + c * (x - mean) + b, 0.0, 1.0), g), tf.float32)
