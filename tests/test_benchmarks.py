@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -230,3 +231,30 @@ def test_the_memory_runs_train_each_pipeline_in_its_own_precision():
         keras.mixed_precision.set_global_policy("float32")
     assert (bf16["precision"], f32["precision"]) == ("mixed_bfloat16", "float32")
     assert bf16["peak_rss_mb"] > 0 and bf16["input"] == [32, 16]
+
+
+def test_the_repeat_check_tells_weights_one_bit_apart(tmp_path):
+    """benchmarks/repeat_training.py: its fingerprint changes with one weight's last bit, and the
+    report counts the distinct fingerprints of its runs."""
+    import numpy as np
+
+    repeat = load_script("repeat_training")
+
+    class Weights:
+        def __init__(self, ws):
+            self.ws = ws
+
+        def get_weights(self):
+            return self.ws
+
+    a = [np.ones((3, 3), np.float32), np.zeros(4, np.float32)]
+    b = [w.copy() for w in a]
+    b[0][1, 1] = np.nextafter(np.float32(1), np.float32(2))
+    fa, fb = repeat.fingerprint(Weights(a)), repeat.fingerprint(Weights(b))
+    assert fa == repeat.fingerprint(Weights([w.copy() for w in a])) and fa["md5"] != fb["md5"]
+    args = SimpleNamespace(what="random", epochs=1, runs=3, out=str(tmp_path / "rep"))
+    record = repeat.report(args, [dict(fa, seconds=1.0), dict(fb, seconds=1.0), dict(fa, seconds=1.0)])
+    assert record["distinct_weights"] == 2
+    md = (tmp_path / "rep.md").read_text()
+    assert "2 distinct final weights in 3 runs" in md and md.count(fa["md5"][:12]) == 2
+    assert json.loads((tmp_path / "rep.json").read_text())["distinct_weights"] == 2

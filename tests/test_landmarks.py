@@ -242,6 +242,26 @@ def test_model_folder_round_trip(tmp_path):
         model.predict(np.zeros((4, 4)))
 
 
+def test_a_saved_model_predicts_in_float32_under_a_bfloat16_page(tmp_path):
+    """A page that trains in bfloat16 (``SPINELIB_PRECISION``) still gets the model's float32
+    numbers from ``load_model``, and keeps its own policy for what it builds next."""
+    import keras
+
+    from spinelib.landmarks.model import load_model, save_model
+
+    folder = save_model(landmark_net((128, 64, 1), weights=None), tmp_path / "m", {"name": "t", "version": "0"})
+    x = np.random.default_rng(0).random((1, 128, 64, 1)).astype(np.float32)
+    plain = load_model(folder).network(x)[0].numpy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = load_model(folder)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.compute_dtype for layer in model.network.layers} == {"float32"}
+    np.testing.assert_array_equal(model.network(x)[0].numpy(), plain)
+
+
 @pytest.mark.needs_shared
 def test_released_model_reads_a_real_xray(aasce_dir):
     """The model shipped in the package: 17 vertebrae in order, on the X-ray, near the truth."""

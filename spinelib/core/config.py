@@ -12,6 +12,7 @@ Datasets are found, in order, from an explicit path, an environment variable, Ka
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from dataclasses import asdict, dataclass, replace
@@ -265,6 +266,21 @@ def use_training_precision(value: str | None = None) -> str:
     name = training_precision(value)
     keras.mixed_precision.set_global_policy(name)
     return name
+
+
+@contextlib.contextmanager
+def keras_policy(name: str = "float32"):
+    """Build Keras layers under the dtype policy ``name`` inside the block, then give the global
+    policy back: a network that must compute in float32 whatever the page trains in (a shipped
+    model's numbers are the command line's, ``use_training_precision`` or not)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
 
 
 def set_seed(seed: int) -> np.random.Generator:

@@ -213,6 +213,7 @@ def _resolve(name_or_dir) -> Path:
 
 def load_model(name_or_dir: str | os.PathLike | None = None) -> VertebraModel:
     """Load a shipped model by name (default :data:`DEFAULT_MODEL`) or a model folder by path."""
+    from spinelib.core.config import keras_policy
     from spinelib.landmarks.network import landmark_net
 
     folder = _resolve(name_or_dir)
@@ -220,7 +221,8 @@ def load_model(name_or_dir: str | os.PathLike | None = None) -> VertebraModel:
     if config.get("format") != FORMAT:
         raise ValueError(f"{folder / MODEL_FILE}: format {config.get('format')!r} is not {FORMAT!r}")
     arch = dict(config["architecture"])
-    network = landmark_net(tuple(arch.pop("input_shape")), weights=None, **arch)
+    with keras_policy("float32"):  # trained and measured in float32: predict in it under any page policy
+        network = landmark_net(tuple(arch.pop("input_shape")), weights=None, **arch)
     with np.load(folder / WEIGHTS_FILE) as z:
         weights = [z[k].astype(np.float32) for k in sorted(z.files)]
     expected = [tuple(v.shape) for v in network.get_weights()]
